@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#ifndef PBSLM_REPO_H
+#define PBSLM_REPO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "key.h"
+#include "snap.h"
+#include "store.h"
+
+/*
+ * A backup repository seen through a store: snapshot resolution, the
+ * verified manifest, verified indexes, verified chunk reads.  Everything
+ * the commands and the live mount read from a backup comes through here,
+ * checked: the manifest's CRC (and signature with a key), each index
+ * against the manifest's size and csum, each chunk's CRC, tag, length and
+ * digest.
+ *
+ * struct repo_snapshot is immutable after repo_snapshot_open(); its
+ * functions may be called from any thread.
+ */
+
+struct repo_snapshot;
+
+struct repo_group {
+	char *type;
+	char *id;
+};
+
+/* List groups ("vm/100") of namespace @ns (NULL = root). */
+int repo_list_groups(struct store *s, const char *ns,
+		     struct repo_group **out, size_t *n);
+void repo_free_groups(struct repo_group *g, size_t n);
+/* Snapshot times of a group, ascending. */
+int repo_list_times(struct store *s, const char *ns, const char *type,
+		    const char *id, int64_t **out, size_t *n);
+
+/*
+ * Resolve @spec ("vm/100/2025-06-01T02:00:00Z" or "vm/100" for the
+ * newest) in namespace @ns and load its manifest.  @key: NULL or the
+ * key; the manifest's key fingerprint and signature are checked.  The
+ * store and key are borrowed and must outlive the snapshot.
+ */
+int repo_snapshot_open(struct store *s, const char *ns, const char *spec,
+		       const struct key_material *key,
+		       struct repo_snapshot **out);
+void repo_snapshot_close(struct repo_snapshot *snap);
+const struct snap_manifest *repo_snapshot_manifest(
+	const struct repo_snapshot *snap);
+/* "vm/100/2025-06-01T02:00:00Z" (with "ns/../" prefix if any). */
+const char *repo_snapshot_path(const struct repo_snapshot *snap);
+
+/*
+ * Load archive @name (e.g. "drive-scsi0.img.fidx"; ".fidx" may be left
+ * off) and check it against the manifest.  Names with '/' or ".." are
+ * refused.
+ */
+int repo_load_fidx(struct repo_snapshot *snap, const char *name,
+		   struct snap_fidx **out);
+
+/*
+ * One archive's read context: fidx + crypt mode + zero digest.
+ * Immutable; any thread.
+ */
+struct repo_archive;
+int repo_archive_open(struct repo_snapshot *snap, const char *name,
+		      struct repo_archive **out);
+void repo_archive_close(struct repo_archive *a);
+const struct snap_fidx *repo_archive_fidx(const struct repo_archive *a);
+const char *repo_archive_name(const struct repo_archive *a);
+/* True if chunk @i is the all-zero chunk (never needs a fetch). */
+bool repo_archive_is_zero(const struct repo_archive *a, uint64_t i);
+/*
+ * Fetch, verify and decode chunk @i into @out (snap_fidx_chunk_len()
+ * bytes).  Retried by the store; on failure logs one line with the
+ * digest, the location and the reason, and returns -EIO (or -ENOKEY).
+ * Zero chunks are filled without a fetch.
+ */
+int repo_archive_read_chunk(const struct repo_archive *a, uint64_t i,
+			    enum store_prio prio, uint8_t *out);
+
+#endif

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#ifndef PBSLM_STORE_H
+#define PBSLM_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Where a datastore lives: one interface, one backend per file
+ * (store_dir.c: a directory on this machine; store_http.c: the same tree
+ * under an http(s) URL).  Paths are relative to the datastore root, in
+ * FORMATS.md section 6 layout ("vm/100/<time>/index.json.blob").
+ *
+ * Every function may block and may be called from any thread at once.
+ * Returned buffers are malloc'ed and owned by the caller.
+ */
+
+enum store_prio {
+	STORE_PRIO_DEMAND,	/* a reader is waiting */
+	STORE_PRIO_READAHEAD,
+	STORE_PRIO_STREAM,	/* background copy: lowest */
+};
+
+/*
+ * Chunk check callback: decode and verify @raw (@len bytes).  Return 0 to
+ * accept, -EBADMSG to have the store fetch the chunk again (bounded
+ * retries, never served), any other -errno to fail at once.  Runs on the
+ * calling thread, never on a network event loop.
+ */
+typedef int (*store_check_fn)(const uint8_t *raw, size_t len, void *arg);
+
+struct store;
+
+struct store_ops {
+	const char *name;
+	/* -ENOENT when missing; -EFBIG when larger than @max. */
+	int (*get_file)(struct store *s, const char *path, size_t max,
+			uint8_t **buf, size_t *len);
+	/* The raw blob of @digest, checked by @check; -ENOENT if absent. */
+	int (*get_chunk)(struct store *s, const uint8_t digest[32],
+			 enum store_prio prio, store_check_fn check, void *arg);
+	/*
+	 * Entry names (no "." or "..") in directory @path; *@names is a
+	 * malloc'ed array of malloc'ed strings.  -ENOTSUP if the backend
+	 * cannot list.
+	 */
+	int (*list)(struct store *s, const char *path, char ***names,
+		    size_t *n);
+	/* Where a path or chunk lives, for log lines (URL or file path). */
+	void (*describe)(struct store *s, const char *path, char *out,
+			 size_t outlen);
+	void (*close)(struct store *s);
+};
+
+/* Embedded first in every backend's own struct. */
+struct store {
+	const struct store_ops *ops; /* immutable after open */
+};
+
+/* Options for every backend; strings are borrowed until store_close(). */
+struct store_conf {
+	const char *url;		/* path, file://, http://, https:// */
+	unsigned int connections;	/* transfers in flight, default 16 */
+	uint64_t remote_timeout_ms;	/* total per request incl. retries */
+	uint64_t request_timeout_ms;	/* one attempt */
+	uint64_t limit_rate;		/* bytes/s, 0 = none */
+	const char *ca_file;
+	const char *fingerprint;	/* "aa:bb:..", SHA-256 of leaf cert */
+	int insecure;			/* skip verification (warned) */
+	const char *auth_header;	/* full "Authorization: ..." or NULL */
+};
+
+int store_open(const struct store_conf *conf, struct store **out);
+void store_close(struct store *s);
+
+int store_get_file(struct store *s, const char *path, size_t max,
+		   uint8_t **buf, size_t *len);
+int store_get_chunk(struct store *s, const uint8_t digest[32],
+		    enum store_prio prio, store_check_fn check, void *arg);
+int store_list(struct store *s, const char *path, char ***names, size_t *n);
+void store_describe(struct store *s, const char *path, char *out,
+		    size_t outlen);
+void store_free_names(char **names, size_t n);
+
+/* Backends: called by store_open() only. */
+int store_dir_open(const struct store_conf *conf, const char *root,
+		   struct store **out);
+int store_http_open(const struct store_conf *conf, struct store **out);
+
+#endif

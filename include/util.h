@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#ifndef PBSLM_UTIL_H
+#define PBSLM_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/*
+ * Small helpers without a module of their own: hex, full reads and
+ * writes, atomic file replacement, size parsing, a capped byte buffer.
+ * All are thread-safe and return 0 or -errno unless stated.
+ */
+
+/* Lowercase hex of @len bytes into @out, which holds 2 * len + 1. */
+void hex_encode(const uint8_t *in, size_t len, char *out);
+/* Exactly 2 * @len hex digits (either case) to bytes; -EINVAL otherwise. */
+int hex_decode(const char *hex, uint8_t *out, size_t len);
+
+/* Loop over short reads/writes and EINTR; a short read at EOF is -EIO. */
+int pread_full(int fd, void *buf, size_t len, off_t off);
+int pwrite_full(int fd, const void *buf, size_t len, off_t off);
+int write_full(int fd, const void *buf, size_t len);
+
+/*
+ * Read a whole file of at most @max bytes.  -EFBIG when larger, -ENOENT
+ * when missing.  *@buf is malloc'ed, owned by the caller, and has one
+ * extra NUL byte after *@len so that text can be parsed in place.
+ */
+int read_file(const char *path, size_t max, uint8_t **buf, size_t *len);
+
+/*
+ * Replace @path atomically: write "<path>.tmp.<pid>", fsync, rename over
+ * @path, fsync the directory.  A crash leaves the old file or the new
+ * one, never a mixture.
+ */
+int write_file_atomic(const char *path, const void *buf, size_t len,
+		      mode_t mode);
+int fsync_parent_dir(const char *path);
+/* mkdir -p; existing directories are fine. */
+int mkdir_p(const char *path, mode_t mode);
+
+/* "4096", "4K", "256M", "1G", "2T" (powers of 1024); -EINVAL, -ERANGE. */
+int parse_size(const char *s, uint64_t *out);
+/* Unsigned decimal with overflow and garbage checks. */
+int parse_u64(const char *s, uint64_t *out);
+/* Seconds, optionally with ms/s/m/h suffix, into milliseconds. */
+int parse_duration_ms(const char *s, uint64_t *out);
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t now_ns(void);
+
+/* strdup and friends that never return NULL: abort on OOM at start-up. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t m);
+char *xstrdup(const char *s);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * Growable byte buffer with a hard cap, for data that comes from outside.
+ * Invariant: len <= cap <= limit.  Not thread-safe; one owner at a time.
+ */
+struct buf {
+	uint8_t *data;
+	size_t len;
+	size_t cap;
+	size_t limit;	/* appends past this fail with -EFBIG */
+};
+void buf_init(struct buf *b, size_t limit);
+int buf_reserve(struct buf *b, size_t total);
+int buf_append(struct buf *b, const void *p, size_t n);
+/* Hand the data to the caller (who frees it) and reset @b. */
+uint8_t *buf_steal(struct buf *b, size_t *len);
+void buf_release(struct buf *b);
+
+#endif
