@@ -68,5 +68,9 @@ int chunk_decode_blob(const uint8_t *blob, size_t len,
  */
 int chunk_encode(const void *data, size_t len, bool compress,
 		 const struct key_material *k, uint8_t **out, size_t *outlen);
+/* The same with a given 16-byte IV (NULL: random): for test vectors. */
+int chunk_encode_iv(const void *data, size_t len, bool compress,
+		    const struct key_material *k, const uint8_t *iv,
+		    uint8_t **out, size_t *outlen);
 
 #endif

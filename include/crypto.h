@@ -43,6 +43,15 @@ int crypto_scrypt(const void *pass, size_t passlen, const void *salt,
 		  size_t outlen);
 
 int crypto_random(void *out, size_t len);
+
+/*
+ * Standard base64 (RFC 4648), with or without '=' padding on input.
+ * decode: -EINVAL for bad input or more than @cap bytes; *@outlen set.
+ * encode: @out holds 4 * ceil(len / 3) + 1 bytes.
+ */
+int crypto_base64_decode(const char *in, uint8_t *out, size_t cap,
+			 size_t *outlen);
+void crypto_base64_encode(const uint8_t *in, size_t len, char *out);
 /* Wipe memory so that the compiler cannot elide it. */
 void crypto_wipe(void *p, size_t len);
 

@@ -168,6 +168,48 @@ int crypto_random(void *out, size_t len)
 	return 0;
 }
 
+int crypto_base64_decode(const char *in, uint8_t *out, size_t cap,
+			 size_t *outlen)
+{
+	size_t len = strlen(in);
+	size_t pad;
+	uint8_t *dec;
+	char *tmp;
+	int n;
+
+	while (len && in[len - 1] == '=')
+		len--;
+	if (len % 4 == 1 || len > 4 * (cap / 3 + 2))
+		return -EINVAL;
+	/* EVP_DecodeBlock wants padding: add what the writer left off. */
+	pad = (4 - len % 4) % 4;
+	tmp = calloc(1, len + pad + 1);
+	dec = malloc((len + pad) / 4 * 3 + 1);
+	if (!tmp || !dec) {
+		free(tmp);
+		free(dec);
+		return -ENOMEM;
+	}
+	memcpy(tmp, in, len);
+	memset(tmp + len, '=', pad);
+	n = EVP_DecodeBlock(dec, (const unsigned char *)tmp, (int)(len + pad));
+	free(tmp);
+	if (n < 0 || (size_t)n < pad || (size_t)n - pad > cap) {
+		free(dec);
+		return -EINVAL;
+	}
+	*outlen = n - pad;
+	memcpy(out, dec, *outlen);
+	OPENSSL_cleanse(dec, n);
+	free(dec);
+	return 0;
+}
+
+void crypto_base64_encode(const uint8_t *in, size_t len, char *out)
+{
+	EVP_EncodeBlock((unsigned char *)out, in, (int)len);
+}
+
 void crypto_wipe(void *p, size_t len)
 {
 	if (p)
