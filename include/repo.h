@@ -69,6 +69,8 @@ int repo_archive_open(struct repo_snapshot *snap, const char *name,
 void repo_archive_close(struct repo_archive *a);
 const struct snap_fidx *repo_archive_fidx(const struct repo_archive *a);
 const char *repo_archive_name(const struct repo_archive *a);
+/* The key for the archive's chunks: NULL unless crypt-mode encrypt. */
+const struct key_material *repo_archive_key(const struct repo_archive *a);
 /* True if chunk @i is the all-zero chunk (never needs a fetch). */
 bool repo_archive_is_zero(const struct repo_archive *a, uint64_t i);
 /*

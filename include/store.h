@@ -85,6 +85,5 @@ void store_free_names(char **names, size_t n);
 /* Backends: called by store_open() only. */
 int store_dir_open(const struct store_conf *conf, const char *root,
 		   struct store **out);
-int store_http_open(const struct store_conf *conf, struct store **out);
 
 #endif

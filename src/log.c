@@ -17,8 +17,8 @@
 #include "banned.h"
 
 unsigned int log_debug_mask;		/* immutable after start-up */
-static bool log_to_syslog;		/* immutable after start-up */
-static int log_level = LOG_INFO;	/* immutable after start-up */
+static bool log_to_syslog;		/* atomic */
+static int log_level = LOG_INFO;	/* atomic */
 static const char *log_ident = "pbs-livemount";
 
 static const struct {
@@ -34,10 +34,11 @@ static const struct {
 void log_init(const char *ident, bool use_syslog, int level)
 {
 	log_ident = ident;
-	log_to_syslog = use_syslog;
-	log_level = level;
 	if (use_syslog)
 		openlog(ident, LOG_PID, LOG_DAEMON);
+	/* May switch to syslog while threads run (daemon hand-shake). */
+	__atomic_store_n(&log_to_syslog, use_syslog, __ATOMIC_RELAXED);
+	__atomic_store_n(&log_level, level, __ATOMIC_RELAXED);
 }
 
 int log_set_debug(const char *list)
@@ -76,9 +77,9 @@ void log_vmsg(int level, const char *fmt, va_list ap)
 	char line[1024];
 	int n;
 
-	if (level > log_level)
+	if (level > __atomic_load_n(&log_level, __ATOMIC_RELAXED))
 		goto out;
-	if (log_to_syslog) {
+	if (__atomic_load_n(&log_to_syslog, __ATOMIC_RELAXED)) {
 		vsyslog(level, fmt, ap);
 		goto out;
 	}

@@ -78,3 +78,47 @@ is_sparse() {
 	size=$(stat -c %s "$f")
 	[ "$alloc" -lt "$size" ]
 }
+
+# ---- live mounts ----
+
+# lm_mount MNT ARGS...: start `pbs-livemount mount -f ARGS... MNT` in the
+# background, wait until MNT/.status exists; sets LM_PID; logs to $T/lm.log.
+lm_mount() {
+	local mnt=$1; shift
+	mkdir -p "$mnt"
+	"$PROG" mount -f "$@" "$mnt" >>"$T/lm.log" 2>&1 &
+	LM_PID=$!
+	cleanup_fn "fusermount3 -u -z '$mnt'; kill -9 $LM_PID"
+	for _ in $(seq 1 100); do
+		[ -e "$mnt/.status" ] && return 0
+		kill -0 $LM_PID 2>/dev/null || { cat "$T/lm.log"; fail "mount exited"; }
+		sleep 0.1
+	done
+	cat "$T/lm.log"
+	fail "mount did not come up"
+}
+
+# lm_umount MNT: unmount and wait for the daemon to exit (state committed).
+lm_umount() {
+	local mnt=$1 rc=0
+	fusermount3 -u "$mnt"
+	wait $LM_PID || rc=$?
+	[ $rc = 0 ] || { cat "$T/lm.log"; fail "daemon exited with $rc"; }
+}
+
+# lm_state MNT: the mount's state word from .status.
+lm_state() {
+	python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["state"])' \
+		"$1/.status"
+}
+
+# lm_wait_complete MNT [SECS]
+lm_wait_complete() {
+	local mnt=$1 secs=${2:-120} i
+	for ((i = 0; i < secs * 10; i++)); do
+		[ "$(lm_state "$mnt")" = complete ] && return 0
+		sleep 0.1
+	done
+	cat "$mnt/.status"
+	fail "not complete after $secs s"
+}

@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#ifndef PBSLM_PACK_H
+#define PBSLM_PACK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "key.h"
+
+/*
+ * Write a snapshot in PBS datastore layout (FORMATS.md section 6) from
+ * raw images: 4 MiB chunks, dedup by digest (within the run and against
+ * chunks already in the store), zstd level 1, optional encryption, one
+ * .img.fidx per image, the manifest last.  The snapshot directory is
+ * built under a temporary name and renamed into place after everything
+ * in it is durable, so a crash never leaves a half snapshot.
+ */
+struct pack_image {
+	const char *path;	/* raw image or block device */
+	const char *archive;	/* "drive-scsi0.img.fidx" */
+};
+
+struct pack_conf {
+	const struct pack_image *images;
+	unsigned int nimages;
+	const char *datastore;		/* directory, created if missing */
+	const char *ns;			/* NULL or "a/b" */
+	const char *type;		/* "vm", "ct", "host" */
+	const char *id;
+	int64_t time;			/* backup time, epoch seconds */
+	uint64_t chunk_size;		/* power of two, default 4 MiB */
+	const struct key_material *key; /* NULL: not encrypted */
+	const char *owner;		/* "root@pam" by default */
+	bool quiet;
+};
+
+/* Returns 0 or -errno; every failure is logged with the path. */
+int pack_run(const struct pack_conf *conf);
+
+/* "disk.raw" -> "disk.img.fidx"; "x:drive-scsi0" picks the name. */
+int pack_archive_name(const char *arg, char **path, char **archive);
+
+#endif

@@ -1,0 +1,458 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * pack: raw images -> a PBS snapshot in a local datastore.
+ *
+ * Order of durability, so that a crash at any instant leaves either no
+ * snapshot or a complete one:
+ *   1. chunks: each written to "<digest>.tmp.<pid>" and renamed; a chunk
+ *      file that already exists (non-empty) is reused (dedup);
+ *   2. indexes and the manifest: written into "<group>/.tmp-<time>.<pid>";
+ *   3. syncfs() of the datastore: every chunk and file is durable;
+ *   4. rename of the temporary directory to "<group>/<time>", fsync.
+ * Single-threaded: pack feeds tests, demos and seeding, not restores.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/fs.h>
+
+#include "chunk.h"
+#include "crypto.h"
+#include "log.h"
+#include "pack.h"
+#include "snap.h"
+#include "util.h"
+#include "banned.h"
+
+struct pack_stats {
+	uint64_t chunks;
+	uint64_t written;	/* new chunk files */
+	uint64_t reused;	/* dedup hits */
+	uint64_t bytes_in;
+	uint64_t bytes_stored;
+};
+
+/*
+ * Digests written in this run: open addressing on the digest's own first
+ * bytes (already uniformly distributed), grown at half load.
+ */
+struct digest_set {
+	uint8_t *v;	/* cap * 32 bytes; all-zero slot = empty */
+	uint8_t *used;	/* cap flags */
+	size_t n;
+	size_t cap;
+};
+
+static size_t set_slot(const struct digest_set *s, const uint8_t d[32])
+{
+	uint64_t h;
+	size_t i;
+
+	memcpy(&h, d, sizeof(h));
+	for (i = h & (s->cap - 1); s->used[i]; i = (i + 1) & (s->cap - 1))
+		if (!memcmp(s->v + 32 * i, d, 32))
+			break;
+	return i;
+}
+
+static bool set_has(const struct digest_set *s, const uint8_t d[32])
+{
+	return s->cap && s->used[set_slot(s, d)];
+}
+
+static void set_add(struct digest_set *s, const uint8_t d[32])
+{
+	size_t i;
+
+	if (2 * (s->n + 1) > s->cap) {
+		struct digest_set g = { .cap = s->cap ? 2 * s->cap : 1024 };
+
+		g.v = xmalloc(32 * g.cap);
+		g.used = xcalloc(g.cap, 1);
+		for (size_t j = 0; j < s->cap; j++)
+			if (s->used[j])
+				set_add(&g, s->v + 32 * j);
+		free(s->v);
+		free(s->used);
+		*s = g;
+	}
+	i = set_slot(s, d);
+	if (!s->used[i]) {
+		memcpy(s->v + 32 * i, d, 32);
+		s->used[i] = 1;
+		s->n++;
+	}
+}
+
+int pack_archive_name(const char *arg, char **path, char **archive)
+{
+	const char *colon = strrchr(arg, ':');
+	const char *base;
+	char *stem;
+	char *dot;
+
+	if (colon && colon != arg && colon[1]) {
+		*path = strndup(arg, colon - arg);
+		stem = xstrdup(colon + 1);
+	} else {
+		*path = xstrdup(arg);
+		base = strrchr(arg, '/');
+		stem = xstrdup(base ? base + 1 : arg);
+		dot = strrchr(stem, '.');
+		if (dot && dot != stem && (!strcmp(dot, ".img") ||
+					   !strcmp(dot, ".raw")))
+			*dot = '\0';
+	}
+	dot = strstr(stem, ".img.fidx");
+	if (dot)
+		*dot = '\0';
+	else if ((dot = strstr(stem, ".img")) && !dot[4])
+		*dot = '\0';
+	*archive = xasprintf("%s.img.fidx", stem);
+	free(stem);
+	if (!snap_is_safe_id(*archive)) {
+		log_err("pack: cannot use archive name '%s': only letters, "
+			"digits, '_', '.', '-' are allowed", *archive);
+		free(*path);
+		free(*archive);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int store_chunk(const char *ds, const uint8_t *data, size_t len,
+		       const uint8_t digest[32], const struct pack_conf *conf,
+		       struct pack_stats *st)
+{
+	char rel[80];
+	char path[PATH_MAX];
+	char dir[PATH_MAX];
+	uint8_t *blob = NULL;
+	size_t bloblen = 0;
+	struct stat sb;
+	int ret;
+
+	snap_chunk_path(digest, rel);
+	snprintf(path, sizeof(path), "%s/%s", ds, rel);
+	if (!stat(path, &sb) && sb.st_size > 0) {
+		st->reused++;
+		return 0;
+	}
+	snprintf(dir, sizeof(dir), "%s/%.12s", ds, rel);
+	ret = mkdir_p(dir, 0750);
+	if (ret)
+		goto out_err;
+	ret = chunk_encode(data, len, true, conf->key, &blob, &bloblen);
+	if (ret)
+		goto out_err;
+	{
+		char tmp[PATH_MAX + 32];
+		int fd;
+
+		snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
+		fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+		if (fd < 0) {
+			ret = -errno;
+			goto out_err;
+		}
+		ret = write_full(fd, blob, bloblen);
+		if (close(fd) < 0 && !ret)
+			ret = -errno;
+		if (!ret && rename(tmp, path) < 0)
+			ret = -errno;
+		if (ret) {
+			unlink(tmp);
+			goto out_err;
+		}
+	}
+	st->written++;
+	st->bytes_stored += bloblen;
+	free(blob);
+	return 0;
+out_err:
+	free(blob);
+	log_err("pack: cannot write chunk '%s': %s", path, strerror(-ret));
+	return ret;
+}
+
+static int image_size(int fd, const char *path, uint64_t *size)
+{
+	struct stat sb;
+
+	if (fstat(fd, &sb) < 0)
+		goto err;
+	if (S_ISBLK(sb.st_mode)) {
+		if (ioctl(fd, BLKGETSIZE64, size) < 0)
+			goto err;
+		return 0;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		log_err("pack: cannot read '%s': not a file or block device",
+			path);
+		return -EINVAL;
+	}
+	*size = sb.st_size;
+	return 0;
+err:
+	log_err("pack: cannot stat '%s': %s", path, strerror(errno));
+	return -errno;
+}
+
+static int pack_image(const struct pack_conf *conf,
+		      const struct pack_image *img, const char *tmpdir,
+		      struct snap_manifest *m, struct digest_set *seen,
+		      struct pack_stats *st)
+{
+	uint64_t cs = conf->chunk_size;
+	uint8_t *digests = NULL;
+	uint8_t *data = NULL;
+	uint8_t *fidx = NULL;
+	size_t fidxlen = 0;
+	uint8_t csum[32];
+	uint8_t uuid[16];
+	uint64_t size;
+	uint64_t n;
+	char *path;
+	int ret;
+	int fd;
+
+	fd = open(img->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		log_err("pack: cannot open '%s': %s", img->path,
+			strerror(errno));
+		return ret;
+	}
+	ret = image_size(fd, img->path, &size);
+	if (ret)
+		goto out_close;
+	if (!size) {
+		log_err("pack: cannot pack '%s': image is empty", img->path);
+		ret = -EINVAL;
+		goto out_close;
+	}
+	n = (size + cs - 1) / cs;
+	digests = xmalloc(n * 32);
+	data = xmalloc(cs);
+	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	for (uint64_t i = 0; i < n; i++) {
+		size_t len = MIN(cs, size - i * cs);
+		uint8_t *d = digests + 32 * i;
+
+		ret = pread_full(fd, data, len, i * cs);
+		if (ret) {
+			log_err("pack: cannot read '%s' at offset %llu: %s",
+				img->path, (unsigned long long)(i * cs),
+				strerror(-ret));
+			goto out_free;
+		}
+		chunk_digest(data, len, conf->key, d);
+		st->chunks++;
+		st->bytes_in += len;
+		if (set_has(seen, d)) {
+			st->reused++;
+			continue;
+		}
+		ret = store_chunk(conf->datastore, data, len, d, conf, st);
+		if (ret)
+			goto out_free;
+		set_add(seen, d);
+	}
+	crypto_random(uuid, sizeof(uuid));
+	ret = snap_fidx_encode(size, cs, digests, n, uuid, time(NULL), &fidx,
+			       &fidxlen, csum);
+	if (ret)
+		goto out_free;
+	path = xasprintf("%s/%s", tmpdir, img->archive);
+	ret = write_file_atomic(path, fidx, fidxlen, 0640);
+	if (ret)
+		log_err("pack: cannot write '%s': %s", path, strerror(-ret));
+	free(path);
+	if (ret)
+		goto out_free;
+	ret = snap_manifest_add_file(m, img->archive,
+				     conf->key ? SNAP_CRYPT_ENCRYPT :
+						 SNAP_CRYPT_NONE,
+				     size, csum);
+out_free:
+	free(fidx);
+	free(data);
+	free(digests);
+out_close:
+	close(fd);
+	return ret;
+}
+
+static int write_manifest(const struct pack_conf *conf,
+			  struct snap_manifest *m, const char *tmpdir)
+{
+	char fp[96];
+	char sig[65];
+	char *json = NULL;
+	size_t jsonlen = 0;
+	uint8_t *blob = NULL;
+	size_t bloblen = 0;
+	char *path;
+	int ret;
+
+	if (conf->key) {
+		key_fingerprint_str(conf->key, fp);
+		ret = snap_manifest_set_key_fingerprint(m, fp);
+		if (ret)
+			return ret;
+		ret = key_sign_manifest(conf->key, m, sig);
+		if (ret)
+			return ret;
+		ret = snap_manifest_set_signature(m, sig);
+		if (ret)
+			return ret;
+	}
+	ret = snap_manifest_encode(m, &json, &jsonlen);
+	if (ret)
+		return ret;
+	/* Manifests are compressed and never encrypted (FORMATS.md 5.1). */
+	ret = chunk_encode(json, jsonlen, true, NULL, &blob, &bloblen);
+	free(json);
+	if (ret)
+		return ret;
+	path = xasprintf("%s/index.json.blob", tmpdir);
+	ret = write_file_atomic(path, blob, bloblen, 0640);
+	if (ret)
+		log_err("pack: cannot write '%s': %s", path, strerror(-ret));
+	free(path);
+	free(blob);
+	return ret;
+}
+
+static int write_owner(const char *groupdir, const char *owner)
+{
+	char *path = xasprintf("%s/owner", groupdir);
+	char *text = xasprintf("%s\n", owner);
+	struct stat sb;
+	int ret = 0;
+
+	if (stat(path, &sb) < 0)
+		ret = write_file_atomic(path, text, strlen(text), 0640);
+	free(path);
+	free(text);
+	return ret;
+}
+
+/* Undo a failed pack: the temporary directory holds only our files. */
+static void remove_tmpdir(const char *dir)
+{
+	struct dirent *de;
+	DIR *d;
+
+	d = opendir(dir);
+	if (!d)
+		return;
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			unlinkat(dirfd(d), de->d_name, 0);
+	closedir(d);
+	rmdir(dir);
+}
+
+int pack_run(const struct pack_conf *conf)
+{
+	struct pack_stats st = { 0 };
+	struct digest_set seen = { 0 };
+	struct snap_manifest *m = NULL;
+	char timestr[21];
+	char *nspath = NULL;
+	char *groupdir = NULL;
+	char *snapdir = NULL;
+	char *tmpdir = NULL;
+	struct stat sb;
+	uint64_t t0 = now_ns();
+	int ret;
+	int dfd;
+
+	ret = snap_ns_path(conf->ns, &nspath);
+	if (ret) {
+		log_err("pack: cannot use namespace '%s': bad name or deeper "
+			"than %d levels", conf->ns, SNAP_MAX_NS_DEPTH);
+		return ret;
+	}
+	snap_format_time(conf->time, timestr);
+	groupdir = xasprintf("%s/%s%s%s/%s", conf->datastore, nspath,
+			     *nspath ? "/" : "", conf->type, conf->id);
+	snapdir = xasprintf("%s/%s", groupdir, timestr);
+	tmpdir = xasprintf("%s/.tmp-%s.%d", groupdir, timestr, (int)getpid());
+	if (!stat(snapdir, &sb)) {
+		log_err("pack: cannot create snapshot '%s': it exists", snapdir);
+		ret = -EEXIST;
+		goto out;
+	}
+	ret = mkdir_p(tmpdir, 0750);
+	if (!ret)
+		ret = mkdir_p(conf->datastore, 0750);
+	if (ret) {
+		log_err("pack: cannot create '%s': %s", tmpdir, strerror(-ret));
+		goto out;
+	}
+	ret = write_owner(groupdir, conf->owner ? conf->owner : "root@pam");
+	if (ret)
+		goto err_tmp;
+	ret = snap_manifest_new(conf->type, conf->id, conf->time, &m);
+	if (ret)
+		goto err_tmp;
+	for (unsigned int i = 0; i < conf->nimages; i++) {
+		ret = pack_image(conf, &conf->images[i], tmpdir, m, &seen, &st);
+		if (ret)
+			goto err_tmp;
+	}
+	ret = write_manifest(conf, m, tmpdir);
+	if (ret)
+		goto err_tmp;
+	/* Everything durable before the snapshot appears. */
+	dfd = open(conf->datastore, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || syncfs(dfd) < 0) {
+		ret = -errno;
+		log_err("pack: cannot sync '%s': %s", conf->datastore,
+			strerror(errno));
+		if (dfd >= 0)
+			close(dfd);
+		goto err_tmp;
+	}
+	close(dfd);
+	if (rename(tmpdir, snapdir) < 0) {
+		ret = -errno;
+		log_err("pack: cannot rename '%s' to '%s': %s", tmpdir, snapdir,
+			strerror(errno));
+		goto err_tmp;
+	}
+	fsync_parent_dir(snapdir);
+	if (!conf->quiet)
+		log_info("pack: %s/%s/%s: %llu chunks, %llu new, %llu deduplicated, "
+			 "%.1f MiB in, %.1f MiB stored, %.1f s",
+			 conf->type, conf->id, timestr,
+			 (unsigned long long)st.chunks,
+			 (unsigned long long)st.written,
+			 (unsigned long long)st.reused, st.bytes_in / 1048576.0,
+			 st.bytes_stored / 1048576.0,
+			 (now_ns() - t0) / 1e9);
+	goto out;
+err_tmp:
+	remove_tmpdir(tmpdir);
+out:
+	snap_manifest_free(m);
+	free(seen.v);
+	free(seen.used);
+	free(nspath);
+	free(groupdir);
+	free(snapdir);
+	free(tmpdir);
+	return ret;
+}

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The store interface: picks a backend by the repository's form and
+ * forwards calls through its vtable.  Backends are stacked vtables, not
+ * #ifdef branches; this file holds no state of its own.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "store.h"
+#include "banned.h"
+
+int store_open(const struct store_conf *conf, struct store **out)
+{
+	const char *url = conf->url;
+
+	if (!strncmp(url, "file://", 7))
+		return store_dir_open(conf, url + 7, out);
+	if (strstr(url, "://")) {
+		log_err("store: cannot open '%s': unsupported repository scheme",
+			url);
+		return -EPROTONOSUPPORT;
+	}
+	return store_dir_open(conf, url, out);
+}
+
+void store_close(struct store *s)
+{
+	if (s)
+		s->ops->close(s);
+}
+
+int store_get_file(struct store *s, const char *path, size_t max,
+		   uint8_t **buf, size_t *len)
+{
+	return s->ops->get_file(s, path, max, buf, len);
+}
+
+int store_get_chunk(struct store *s, const uint8_t digest[32],
+		    enum store_prio prio, store_check_fn check, void *arg)
+{
+	return s->ops->get_chunk(s, digest, prio, check, arg);
+}
+
+int store_list(struct store *s, const char *path, char ***names, size_t *n)
+{
+	if (!s->ops->list)
+		return -ENOTSUP;
+	return s->ops->list(s, path, names, n);
+}
+
+void store_describe(struct store *s, const char *path, char *out,
+		    size_t outlen)
+{
+	s->ops->describe(s, path, out, outlen);
+}
+
+void store_free_names(char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}

@@ -1,0 +1,225 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Datastore in a local directory (FORMATS.md section 6): the embedded
+ * default, plain pread and no network.  An empty chunk file is an
+ * evicted S3-cache entry and counts as missing.  A chunk that fails its
+ * check is read once more (a concurrent writer may have replaced it),
+ * then reported.  Stateless apart from the immutable root path, so any
+ * thread may call in.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <time.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "snap.h"
+#include "store.h"
+#include "util.h"
+#include "banned.h"
+
+#define DIR_CHUNK_MAX ((16u << 20) + 4096)
+#define DIR_CHUNK_TRIES 2
+
+struct store_dir {
+	struct store base;
+	char *root;		/* immutable after open */
+	uint64_t rate;		/* immutable: bytes/s, 0 = unlimited */
+	pthread_mutex_t lock;
+	uint64_t next_ns;	/* protected by ->lock: pacing clock */
+};
+
+/*
+ * --limit-rate for a local store (tests use it to slow streaming down):
+ * each chunk books its transfer time on a shared clock and sleeps until
+ * its slot.
+ */
+static void dir_pace(struct store_dir *d, size_t len)
+{
+	uint64_t now = now_ns();
+	uint64_t start;
+	struct timespec ts;
+
+	if (!d->rate)
+		return;
+	pthread_mutex_lock(&d->lock);
+	start = MAX(now, d->next_ns);
+	d->next_ns = start + (uint64_t)((double)len * 1e9 / d->rate);
+	pthread_mutex_unlock(&d->lock);
+	if (start > now) {
+		ts.tv_sec = (start - now) / 1000000000u;
+		ts.tv_nsec = (start - now) % 1000000000u;
+		nanosleep(&ts, NULL);
+	}
+}
+
+static struct store_dir *to_dir(struct store *s)
+{
+	return container_of(s, struct store_dir, base);
+}
+
+static int dir_path(struct store_dir *d, const char *rel, char *out,
+		    size_t outlen)
+{
+	if (snprintf(out, outlen, "%s/%s", d->root, rel) >= (int)outlen)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+static int dir_get_file(struct store *s, const char *path, size_t max,
+			uint8_t **buf, size_t *len)
+{
+	char full[PATH_MAX];
+	int ret;
+
+	ret = dir_path(to_dir(s), path, full, sizeof(full));
+	if (ret)
+		return ret;
+	return read_file(full, max, buf, len);
+}
+
+static int dir_get_chunk(struct store *s, const uint8_t digest[32],
+			 enum store_prio prio, store_check_fn check, void *arg)
+{
+	char rel[80];
+	char full[PATH_MAX];
+	uint8_t *raw = NULL;
+	size_t len = 0;
+	int ret;
+
+	(void)prio;
+	snap_chunk_path(digest, rel);
+	ret = dir_path(to_dir(s), rel, full, sizeof(full));
+	if (ret)
+		return ret;
+	for (int i = 0; i < DIR_CHUNK_TRIES; i++) {
+		ret = read_file(full, DIR_CHUNK_MAX, &raw, &len);
+		if (ret == -EFBIG)
+			return -EBADMSG;
+		if (ret)
+			return ret;
+		if (len == 0) {
+			free(raw);
+			return -ENOENT;
+		}
+		dir_pace(to_dir(s), len);
+		ret = check(raw, len, arg);
+		free(raw);
+		if (ret != -EBADMSG)
+			break;
+	}
+	return ret;
+}
+
+static int dir_list(struct store *s, const char *path, char ***names,
+		    size_t *n)
+{
+	char full[PATH_MAX];
+	struct dirent *de;
+	char **v = NULL;
+	size_t cnt = 0;
+	DIR *dir;
+	int ret;
+
+	ret = dir_path(to_dir(s), path, full, sizeof(full));
+	if (ret)
+		return ret;
+	dir = opendir(full);
+	if (!dir)
+		return -errno;
+	while ((de = readdir(dir))) {
+		char **nv;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		nv = realloc(v, (cnt + 1) * sizeof(*v));
+		if (!nv) {
+			ret = -ENOMEM;
+			goto err_free;
+		}
+		v = nv;
+		v[cnt] = strdup(de->d_name);
+		if (!v[cnt]) {
+			ret = -ENOMEM;
+			goto err_free;
+		}
+		cnt++;
+	}
+	closedir(dir);
+	*names = v;
+	*n = cnt;
+	return 0;
+err_free:
+	closedir(dir);
+	store_free_names(v, cnt);
+	return ret;
+}
+
+static void dir_describe(struct store *s, const char *path, char *out,
+			 size_t outlen)
+{
+	snprintf(out, outlen, "%s/%s", to_dir(s)->root, path);
+}
+
+static void dir_close(struct store *s)
+{
+	struct store_dir *d = to_dir(s);
+
+	pthread_mutex_destroy(&d->lock);
+	free(d->root);
+	free(d);
+}
+
+static const struct store_ops dir_ops = {
+	.name = "dir",
+	.get_file = dir_get_file,
+	.get_chunk = dir_get_chunk,
+	.list = dir_list,
+	.describe = dir_describe,
+	.close = dir_close,
+};
+
+int store_dir_open(const struct store_conf *conf, const char *root,
+		   struct store **out)
+{
+	struct store_dir *d;
+	struct stat st;
+	size_t len;
+	int err = 0;
+
+
+	if (stat(root, &st) < 0)
+		err = errno;
+	else if (!S_ISDIR(st.st_mode))
+		err = ENOTDIR;
+	if (err) {
+		log_err("store: cannot open datastore '%s': %s", root,
+			strerror(err));
+		return -err;
+	}
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->root = strdup(root);
+	if (!d->root) {
+		free(d);
+		return -ENOMEM;
+	}
+	len = strlen(d->root);
+	while (len > 1 && d->root[len - 1] == '/')
+		d->root[--len] = '\0';
+	d->rate = conf->limit_rate;
+	pthread_mutex_init(&d->lock, NULL);
+	d->base.ops = &dir_ops;
+	*out = &d->base;
+	return 0;
+}
