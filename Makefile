@@ -93,6 +93,11 @@ $(B)/tests/%: tests/unit/%.c $(LIBA)
 	$(Q)$(CC) $(CFLAGS_ALL) $(CMOCKA_CFLAGS) -MMD -MP -o $@ $< $(LIBA) \
 		$(LDFLAGS_ALL) $(CMOCKA_LIBS) $(LIBS_ALL)
 
+$(B)/bench/%: bench/%.c $(LIBA)
+	@mkdir -p $(@D)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $< $(LIBA) $(LDFLAGS_ALL) $(LIBS_ALL)
+
 -include $(wildcard $(B)/*.d $(B)/tests/*.d)
 
 unit: $(UNIT_BINS)
@@ -121,8 +126,9 @@ demo: deps
 	PROG=$(CURDIR)/$(PROG) scripts/demo
 
 bench: deps
-	$(MAKE) all
-	PROG=$(CURDIR)/$(PROG) bench/run
+	scripts/install-deps --bench
+	$(MAKE) all $(B)/bench/decode-loop
+	PROG=$(CURDIR)/$(PROG) BUILD=$(abspath $(B)) bench/run
 
 check-headers:
 	$(Q)for h in include/*.h; do \

@@ -2,6 +2,7 @@
 #ifndef PBSLM_STORE_H
 #define PBSLM_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -81,6 +82,8 @@ int store_list(struct store *s, const char *path, char ***names, size_t *n);
 void store_describe(struct store *s, const char *path, char *out,
 		    size_t outlen);
 void store_free_names(char **names, size_t n);
+/* True for a store on this machine: parallelism then costs CPU only. */
+bool store_is_local(const struct store *s);
 
 /* Backends: called by store_open() only. */
 int store_dir_open(const struct store_conf *conf, const char *root,

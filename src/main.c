@@ -573,7 +573,11 @@ static int cmd_restore_verify(int argc, char **argv, bool verify)
 		struct restore_conf rc = {
 			.archive = a,
 			.target = argv[optind + 3],
-			.threads = c.store.connections,
+			/* Local chunks cost CPU, not round trips. */
+			.threads = store_is_local(c.s) ?
+				   MIN(c.store.connections,
+				       (unsigned int)sysconf(_SC_NPROCESSORS_ONLN)) :
+				   c.store.connections,
 			.target_zeroed = target_zeroed,
 			.quiet = c.quiet,
 		};

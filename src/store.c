@@ -59,6 +59,11 @@ void store_describe(struct store *s, const char *path, char *out,
 	s->ops->describe(s, path, out, outlen);
 }
 
+bool store_is_local(const struct store *s)
+{
+	return !strcmp(s->ops->name, "dir");
+}
+
 void store_free_names(char **names, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
