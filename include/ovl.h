@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#ifndef PBSLM_OVL_H
+#define PBSLM_OVL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Allocation state of one image (DESIGN.md sections 3 and 5): which
+ * blocks of the target hold their current content, persisted in a
+ * crash-safe state file.  Per chunk ABSENT, PARTIAL (with a block bitmap)
+ * or PRESENT; memory and commit cost grow with chunks and changes, never
+ * with a flat bitmap of the disk.
+ *
+ * Reads of the state (ovl_chunk_state, ovl_block_present) take no lock
+ * and may run on any thread.  Marks need the chunk's lock.  Commits are
+ * serialised internally and may run on any thread.
+ */
+struct ovl;
+
+enum ovl_state {
+	OVL_ABSENT,
+	OVL_PARTIAL,
+	OVL_PRESENT,
+};
+
+struct ovl_conf {
+	const char *state_path;	/* created mode 0600 if missing */
+	int target_fd;		/* borrowed; fdatasync'ed by commits; -1: none */
+	uint64_t size;
+	uint64_t chunk_size;	/* power of two */
+	uint64_t block_size;	/* power of two, <= chunk_size */
+	uint8_t index_csum[32];	/* identity of the backup image */
+	char target_id[128];	/* identity of the target */
+};
+
+/*
+ * Create a fresh state, or resume the one in the file.  A file that
+ * belongs to another backup, size, geometry or target: -ESTALE, logged
+ * naming the file and the field.  A damaged header: -EBADMSG.  A torn
+ * tail (crash during a commit) is dropped: the state is the last
+ * complete commit.
+ */
+int ovl_open(const struct ovl_conf *conf, struct ovl **out);
+/* Frees without committing. */
+void ovl_free(struct ovl *o);
+
+enum ovl_state ovl_chunk_state(const struct ovl *o, uint64_t chunk);
+bool ovl_block_present(const struct ovl *o, uint64_t block);
+
+/* Per-chunk lock: orders guest writes against background fills. */
+void ovl_lock_chunk(struct ovl *o, uint64_t chunk);
+void ovl_unlock_chunk(struct ovl *o, uint64_t chunk);
+/*
+ * Blocks [first, first + n) become present; all in one chunk whose lock
+ * the caller holds; call only after the data was written to the target.
+ */
+int ovl_mark_present(struct ovl *o, uint64_t first, uint64_t n);
+
+/*
+ * Make the state durable: snapshot the changes so far, fdatasync the
+ * target, then append them to the state file and sync it.  Marks made
+ * after the snapshot go into the next commit, so a durable "present"
+ * never describes data that was not yet durable.
+ */
+int ovl_commit(struct ovl *o);
+
+uint64_t ovl_present_bytes(const struct ovl *o);
+bool ovl_is_complete(const struct ovl *o);
+
+/* The first chunks the guest read (persisted; prefetch order later). */
+void ovl_trace_access(struct ovl *o, uint64_t chunk);
+size_t ovl_trace(const struct ovl *o, const uint64_t **chunks);
+
+#endif

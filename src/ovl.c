@@ -1,0 +1,702 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Allocation state and its crash-safe state file.
+ *
+ * In memory: one state byte per chunk (atomic), a block bitmap per chunk
+ * that has ever been PARTIAL, a dirty list of chunks changed since the
+ * last commit, and the access trace.
+ *
+ *   ABSENT --mark some--> PARTIAL --mark rest--> PRESENT
+ *   ABSENT --mark all---> PRESENT
+ * A state never goes back.  The bitmap is published (release) before the
+ * state byte says PARTIAL, and bits are set before PRESENT is stored, so
+ * a lock-free reader never sees a state ahead of its data.
+ * XXX: bitmaps are kept until ovl_free(), because lock-free readers may
+ * still look at one after its chunk turned PRESENT; that costs
+ * chunk_size / block_size / 8 bytes (128 for 4 MiB / 4 KiB) per chunk
+ * that was ever partial.
+ *
+ * State file: a 4096-byte header (identity, CRC) followed by records,
+ * each "RECD", entry count, generation, entries, CRC32.  A commit
+ * appends one record holding the chunks changed since the previous one
+ * (cost proportional to the change) and syncs the file.  On open the
+ * records are replayed in order until the first one that is torn or out
+ * of sequence; the file is cut there.  When the journal outgrows the
+ * state it describes, a compacted file (header + one record of every
+ * non-absent chunk) is written to "<path>.tmp", synced and renamed over.
+ *
+ * Locking: ->chunk_locks[] (striped) order marks of one chunk; ->dirty_lock
+ * guards the dirty list; ->commit_lock serialises commits and guards the
+ * file.  Lock order: commit_lock -> chunk lock -> dirty_lock.  No lock but
+ * commit_lock is held across fdatasync.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <zlib.h>
+
+#include "compiler.h"
+#include "log.h"
+#include "ovl.h"
+#include "util.h"
+#include "banned.h"
+
+#define HDR_SIZE 4096
+#define HDR_MAGIC "PBSLMST1"
+#define REC_MAGIC 0x44434552u	/* "RECD" */
+#define ENT_STATE 0
+#define ENT_TRACE 1
+#define NLOCKS 256
+#define TRACE_MAX 4096
+#define JOURNAL_MIN (1u << 20)
+
+struct ovl {
+	struct ovl_conf conf;		/* immutable */
+	char *path;			/* immutable */
+	char *tmp_path;			/* immutable */
+	uint64_t nchunks;		/* immutable */
+	uint64_t bpc;			/* immutable: blocks per chunk */
+	size_t bmlen;			/* immutable: bitmap bytes */
+	uint8_t *state;			/* atomic bytes */
+	uint8_t **bitmap;		/* atomic pointers; bits atomic */
+	uint64_t present_bytes;		/* atomic */
+	pthread_mutex_t chunk_locks[NLOCKS];
+	pthread_mutex_t dirty_lock;
+	uint8_t *dirty;			/* protected by ->dirty_lock */
+	uint64_t *dirty_list;		/* protected by ->dirty_lock */
+	size_t ndirty;			/* protected by ->dirty_lock */
+	uint64_t *trace;		/* entries immutable once counted */
+	size_t ntrace;			/* atomic (release after entry) */
+	uint8_t *traced;		/* protected by ->dirty_lock */
+	pthread_mutex_t commit_lock;
+	int fd;				/* protected by ->commit_lock */
+	uint64_t gen;			/* protected by ->commit_lock */
+	uint64_t journal_bytes;		/* protected by ->commit_lock */
+	size_t trace_committed;		/* protected by ->commit_lock */
+};
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	return get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static uint64_t chunk_bytes(const struct ovl *o, uint64_t c)
+{
+	return MIN(o->conf.chunk_size, o->conf.size - c * o->conf.chunk_size);
+}
+
+static uint64_t chunk_blocks(const struct ovl *o, uint64_t c)
+{
+	return (chunk_bytes(o, c) + o->conf.block_size - 1) /
+	       o->conf.block_size;
+}
+
+static uint64_t block_bytes(const struct ovl *o, uint64_t blk)
+{
+	return MIN(o->conf.block_size, o->conf.size - blk * o->conf.block_size);
+}
+
+enum ovl_state ovl_chunk_state(const struct ovl *o, uint64_t chunk)
+{
+	return __atomic_load_n(&o->state[chunk], __ATOMIC_ACQUIRE);
+}
+
+bool ovl_block_present(const struct ovl *o, uint64_t block)
+{
+	uint64_t c = block / o->bpc;
+	uint64_t bit = block % o->bpc;
+	uint8_t *bm;
+
+	switch (ovl_chunk_state(o, c)) {
+	case OVL_PRESENT:
+		return true;
+	case OVL_ABSENT:
+		return false;
+	default:
+		bm = __atomic_load_n(&o->bitmap[c], __ATOMIC_ACQUIRE);
+		return __atomic_load_n(&bm[bit / 8], __ATOMIC_ACQUIRE) &
+		       (1u << (bit % 8));
+	}
+}
+
+void ovl_lock_chunk(struct ovl *o, uint64_t chunk)
+{
+	pthread_mutex_lock(&o->chunk_locks[chunk % NLOCKS]);
+}
+
+void ovl_unlock_chunk(struct ovl *o, uint64_t chunk)
+{
+	pthread_mutex_unlock(&o->chunk_locks[chunk % NLOCKS]);
+}
+
+static void note_dirty(struct ovl *o, uint64_t c)
+{
+	pthread_mutex_lock(&o->dirty_lock);
+	if (!o->dirty[c]) {
+		o->dirty[c] = 1;
+		o->dirty_list[o->ndirty++] = c;
+	}
+	pthread_mutex_unlock(&o->dirty_lock);
+}
+
+/* Set state from a bitmap; chunk lock held (or single-threaded open). */
+static int apply_bits(struct ovl *o, uint64_t c, uint64_t first, uint64_t n,
+		      uint64_t *added)
+{
+	uint64_t nb = chunk_blocks(o, c);
+	uint64_t cnt = 0;
+	uint8_t *bm;
+
+	*added = 0;
+	if (ovl_chunk_state(o, c) == OVL_PRESENT)
+		return 0;
+	if (first == 0 && n == nb && ovl_chunk_state(o, c) == OVL_ABSENT) {
+		*added = chunk_bytes(o, c);
+		__atomic_store_n(&o->state[c], OVL_PRESENT, __ATOMIC_RELEASE);
+		return 0;
+	}
+	bm = o->bitmap[c];
+	if (!bm) {
+		bm = calloc(1, o->bmlen);
+		if (!bm)
+			return -ENOMEM;
+		__atomic_store_n(&o->bitmap[c], bm, __ATOMIC_RELEASE);
+	}
+	for (uint64_t b = first; b < first + n; b++) {
+		uint8_t mask = 1u << (b % 8);
+
+		if (!(bm[b / 8] & mask)) {
+			__atomic_or_fetch(&bm[b / 8], mask, __ATOMIC_RELEASE);
+			*added += block_bytes(o, c * o->bpc + b);
+		}
+	}
+	for (uint64_t b = 0; b < nb; b++)
+		cnt += !!(bm[b / 8] & (1u << (b % 8)));
+	__atomic_store_n(&o->state[c], cnt == nb ? OVL_PRESENT : OVL_PARTIAL,
+			 __ATOMIC_RELEASE);
+	return 0;
+}
+
+int ovl_mark_present(struct ovl *o, uint64_t first, uint64_t n)
+{
+	uint64_t c = first / o->bpc;
+	uint64_t added;
+	int ret;
+
+	if (!n)
+		return 0;
+	if ((first + n - 1) / o->bpc != c)
+		return -EINVAL;
+	ret = apply_bits(o, c, first % o->bpc, n, &added);
+	if (ret)
+		return ret;
+	if (added) {
+		__atomic_add_fetch(&o->present_bytes, added, __ATOMIC_RELAXED);
+		note_dirty(o, c);
+	}
+	return 0;
+}
+
+uint64_t ovl_present_bytes(const struct ovl *o)
+{
+	return __atomic_load_n(&o->present_bytes, __ATOMIC_RELAXED);
+}
+
+bool ovl_is_complete(const struct ovl *o)
+{
+	return ovl_present_bytes(o) == o->conf.size;
+}
+
+void ovl_trace_access(struct ovl *o, uint64_t chunk)
+{
+	size_t n = __atomic_load_n(&o->ntrace, __ATOMIC_ACQUIRE);
+
+	if (n >= TRACE_MAX || o->traced[chunk])
+		return;
+	pthread_mutex_lock(&o->dirty_lock);
+	n = o->ntrace;
+	if (n < TRACE_MAX && !o->traced[chunk]) {
+		o->traced[chunk] = 1;
+		o->trace[n] = chunk;
+		__atomic_store_n(&o->ntrace, n + 1, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&o->dirty_lock);
+}
+
+size_t ovl_trace(const struct ovl *o, const uint64_t **chunks)
+{
+	*chunks = o->trace;
+	return __atomic_load_n(&o->ntrace, __ATOMIC_ACQUIRE);
+}
+
+/* ---- state file ---- */
+
+static void make_header(const struct ovl *o, uint8_t *h)
+{
+	memset(h, 0, HDR_SIZE);
+	memcpy(h, HDR_MAGIC, 8);
+	put32(h + 8, 1);
+	memcpy(h + 16, o->conf.index_csum, 32);
+	put64(h + 48, o->conf.size);
+	put64(h + 56, o->conf.chunk_size);
+	put64(h + 64, o->conf.block_size);
+	memcpy(h + 72, o->conf.target_id, 128);
+	put32(h + HDR_SIZE - 4, (uint32_t)crc32(0, h, HDR_SIZE - 4));
+}
+
+static int check_header(const struct ovl *o, const uint8_t *h)
+{
+	const char *field = NULL;
+	uint8_t want[HDR_SIZE];
+
+	if (memcmp(h, HDR_MAGIC, 8) || get32(h + 8) != 1 ||
+	    get32(h + HDR_SIZE - 4) != (uint32_t)crc32(0, h, HDR_SIZE - 4)) {
+		log_err("ovl: cannot resume '%s': not a pbs-livemount state "
+			"file, or its header is damaged", o->path);
+		return -EBADMSG;
+	}
+	make_header(o, want);
+	if (memcmp(h + 16, want + 16, 32))
+		field = "it belongs to another backup (index checksum differs)";
+	else if (get64(h + 48) != o->conf.size)
+		field = "image size differs";
+	else if (get64(h + 56) != o->conf.chunk_size)
+		field = "chunk size differs";
+	else if (get64(h + 64) != o->conf.block_size)
+		field = "block size differs (--block-size)";
+	else if (memcmp(h + 72, want + 72, 128))
+		field = "it belongs to another target (device or inode differs)";
+	if (field) {
+		log_err("ovl: cannot resume '%s': %s", o->path, field);
+		return -ESTALE;
+	}
+	return 0;
+}
+
+struct rec {
+	struct buf b;
+	uint32_t n;
+};
+
+static int rec_begin(struct rec *r, uint64_t gen)
+{
+	uint8_t h[16];
+
+	buf_init(&r->b, SIZE_MAX / 2);
+	r->n = 0;
+	put32(h, REC_MAGIC);
+	put32(h + 4, 0);
+	put64(h + 8, gen);
+	return buf_append(&r->b, h, sizeof(h));
+}
+
+static int rec_state(struct rec *r, uint64_t c, uint8_t st, const uint8_t *bm,
+		     size_t bmlen)
+{
+	uint8_t e[10];
+	int ret;
+
+	e[0] = ENT_STATE;
+	put64(e + 1, c);
+	e[9] = st;
+	r->n++;
+	ret = buf_append(&r->b, e, sizeof(e));
+	if (!ret && st == OVL_PARTIAL)
+		ret = buf_append(&r->b, bm, bmlen);
+	return ret;
+}
+
+static int rec_trace(struct rec *r, uint64_t c)
+{
+	uint8_t e[9];
+
+	e[0] = ENT_TRACE;
+	put64(e + 1, c);
+	r->n++;
+	return buf_append(&r->b, e, sizeof(e));
+}
+
+static int rec_end(struct rec *r)
+{
+	uint8_t crc[4];
+
+	put32(r->b.data + 4, r->n);
+	put32(crc, (uint32_t)crc32(0, r->b.data, r->b.len));
+	return buf_append(&r->b, crc, sizeof(crc));
+}
+
+/* Apply one record from @p (@len bytes left); its size, or 0 if invalid. */
+static size_t replay_record(struct ovl *o, const uint8_t *p, size_t len,
+			    bool have_gen)
+{
+	size_t off = 16;
+	uint32_t n;
+
+	if (len < 20 || get32(p) != REC_MAGIC)
+		return 0;
+	n = get32(p + 4);
+	if (have_gen && get64(p + 8) != o->gen + 1)
+		return 0;
+	/* Size and CRC first, then apply: never half a record. */
+	for (uint32_t i = 0; i < n; i++) {
+		if (off + 9 > len)
+			return 0;
+		if (p[off] == ENT_STATE) {
+			if (off + 10 > len || get64(p + off + 1) >= o->nchunks ||
+			    p[off + 9] > OVL_PRESENT)
+				return 0;
+			off += 10 + (p[off + 9] == OVL_PARTIAL ? o->bmlen : 0);
+		} else if (p[off] == ENT_TRACE) {
+			off += 9;
+		} else {
+			return 0;
+		}
+	}
+	if (off + 4 > len || get32(p + off) != (uint32_t)crc32(0, p, off))
+		return 0;
+	off = 16;
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t c = get64(p + off + 1);
+		uint64_t added = 0;
+
+		if (p[off] == ENT_TRACE) {
+			if (c < o->nchunks)
+				ovl_trace_access(o, c);
+			off += 9;
+			continue;
+		}
+		if (p[off + 9] == OVL_PRESENT) {
+			apply_bits(o, c, 0, chunk_blocks(o, c), &added);
+			if (ovl_chunk_state(o, c) != OVL_PRESENT) {
+				/* was PARTIAL: fill every bit */
+				apply_bits(o, c, 0, chunk_blocks(o, c), &added);
+			}
+		} else if (p[off + 9] == OVL_PARTIAL) {
+			const uint8_t *bm = p + off + 10;
+
+			for (uint64_t b = 0; b < chunk_blocks(o, c); b++)
+				if (bm[b / 8] & (1u << (b % 8)))
+					apply_bits(o, c, b, 1, &added);
+		}
+		off += 10 + (p[off + 9] == OVL_PARTIAL ? o->bmlen : 0);
+	}
+	o->gen = get64(p + 8);
+	return off + 4;
+}
+
+static void recount(struct ovl *o)
+{
+	uint64_t total = 0;
+
+	for (uint64_t c = 0; c < o->nchunks; c++) {
+		if (o->state[c] == OVL_PRESENT) {
+			total += chunk_bytes(o, c);
+		} else if (o->state[c] == OVL_PARTIAL) {
+			for (uint64_t b = 0; b < chunk_blocks(o, c); b++)
+				if (o->bitmap[c][b / 8] & (1u << (b % 8)))
+					total += block_bytes(o, c * o->bpc + b);
+		}
+	}
+	o->present_bytes = total;
+}
+
+static int load(struct ovl *o)
+{
+	uint8_t *data = NULL;
+	size_t len = 0;
+	size_t off;
+	bool have_gen = false;
+	int ret;
+
+	ret = read_file(o->path, SIZE_MAX / 2, &data, &len);
+	if (ret)
+		return ret;
+	if (len < HDR_SIZE) {
+		log_err("ovl: cannot resume '%s': file too short (%zu bytes)",
+			o->path, len);
+		free(data);
+		return -EBADMSG;
+	}
+	ret = check_header(o, data);
+	if (ret) {
+		free(data);
+		return ret;
+	}
+	for (off = HDR_SIZE; off < len;) {
+		size_t n = replay_record(o, data + off, len - off, have_gen);
+
+		if (!n)
+			break;
+		have_gen = true;
+		off += n;
+	}
+	if (off < len)
+		log_warn("ovl: '%s': dropped %zu bytes of an unfinished commit",
+			 o->path, len - off);
+	free(data);
+	recount(o);
+	o->fd = open(o->path, O_RDWR | O_CLOEXEC);
+	if (o->fd < 0)
+		return -errno;
+	/* Cut the torn tail so that appends follow the last good record. */
+	if (ftruncate(o->fd, off) < 0)
+		return -errno;
+	o->journal_bytes = off - HDR_SIZE;
+	o->trace_committed = o->ntrace;
+	return 0;
+}
+
+/* Write header + one record of the whole state to @path, synced. */
+static int write_state(struct ovl *o, const char *path)
+{
+	uint8_t hdr[HDR_SIZE];
+	struct rec r;
+	int ret;
+	int fd;
+
+	make_header(o, hdr);
+	ret = rec_begin(&r, o->gen + 1);
+	for (uint64_t c = 0; !ret && c < o->nchunks; c++) {
+		uint8_t st = ovl_chunk_state(o, c);
+
+		if (st != OVL_ABSENT)
+			ret = rec_state(&r, c, st, o->bitmap[c], o->bmlen);
+	}
+	for (size_t i = 0; !ret && i < o->trace_committed; i++)
+		ret = rec_trace(&r, o->trace[i]);
+	if (!ret)
+		ret = rec_end(&r);
+	if (ret)
+		goto out;
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		ret = -errno;
+		goto out;
+	}
+	ret = write_full(fd, hdr, sizeof(hdr));
+	if (!ret)
+		ret = write_full(fd, r.b.data, r.b.len);
+	if (!ret && fsync(fd) < 0)
+		ret = -errno;
+	close(fd);
+	if (!ret) {
+		o->gen++;
+		o->journal_bytes = r.b.len;
+	}
+out:
+	buf_release(&r.b);
+	return ret;
+}
+
+int ovl_open(const struct ovl_conf *conf, struct ovl **out)
+{
+	struct ovl *o;
+	int ret;
+
+	if (!conf->size || !conf->chunk_size || !conf->block_size ||
+	    (conf->chunk_size & (conf->chunk_size - 1)) ||
+	    (conf->block_size & (conf->block_size - 1)) ||
+	    conf->block_size > conf->chunk_size)
+		return -EINVAL;
+	o = xcalloc(1, sizeof(*o));
+	o->conf = *conf;
+	o->conf.target_id[sizeof(o->conf.target_id) - 1] = '\0';
+	o->path = xstrdup(conf->state_path);
+	o->tmp_path = xasprintf("%s.tmp", conf->state_path);
+	o->fd = -1;
+	o->nchunks = (conf->size + conf->chunk_size - 1) / conf->chunk_size;
+	o->bpc = conf->chunk_size / conf->block_size;
+	o->bmlen = (o->bpc + 7) / 8;
+	o->state = xcalloc(o->nchunks, 1);
+	o->bitmap = xcalloc(o->nchunks, sizeof(*o->bitmap));
+	o->dirty = xcalloc(o->nchunks, 1);
+	o->dirty_list = xcalloc(o->nchunks, sizeof(*o->dirty_list));
+	o->traced = xcalloc(o->nchunks, 1);
+	o->trace = xcalloc(TRACE_MAX, sizeof(*o->trace));
+	for (int i = 0; i < NLOCKS; i++)
+		pthread_mutex_init(&o->chunk_locks[i], NULL);
+	pthread_mutex_init(&o->dirty_lock, NULL);
+	pthread_mutex_init(&o->commit_lock, NULL);
+	if (!access(o->path, F_OK)) {
+		ret = load(o);
+		if (ret)
+			goto err_free;
+		/* Replay filled the dirty list: that is on disk already. */
+		memset(o->dirty, 0, o->nchunks);
+		o->ndirty = 0;
+	} else {
+		ret = write_state(o, o->tmp_path);
+		if (!ret && rename(o->tmp_path, o->path) < 0)
+			ret = -errno;
+		if (!ret)
+			ret = fsync_parent_dir(o->path);
+		if (!ret) {
+			o->fd = open(o->path, O_RDWR | O_CLOEXEC);
+			if (o->fd < 0)
+				ret = -errno;
+		}
+		if (ret) {
+			log_err("ovl: cannot create '%s': %s", o->path,
+				strerror(-ret));
+			goto err_free;
+		}
+	}
+	*out = o;
+	return 0;
+err_free:
+	ovl_free(o);
+	return ret;
+}
+
+void ovl_free(struct ovl *o)
+{
+	if (!o)
+		return;
+	if (o->fd >= 0)
+		close(o->fd);
+	for (uint64_t c = 0; c < o->nchunks; c++)
+		free(o->bitmap[c]);
+	for (int i = 0; i < NLOCKS; i++)
+		pthread_mutex_destroy(&o->chunk_locks[i]);
+	pthread_mutex_destroy(&o->dirty_lock);
+	pthread_mutex_destroy(&o->commit_lock);
+	free(o->state);
+	free(o->bitmap);
+	free(o->dirty);
+	free(o->dirty_list);
+	free(o->traced);
+	free(o->trace);
+	free(o->path);
+	free(o->tmp_path);
+	free(o);
+}
+
+static int compact(struct ovl *o)
+{
+	int ret = write_state(o, o->tmp_path);
+	int fd;
+
+	if (!ret && rename(o->tmp_path, o->path) < 0)
+		ret = -errno;
+	if (!ret)
+		ret = fsync_parent_dir(o->path);
+	if (ret)
+		return ret;
+	fd = open(o->path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	close(o->fd);
+	o->fd = fd;
+	return 0;
+}
+
+int ovl_commit(struct ovl *o)
+{
+	uint64_t *list = NULL;
+	size_t n;
+	size_t ntrace;
+	struct rec r = { 0 };
+	struct stat st;
+	int ret = 0;
+
+	pthread_mutex_lock(&o->commit_lock);
+	/* 1. Take the changes made so far, with their contents now. */
+	pthread_mutex_lock(&o->dirty_lock);
+	n = o->ndirty;
+	ntrace = o->ntrace;
+	if (n) {
+		list = malloc(n * sizeof(*list));
+		if (!list) {
+			pthread_mutex_unlock(&o->dirty_lock);
+			ret = -ENOMEM;
+			goto out;
+		}
+		memcpy(list, o->dirty_list, n * sizeof(*list));
+		for (size_t i = 0; i < n; i++)
+			o->dirty[list[i]] = 0;
+		o->ndirty = 0;
+	}
+	pthread_mutex_unlock(&o->dirty_lock);
+	if (!n && ntrace == o->trace_committed)
+		goto out;
+	ret = rec_begin(&r, o->gen + 1);
+	for (size_t i = 0; !ret && i < n; i++) {
+		uint64_t c = list[i];
+
+		ovl_lock_chunk(o, c);
+		ret = rec_state(&r, c, ovl_chunk_state(o, c), o->bitmap[c],
+				o->bmlen);
+		ovl_unlock_chunk(o, c);
+	}
+	for (size_t i = o->trace_committed; !ret && i < ntrace; i++)
+		ret = rec_trace(&r, o->trace[i]);
+	if (!ret)
+		ret = rec_end(&r);
+	if (ret)
+		goto err_requeue;
+	/* 2. The data those states describe is durable first. */
+	if (o->conf.target_fd >= 0 && fdatasync(o->conf.target_fd) < 0) {
+		ret = -errno;
+		log_err("ovl: cannot sync the target of '%s': %s", o->path,
+			strerror(errno));
+		goto err_requeue;
+	}
+	/* 3. Then the record, appended and synced. */
+	if (fstat(o->fd, &st) < 0 ||
+	    pwrite_full(o->fd, r.b.data, r.b.len, st.st_size) ||
+	    fdatasync(o->fd) < 0) {
+		ret = -EIO;
+		log_err("ovl: cannot write '%s': %s", o->path, strerror(errno));
+		/* Cut whatever part landed: the next commit appends cleanly. */
+		if (!ftruncate(o->fd, st.st_size)) {
+			/* nothing more to undo */
+		}
+		goto err_requeue;
+	}
+	o->gen++;
+	o->trace_committed = ntrace;
+	o->journal_bytes += r.b.len;
+	if (o->journal_bytes > JOURNAL_MIN &&
+	    o->journal_bytes > 4 * (o->nchunks + 16 * o->bmlen)) {
+		ret = compact(o);
+		if (ret)
+			log_warn("ovl: cannot compact '%s': %s", o->path,
+				 strerror(-ret));
+		ret = 0;
+	}
+	goto out;
+err_requeue:
+	/* Not on disk: these chunks stay dirty for the next commit. */
+	for (size_t i = 0; i < n; i++)
+		note_dirty(o, list[i]);
+out:
+	buf_release(&r.b);
+	free(list);
+	pthread_mutex_unlock(&o->commit_lock);
+	return ret;
+}

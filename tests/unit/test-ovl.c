@@ -1,0 +1,284 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* ovl: state transitions, persistence, identity checks, torn commits. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "log.h"
+#include "ovl.h"
+#include "util.h"
+
+#define MiB (1ull << 20)
+static char path[64];
+
+static struct ovl_conf conf_of(uint64_t size)
+{
+	struct ovl_conf c = {
+		.state_path = path,
+		.target_fd = -1,
+		.size = size,
+		.chunk_size = 4 * MiB,
+		.block_size = 4096,
+	};
+
+	memset(c.index_csum, 0xab, 32);
+	snprintf(c.target_id, sizeof(c.target_id), "file:1:2");
+	return c;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(path, sizeof(path), "/tmp/test-ovl.%d.state", (int)getpid());
+	unlink(path);
+	log_init("test-ovl", false, LOG_CRIT);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	unlink(path);
+	return 0;
+}
+
+static void mark(struct ovl *o, uint64_t first, uint64_t n)
+{
+	uint64_t c = first / 1024;
+
+	ovl_lock_chunk(o, c);
+	assert_int_equal(ovl_mark_present(o, first, n), 0);
+	ovl_unlock_chunk(o, c);
+}
+
+static void test_transitions(void **state)
+{
+	/* 2 full chunks + a short chunk of 5 blocks, the last one short. */
+	uint64_t size = 8 * MiB + 4 * 4096 + 100;
+	struct ovl_conf c = conf_of(size);
+	struct ovl *o;
+
+	(void)state;
+	unlink(path);
+	assert_int_equal(ovl_open(&c, &o), 0);
+	assert_int_equal(ovl_chunk_state(o, 0), OVL_ABSENT);
+	mark(o, 10, 2);
+	assert_int_equal(ovl_chunk_state(o, 0), OVL_PARTIAL);
+	assert_true(ovl_block_present(o, 10));
+	assert_true(ovl_block_present(o, 11));
+	assert_false(ovl_block_present(o, 12));
+	assert_int_equal(ovl_present_bytes(o), 8192);
+	mark(o, 0, 10);
+	mark(o, 12, 1012);
+	assert_int_equal(ovl_chunk_state(o, 0), OVL_PRESENT);
+	mark(o, 1024, 1024);
+	assert_int_equal(ovl_chunk_state(o, 1), OVL_PRESENT);
+	/* The short last chunk: 5 blocks, the fifth 100 bytes. */
+	mark(o, 2048 + 4, 1);
+	assert_int_equal(ovl_present_bytes(o), 8 * MiB + 100);
+	assert_false(ovl_is_complete(o));
+	mark(o, 2048, 4);
+	assert_int_equal(ovl_chunk_state(o, 2), OVL_PRESENT);
+	assert_true(ovl_is_complete(o));
+	/* Marks may not span chunks. */
+	ovl_lock_chunk(o, 0);
+	assert_int_equal(ovl_mark_present(o, 1020, 8), -EINVAL);
+	ovl_unlock_chunk(o, 0);
+	ovl_free(o);
+}
+
+static void test_persist_and_identity(void **state)
+{
+	struct ovl_conf c = conf_of(64 * MiB);
+	struct ovl_conf bad;
+	const uint64_t *tr;
+	struct ovl *o;
+
+	(void)state;
+	unlink(path);
+	assert_int_equal(ovl_open(&c, &o), 0);
+	mark(o, 5, 3);
+	mark(o, 3 * 1024, 1024);
+	ovl_trace_access(o, 7);
+	ovl_trace_access(o, 2);
+	ovl_trace_access(o, 7);
+	assert_int_equal(ovl_commit(o), 0);
+	mark(o, 9, 1);		/* not committed: lost on reopen */
+	ovl_free(o);
+
+	assert_int_equal(ovl_open(&c, &o), 0);
+	assert_true(ovl_block_present(o, 5));
+	assert_true(ovl_block_present(o, 7));
+	assert_false(ovl_block_present(o, 8));
+	assert_false(ovl_block_present(o, 9));
+	assert_int_equal(ovl_chunk_state(o, 3), OVL_PRESENT);
+	assert_int_equal(ovl_present_bytes(o), 3 * 4096 + 4 * MiB);
+	assert_int_equal(ovl_trace(o, &tr), 2);
+	assert_int_equal(tr[0], 7);
+	assert_int_equal(tr[1], 2);
+	ovl_free(o);
+
+	bad = c;
+	bad.index_csum[0] ^= 1;
+	assert_int_equal(ovl_open(&bad, &o), -ESTALE);
+	bad = c;
+	bad.size += 4096;
+	assert_int_equal(ovl_open(&bad, &o), -ESTALE);
+	bad = c;
+	bad.block_size = 8192;
+	assert_int_equal(ovl_open(&bad, &o), -ESTALE);
+	bad = c;
+	bad.target_id[5] = '9';
+	assert_int_equal(ovl_open(&bad, &o), -ESTALE);
+}
+
+/* A crash while appending: every prefix of the last record, and flipped
+ * bytes in it, give the previous commit, never more. */
+static void test_torn_commit(void **state)
+{
+	struct ovl_conf c = conf_of(64 * MiB);
+	struct stat st;
+	uint8_t *full;
+	size_t len;
+	off_t before;
+	struct ovl *o;
+	int fd;
+
+	(void)state;
+	unlink(path);
+	assert_int_equal(ovl_open(&c, &o), 0);
+	mark(o, 0, 4);
+	assert_int_equal(ovl_commit(o), 0);
+	assert_int_equal(stat(path, &st), 0);
+	before = st.st_size;
+	mark(o, 2048, 7);
+	mark(o, 4096, 1024);
+	assert_int_equal(ovl_commit(o), 0);
+	ovl_free(o);
+	assert_int_equal(read_file(path, 1 << 24, &full, &len), 0);
+	for (size_t cut = before; cut < len; cut++) {
+		fd = open(path, O_WRONLY | O_TRUNC);
+		assert_true(write(fd, full, cut) == (ssize_t)cut);
+		close(fd);
+		assert_int_equal(ovl_open(&c, &o), 0);
+		assert_int_equal(ovl_present_bytes(o), 4 * 4096);
+		assert_false(ovl_block_present(o, 2048));
+		ovl_free(o);
+	}
+	for (size_t pos = before; pos < len; pos += 3) {
+		full[pos] ^= 0x40;
+		fd = open(path, O_WRONLY | O_TRUNC);
+		assert_true(write(fd, full, len) == (ssize_t)len);
+		close(fd);
+		assert_int_equal(ovl_open(&c, &o), 0);
+		assert_int_equal(ovl_present_bytes(o), 4 * 4096);
+		ovl_free(o);
+		full[pos] ^= 0x40;
+	}
+	/* A damaged header is refused, not silently restarted. */
+	full[20] ^= 1;
+	fd = open(path, O_WRONLY | O_TRUNC);
+	assert_true(write(fd, full, len) == (ssize_t)len);
+	close(fd);
+	assert_int_equal(ovl_open(&c, &o), -EBADMSG);
+	free(full);
+}
+
+/* Commit cost follows the change, not the disk: 1 TiB, one chunk. */
+static void test_commit_cost(void **state)
+{
+	struct ovl_conf c = conf_of(1ull << 40);
+	struct stat a;
+	struct stat b;
+	struct ovl *o;
+
+	(void)state;
+	unlink(path);
+	assert_int_equal(ovl_open(&c, &o), 0);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(stat(path, &a), 0);
+		mark(o, 1024 * (1000 + i) + 3, 1);
+		assert_int_equal(ovl_commit(o), 0);
+		assert_int_equal(stat(path, &b), 0);
+		assert_true(b.st_size - a.st_size < 256);
+	}
+	/* An idle commit writes nothing. */
+	assert_int_equal(ovl_commit(o), 0);
+	assert_int_equal(stat(path, &a), 0);
+	assert_int_equal(a.st_size, b.st_size);
+	ovl_free(o);
+}
+
+struct targ {
+	struct ovl *o;
+	int id;
+};
+
+static void *marker(void *p)
+{
+	struct targ *t = p;
+
+	for (uint64_t b = t->id; b < 64 * 1024; b += 4)
+		mark(t->o, b, 1);
+	return NULL;
+}
+
+static void *committer(void *p)
+{
+	struct ovl *o = p;
+
+	for (int i = 0; i < 50; i++)
+		assert_int_equal(ovl_commit(o), 0);
+	return NULL;
+}
+
+static void test_concurrent(void **state)
+{
+	struct ovl_conf c = conf_of(256 * MiB);
+	pthread_t tid[5];
+	struct targ t[4];
+	struct ovl *o;
+
+	(void)state;
+	unlink(path);
+	assert_int_equal(ovl_open(&c, &o), 0);
+	for (int i = 0; i < 4; i++) {
+		t[i] = (struct targ){ o, i };
+		pthread_create(&tid[i], NULL, marker, &t[i]);
+	}
+	pthread_create(&tid[4], NULL, committer, o);
+	for (int i = 0; i < 5; i++)
+		pthread_join(tid[i], NULL);
+	assert_true(ovl_is_complete(o));
+	assert_int_equal(ovl_commit(o), 0);
+	ovl_free(o);
+	assert_int_equal(ovl_open(&c, &o), 0);
+	assert_true(ovl_is_complete(o));
+	ovl_free(o);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_transitions),
+		cmocka_unit_test(test_persist_and_identity),
+		cmocka_unit_test(test_torn_commit),
+		cmocka_unit_test(test_commit_cost),
+		cmocka_unit_test(test_concurrent),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
