@@ -12,6 +12,8 @@ writes = 0
 for log in sys.argv[3:]:
     for line in open(log):
         f = line.split()
+        if len(f) == 5:     # fio iolog v3: time file action offset len
+            f = f[1:]
         if len(f) == 4 and f[1] == "write":
             off, n = int(f[2]), int(f[3])
             mask[off:off + n] = b"\1" * n

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#ifndef PBSLM_IMAGE_H
+#define PBSLM_IMAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ccache.h"
+#include "repo.h"
+#include "store.h"
+
+/*
+ * The block logic of one live-mounted disk (DESIGN.md section 3): reads
+ * split into present blocks (from the target) and absent ones (from the
+ * decoded chunk), guest writes to the target, discard, flush, and the
+ * fill of a chunk's absent blocks that the streamer and copy-on-read
+ * share.  Every function may be called from any thread at once; none
+ * holds a lock across network I/O.
+ */
+
+struct image;
+
+struct image_conf {
+	struct repo_archive *archive;	/* borrowed, outlives the image */
+	struct ccache *cache;		/* borrowed, shared by all images */
+	const char *name;		/* file name in the mount: "x.img" */
+	const char *target;		/* file or block device; NULL: none */
+	const char *state_path;		/* NULL: "<target>.lmstate" */
+	uint64_t block_size;		/* power of two, default 4096 */
+	bool read_only;			/* no target: on-demand reads only */
+};
+
+/*
+ * Opens (creating a sparse file target of the image's size if missing)
+ * the target and the allocation state; resumes a previous state or
+ * refuses one that belongs to another backup/size/target (logged).
+ */
+int image_open(const struct image_conf *conf, struct image **out);
+/* Commits the state (unless read-only) and frees everything. */
+void image_close(struct image *img);
+
+const char *image_name(const struct image *img);
+uint64_t image_size(const struct image *img);
+bool image_is_read_only(const struct image *img);
+
+/* Bytes read or -errno (-EIO: a chunk could not be fetched/verified). */
+ssize_t image_read(struct image *img, void *buf, size_t len, uint64_t off);
+ssize_t image_write(struct image *img, const void *buf, size_t len,
+		    uint64_t off);
+/* Whole blocks in the range become present and zero (hole in target). */
+int image_discard(struct image *img, uint64_t off, uint64_t len);
+/* Target data durable, then the state that describes it. */
+int image_flush(struct image *img);
+/* Commit the state if it changed (the once-a-second checkpoint). */
+int image_checkpoint(struct image *img);
+
+uint64_t image_chunk_count(const struct image *img);
+/* True while chunk @i has absent blocks. */
+bool image_chunk_incomplete(const struct image *img, uint64_t i);
+/*
+ * Write the absent blocks of chunk @i into the target (from the cache or
+ * a fetch at @prio) and mark them present.  Zero chunks are punched, not
+ * fetched.  0, or -errno (-EIO: store unreachable or chunk bad).
+ */
+int image_fill_chunk(struct image *img, uint64_t i, enum store_prio prio);
+/*
+ * After a guest read: the chunks it fetched on demand are filled while
+ * their decoded data is still cached (copy-on-read).  Call after the
+ * reply has been sent; never fails visibly.
+ */
+void image_copy_on_read(struct image *img, uint64_t off, size_t len);
+
+/* The chunks the guest read first on an earlier mount (prefetch order). */
+size_t image_trace(const struct image *img, const uint64_t **chunks);
+
+struct image_stats {
+	uint64_t size;
+	uint64_t present_bytes;
+	uint64_t fetched_bytes;		/* decoded chunk bytes fetched */
+	uint64_t read_errors;
+	uint64_t chunks_total;
+	uint64_t chunks_incomplete;
+	bool complete;
+};
+void image_get_stats(const struct image *img, struct image_stats *st);
+
+#endif

@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#ifndef PBSLM_MOUNT_H
+#define PBSLM_MOUNT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "repo.h"
+
+/*
+ * The live mount: opens every image, the chunk cache, the FUSE
+ * front-end, the streamer and the checkpoint thread, serves until
+ * unmounted or signalled, then stops them in reverse order and commits.
+ */
+struct mount_conf {
+	struct repo_snapshot *snap;	/* borrowed */
+	const char *const *archives;	/* NULL: every .img.fidx */
+	unsigned int narchives;
+	const char *mountpoint;
+	const char *target;		/* one archive: its target */
+	const char *target_dir;		/* or: DIR/<archive>.raw each */
+	const char *state;		/* one archive: its state file */
+	uint64_t cache_size;
+	uint64_t block_size;
+	unsigned int connections;	/* streamer chunks in flight */
+	bool no_stream;
+	bool read_only;
+	bool allow_other;
+	const char *fuse_opts;
+	const char *on_complete;	/* sh -c command, or NULL */
+	/* Called once everything is up (daemon hand-shake); may be NULL. */
+	void (*ready)(void *arg);
+	void *ready_arg;
+};
+
+int mount_run(const struct mount_conf *conf);
+
+#endif

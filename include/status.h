@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#ifndef PBSLM_STATUS_H
+#define PBSLM_STATUS_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+/*
+ * `pbs-livemount status`: reads MOUNTPOINT/.status (the JSON document
+ * mount.c serves) and prints it for people: per disk a progress bar,
+ * rate, ETA and errors.
+ */
+struct status_conf {
+	const char *mountpoint;
+	bool json;	/* print the document as it is */
+	bool watch;	/* redraw every second until complete */
+};
+
+/* 0: printed (with --watch: the mount completed); -errno otherwise. */
+int status_run(const struct status_conf *conf, FILE *out);
+
+#endif

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#ifndef PBSLM_STREAM_H
+#define PBSLM_STREAM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "image.h"
+
+/*
+ * The background streamer: copies every absent chunk of every image into
+ * its target at the lowest fetch priority, in the order the guest read
+ * chunks on an earlier mount (the trace), then in index order.  Up to
+ * `threads` chunks in flight; identical chunks are fetched once while
+ * cached.  When the store fails, workers pause with growing back-off and
+ * resume by themselves.
+ */
+struct stream;
+
+struct stream_conf {
+	struct image **images;	/* borrowed, outlive the streamer */
+	unsigned int nimages;
+	unsigned int threads;	/* chunks in flight, default 16 */
+};
+
+int stream_start(const struct stream_conf *conf, struct stream **out);
+/* Stop and join every worker; in-flight fills complete first. */
+void stream_stop(struct stream *s);
+/* Every chunk of every image present. */
+bool stream_is_done(const struct stream *s);
+/* A worker is backing off after a store failure. */
+bool stream_is_paused(const struct stream *s);
+uint64_t stream_errors(const struct stream *s);
+
+#endif

@@ -1,0 +1,512 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * FUSE low-level front-end.
+ *
+ * Inodes are fixed for the life of the mount: 1 is the root directory,
+ * 2 the ".status" file, 3 + i image i.  Nothing here is mutable after
+ * fs_new() except libfuse's own session, so requests on all FUSE worker
+ * threads run without locks; the images do their own locking.
+ *
+ * Images are served without direct_io, so the kernel's page cache works
+ * for guests that open with cache=writeback, and O_DIRECT opens
+ * (cache=none) bypass it as usual.  ".status" is direct_io, generated at
+ * open, so every open sees a fresh document.
+ *
+ * No lock is held across fuse_reply_*: copy-on-read runs after the reply.
+ */
+#define FUSE_USE_VERSION 35
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <fuse_lowlevel.h>
+
+#include "fs.h"
+#include "log.h"
+#include "util.h"
+#include "banned.h"
+
+#define INO_ROOT FUSE_ROOT_ID
+#define INO_STATUS 2
+#define INO_IMAGE0 3
+#define FS_MAX_IO (1u << 20)
+#define STATUS_NAME ".status"
+
+struct fs {
+	struct fs_conf conf;		/* immutable after fs_new */
+	struct fuse_session *se;	/* libfuse's own locking */
+	time_t mtime;			/* immutable */
+	bool mounted;			/* main thread only */
+};
+
+static struct image *ino_image(struct fs *fs, fuse_ino_t ino)
+{
+	if (ino < INO_IMAGE0 || ino - INO_IMAGE0 >= fs->conf.nimages)
+		return NULL;
+	return fs->conf.images[ino - INO_IMAGE0];
+}
+
+static int fill_attr(struct fs *fs, fuse_ino_t ino, struct stat *st)
+{
+	struct image *img;
+
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_uid = getuid();
+	st->st_gid = getgid();
+	st->st_mtime = st->st_ctime = st->st_atime = fs->mtime;
+	st->st_blksize = 4096;
+	if (ino == INO_ROOT) {
+		st->st_mode = S_IFDIR | 0755;
+		st->st_nlink = 2;
+		return 0;
+	}
+	if (ino == INO_STATUS) {
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+		st->st_size = 0;	/* generated on open; direct_io */
+		return 0;
+	}
+	img = ino_image(fs, ino);
+	if (!img)
+		return -ENOENT;
+	st->st_mode = S_IFREG |
+		      (fs->conf.read_only || image_is_read_only(img) ? 0444 :
+								      0644);
+	st->st_nlink = 1;
+	st->st_size = image_size(img);
+	st->st_blocks = (image_size(img) + 511) / 512;
+	return 0;
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	conn->max_write = FS_MAX_IO;
+	conn->max_readahead = FS_MAX_IO;
+	/* Parallel reads of one file: the guest issues many at once. */
+	if (conn->capable & FUSE_CAP_ASYNC_READ)
+		conn->want |= FUSE_CAP_ASYNC_READ;
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	/* We never change file contents behind the kernel's back. */
+	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct fuse_entry_param e;
+	fuse_ino_t ino = 0;
+
+	if (parent != INO_ROOT) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (!strcmp(name, STATUS_NAME))
+		ino = INO_STATUS;
+	for (unsigned int i = 0; !ino && i < fs->conf.nimages; i++)
+		if (!strcmp(name, image_name(fs->conf.images[i])))
+			ino = INO_IMAGE0 + i;
+	if (!ino) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	memset(&e, 0, sizeof(e));
+	e.ino = ino;
+	e.attr_timeout = 3600;
+	e.entry_timeout = 3600;
+	fill_attr(fs, ino, &e.attr);
+	fuse_reply_entry(req, &e);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct stat st;
+	int ret;
+
+	(void)fi;
+	ret = fill_attr(fs, ino, &st);
+	if (ret)
+		fuse_reply_err(req, -ret);
+	else
+		fuse_reply_attr(req, &st, ino == INO_STATUS ? 0 : 3600);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+		       int to_set, struct fuse_file_info *fi)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct image *img = ino_image(fs, ino);
+	struct stat st;
+
+	/* Sizes are the backup's: only a no-op truncate is accepted. */
+	if (!img || ((to_set & FUSE_SET_ATTR_SIZE) &&
+		     (uint64_t)attr->st_size != image_size(img))) {
+		fuse_reply_err(req, img ? EPERM : EACCES);
+		return;
+	}
+	(void)fi;
+	fill_attr(fs, ino, &st);
+	fuse_reply_attr(req, &st, 3600);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct image *img;
+	char *json = NULL;
+	bool wr = (fi->flags & O_ACCMODE) != O_RDONLY;
+	int ret;
+
+	if (ino == INO_STATUS) {
+		if (wr) {
+			fuse_reply_err(req, EACCES);
+			return;
+		}
+		ret = fs->conf.status(fs->conf.status_arg, &json);
+		if (ret) {
+			fuse_reply_err(req, -ret);
+			return;
+		}
+		fi->fh = (uintptr_t)json;
+		fi->direct_io = 1;
+		fuse_reply_open(req, fi);
+		return;
+	}
+	img = ino_image(fs, ino);
+	if (!img) {
+		fuse_reply_err(req, ino == INO_ROOT ? EISDIR : ENOENT);
+		return;
+	}
+	if (wr && (fs->conf.read_only || image_is_read_only(img))) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	fi->keep_cache = 1;
+	fuse_reply_open(req, fi);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	if (ino == INO_STATUS)
+		free((char *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static __thread uint8_t *tls_buf;	/* per FUSE thread, freed at exit */
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+
+static void tls_free(void *p)
+{
+	free(p);
+}
+
+static void tls_init(void)
+{
+	pthread_key_create(&tls_key, tls_free);
+}
+
+static uint8_t *thread_buf(void)
+{
+	if (!tls_buf) {
+		pthread_once(&tls_once, tls_init);
+		tls_buf = malloc(FS_MAX_IO);
+		if (tls_buf)
+			pthread_setspecific(tls_key, tls_buf);
+	}
+	return tls_buf;
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct image *img;
+	uint8_t *buf;
+	ssize_t n;
+
+	if (ino == INO_STATUS) {
+		const char *json = (const char *)(uintptr_t)fi->fh;
+		size_t len = strlen(json);
+
+		if ((uint64_t)off >= len)
+			fuse_reply_buf(req, NULL, 0);
+		else
+			fuse_reply_buf(req, json + off, MIN(size, len - off));
+		return;
+	}
+	img = ino_image(fs, ino);
+	if (!img) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	buf = thread_buf();
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	size = MIN(size, FS_MAX_IO);
+	n = image_read(img, buf, size, off);
+	if (n < 0) {
+		/* Whatever went wrong below, a reader sees EIO. */
+		fuse_reply_err(req, n == -ENOMEM ? ENOMEM : EIO);
+		return;
+	}
+	fuse_reply_buf(req, (const char *)buf, n);
+	image_copy_on_read(img, off, n);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
+		     size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct image *img = ino_image(fs, ino);
+	ssize_t n;
+
+	(void)fi;
+	if (!img) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	n = image_write(img, buf, size, off);
+	if (n < 0)
+		fuse_reply_err(req, n == -ENOSPC || n == -EFBIG ? -n : EIO);
+	else
+		fuse_reply_write(req, n);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino,
+		     struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	/* close(2) does not promise durability; fsync does. */
+	fuse_reply_err(req, 0);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		     struct fuse_file_info *fi)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct image *img = ino_image(fs, ino);
+	int ret = 0;
+
+	(void)datasync;
+	(void)fi;
+	if (img && !image_is_read_only(img))
+		ret = image_flush(img);
+	fuse_reply_err(req, ret ? EIO : 0);
+}
+
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
+			 off_t off, off_t len, struct fuse_file_info *fi)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct image *img = ino_image(fs, ino);
+	uint64_t end;
+	int ret;
+
+	(void)fi;
+	if (!img) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	if (off < 0 || len <= 0 ||
+	    __builtin_add_overflow((uint64_t)off, (uint64_t)len, &end)) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)) {
+		ret = image_discard(img, off, MIN(end, image_size(img)) - off);
+	} else if (mode == 0 || mode == FALLOC_FL_KEEP_SIZE) {
+		/* Preallocation inside the fixed size: nothing to do. */
+		ret = end > image_size(img) && !(mode & FALLOC_FL_KEEP_SIZE) ?
+			      -EFBIG : 0;
+	} else {
+		ret = -EOPNOTSUPP;
+	}
+	fuse_reply_err(req, -ret);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
+		       off_t off, struct fuse_file_info *fi)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	unsigned int total = 3 + fs->conf.nimages;
+	char *buf;
+	size_t used = 0;
+
+	(void)fi;
+	if (ino != INO_ROOT) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	buf = malloc(size);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (off_t i = off; i < (off_t)total; i++) {
+		struct stat st = { 0 };
+		const char *name;
+		size_t n;
+
+		if (i == 0) {
+			name = ".";
+			st.st_ino = INO_ROOT;
+			st.st_mode = S_IFDIR;
+		} else if (i == 1) {
+			name = "..";
+			st.st_ino = INO_ROOT;
+			st.st_mode = S_IFDIR;
+		} else if (i == 2) {
+			name = STATUS_NAME;
+			st.st_ino = INO_STATUS;
+			st.st_mode = S_IFREG;
+		} else {
+			name = image_name(fs->conf.images[i - 3]);
+			st.st_ino = INO_IMAGE0 + i - 3;
+			st.st_mode = S_IFREG;
+		}
+		n = fuse_add_direntry(req, buf + used, size - used, name, &st,
+				      i + 1);
+		if (n > size - used)
+			break;
+		used += n;
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct statvfs sv = { 0 };
+	uint64_t total = 0;
+
+	(void)ino;
+	for (unsigned int i = 0; i < fs->conf.nimages; i++)
+		total += image_size(fs->conf.images[i]);
+	sv.f_bsize = 4096;
+	sv.f_frsize = 4096;
+	sv.f_blocks = total / 4096;
+	sv.f_files = 2 + fs->conf.nimages;
+	sv.f_namemax = 255;
+	fuse_reply_statfs(req, &sv);
+}
+
+static const struct fuse_lowlevel_ops fs_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.open = op_open,
+	.release = op_release,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.fsync = op_fsync,
+	.fallocate = op_fallocate,
+	.readdir = op_readdir,
+	.statfs = op_statfs,
+};
+
+static void fs_log(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	log_vmsg((int)level, fmt, ap);
+}
+
+int fs_new(const struct fs_conf *conf, struct fs **out)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	char *opts;
+	struct fs *fs;
+	int ret = -EIO;
+
+	fuse_set_log_func(fs_log);
+	fs = xcalloc(1, sizeof(*fs));
+	fs->conf = *conf;
+	fs->mtime = time(NULL);
+	opts = xasprintf("-ofsname=pbs-livemount,subtype=pbs-livemount,"
+			 "default_permissions%s%s%s%s",
+			 conf->allow_other ? ",allow_other" : "",
+			 conf->read_only ? ",ro" : "",
+			 conf->fuse_opts ? "," : "",
+			 conf->fuse_opts ? conf->fuse_opts : "");
+	if (fuse_opt_add_arg(&args, "pbs-livemount") ||
+	    fuse_opt_add_arg(&args, opts)) {
+		ret = -ENOMEM;
+		goto err_free;
+	}
+	fs->se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), fs);
+	if (!fs->se) {
+		log_err("fs: cannot create a FUSE session (options '%s')", opts);
+		ret = -EINVAL;
+		goto err_free;
+	}
+	if (fuse_session_mount(fs->se, conf->mountpoint)) {
+		log_err("fs: cannot mount on '%s'", conf->mountpoint);
+		ret = -EIO;
+		goto err_free;
+	}
+	fs->mounted = true;
+	fuse_opt_free_args(&args);
+	free(opts);
+	*out = fs;
+	return 0;
+err_free:
+	fuse_opt_free_args(&args);
+	free(opts);
+	fs_free(fs);
+	return ret;
+}
+
+int fs_run(struct fs *fs)
+{
+	struct fuse_loop_config cfg = {
+		.clone_fd = 0,
+		.max_idle_threads = fs->conf.max_threads ?
+					    fs->conf.max_threads : 16,
+	};
+	int ret;
+
+	/* SIGTERM, SIGINT, SIGHUP end the loop; the caller then commits. */
+	if (fuse_set_signal_handlers(fs->se))
+		return -EIO;
+	ret = fuse_session_loop_mt(fs->se, &cfg);
+	fuse_remove_signal_handlers(fs->se);
+	return ret < 0 ? ret : 0;
+}
+
+void fs_exit(struct fs *fs)
+{
+	fuse_session_exit(fs->se);
+}
+
+void fs_free(struct fs *fs)
+{
+	if (!fs)
+		return;
+	if (fs->se) {
+		if (fs->mounted)
+			fuse_session_unmount(fs->se);
+		fuse_session_destroy(fs->se);
+	}
+	free(fs);
+}

@@ -1,0 +1,356 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Live-mount orchestration and the ".status" document.
+ *
+ * Threads (created here, joined here, in this order of shutdown):
+ *   FUSE workers     created by fs_run() (libfuse), gone when it returns
+ *   checkpoint       one: commits each image's state once a second while
+ *                    it changes, samples progress, detects completion
+ *   stream workers   stream_start(); joined by stream_stop()
+ * Start order: images -> fs (mounted) -> ready hand-shake -> stream ->
+ * checkpoint -> fs_run.  Stop: fs_run returns (unmount or signal) ->
+ * checkpoint -> stream -> images closed (final commit) -> fs freed.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ccache.h"
+#include "fs.h"
+#include "image.h"
+#include "log.h"
+#include "mount.h"
+#include "stream.h"
+#include "util.h"
+#include "banned.h"
+
+struct progress {
+	uint64_t last_present;	/* protected by mount->lock */
+	double rate;		/* protected by mount->lock: bytes/s, EWMA */
+};
+
+struct mount {
+	const struct mount_conf *conf;	/* immutable */
+	struct image **images;		/* immutable after start */
+	struct repo_archive **archives;	/* immutable after start */
+	unsigned int nimages;		/* immutable after start */
+	struct ccache *cache;		/* immutable pointer */
+	struct stream *stream;		/* immutable after start */
+	time_t started;			/* immutable */
+	pthread_mutex_t lock;
+	pthread_cond_t wake;		/* with ->lock: stop the checkpointer */
+	bool stop;			/* protected by ->lock */
+	bool complete;			/* protected by ->lock */
+	struct progress *prog;		/* protected by ->lock */
+};
+
+static void run_on_complete(const char *cmd)
+{
+	pid_t pid = fork();
+	int status;
+
+	if (pid == 0) {
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) < 0) {
+		log_err("mount: cannot run --on-complete '%s': %s", cmd,
+			strerror(errno));
+		return;
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		log_warn("mount: --on-complete '%s' failed (status %d)", cmd,
+			 status);
+}
+
+static void *checkpointer(void *arg)
+{
+	struct mount *m = arg;
+	struct timespec ts;
+	bool announce = false;
+
+	pthread_mutex_lock(&m->lock);
+	while (!m->stop) {
+		bool done = true;
+
+		pthread_mutex_unlock(&m->lock);
+		for (unsigned int i = 0; i < m->nimages; i++) {
+			struct image_stats st;
+
+			image_checkpoint(m->images[i]);
+			image_get_stats(m->images[i], &st);
+			done &= st.complete;
+			pthread_mutex_lock(&m->lock);
+			m->prog[i].rate = 0.7 * m->prog[i].rate +
+					  0.3 * (double)(st.present_bytes -
+							 m->prog[i].last_present);
+			m->prog[i].last_present = st.present_bytes;
+			pthread_mutex_unlock(&m->lock);
+		}
+		pthread_mutex_lock(&m->lock);
+		if (done && !m->complete && !m->conf->read_only) {
+			m->complete = true;
+			announce = true;
+		}
+		pthread_mutex_unlock(&m->lock);
+		if (announce) {
+			announce = false;
+			for (unsigned int i = 0; i < m->nimages; i++)
+				image_flush(m->images[i]);
+			log_info("mount: restore complete: every block of "
+				 "every disk is in its target");
+			if (m->conf->on_complete)
+				run_on_complete(m->conf->on_complete);
+		}
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += 1;
+		pthread_mutex_lock(&m->lock);
+		if (!m->stop)
+			pthread_cond_timedwait(&m->wake, &m->lock, &ts);
+	}
+	pthread_mutex_unlock(&m->lock);
+	return NULL;
+}
+
+static const char *mount_state(struct mount *m)
+{
+	if (m->conf->read_only)
+		return "read-only";
+	if (m->complete)
+		return "complete";
+	if (!m->stream)
+		return "on-demand";
+	return stream_is_paused(m->stream) ? "paused" : "streaming";
+}
+
+/* The ".status" document, generated on every open. */
+static int status_json(void *arg, char **out)
+{
+	struct mount *m = arg;
+	struct ccache_stats cs;
+	struct buf b;
+	char line[1024];
+	double hit;
+	int ret = 0;
+
+	buf_init(&b, 1 << 20);
+	ccache_get_stats(m->cache, &cs);
+	hit = cs.hits + cs.misses ? (double)cs.hits / (cs.hits + cs.misses) :
+				    0;
+	pthread_mutex_lock(&m->lock);
+	snprintf(line, sizeof(line),
+		 "{\"version\":1,\"state\":\"%s\",\"snapshot\":\"%s\","
+		 "\"started\":%lld,\"elapsed\":%lld,"
+		 "\"stream_errors\":%llu,"
+		 "\"cache\":{\"hits\":%llu,\"misses\":%llu,\"hit_rate\":%.3f,"
+		 "\"bytes\":%llu,\"evictions\":%llu},\"disks\":[",
+		 mount_state(m), repo_snapshot_path(m->conf->snap),
+		 (long long)m->started, (long long)(time(NULL) - m->started),
+		 (unsigned long long)(m->stream ? stream_errors(m->stream) : 0),
+		 (unsigned long long)cs.hits, (unsigned long long)cs.misses,
+		 hit, (unsigned long long)cs.bytes,
+		 (unsigned long long)cs.evictions);
+	ret = buf_append(&b, line, strlen(line));
+	for (unsigned int i = 0; !ret && i < m->nimages; i++) {
+		struct image_stats st;
+		double rate = m->prog[i].rate;
+		double eta;
+
+		image_get_stats(m->images[i], &st);
+		eta = rate > 1 ? (st.size - st.present_bytes) / rate : -1;
+		snprintf(line, sizeof(line),
+			 "%s{\"name\":\"%s\",\"size\":%llu,\"present\":%llu,"
+			 "\"percent\":%.2f,\"fetched\":%llu,\"rate\":%.0f,"
+			 "\"eta\":%.0f,\"read_errors\":%llu,"
+			 "\"chunks\":%llu,\"chunks_left\":%llu,"
+			 "\"complete\":%s}",
+			 i ? "," : "", image_name(m->images[i]),
+			 (unsigned long long)st.size,
+			 (unsigned long long)st.present_bytes,
+			 st.size ? 100.0 * st.present_bytes / st.size : 100.0,
+			 (unsigned long long)st.fetched_bytes, rate, eta,
+			 (unsigned long long)st.read_errors,
+			 (unsigned long long)st.chunks_total,
+			 (unsigned long long)st.chunks_incomplete,
+			 st.complete ? "true" : "false");
+		ret = buf_append(&b, line, strlen(line));
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (!ret)
+		ret = buf_append(&b, "]}\n", 3);
+	if (ret) {
+		buf_release(&b);
+		return ret;
+	}
+	*out = (char *)buf_steal(&b, NULL);
+	return 0;
+}
+
+static char *archive_stem(const char *archive)
+{
+	char *s = xstrdup(archive);
+	char *dot = strstr(s, ".img.fidx");
+
+	if (dot)
+		*dot = '\0';
+	return s;
+}
+
+static int open_images(struct mount *m)
+{
+	const struct mount_conf *c = m->conf;
+	const struct snap_manifest *man = repo_snapshot_manifest(c->snap);
+	const char **names;
+	unsigned int n = 0;
+	int ret = 0;
+
+	names = xcalloc(snap_manifest_nfiles(man) + c->narchives + 1,
+			sizeof(*names));
+	if (c->narchives) {
+		for (unsigned int i = 0; i < c->narchives; i++)
+			names[n++] = c->archives[i];
+	} else {
+		for (size_t i = 0; i < snap_manifest_nfiles(man); i++) {
+			const char *f = snap_manifest_file(man, i)->filename;
+			size_t len = strlen(f);
+
+			if (len > 9 && !strcmp(f + len - 9, ".img.fidx"))
+				names[n++] = f;
+		}
+	}
+	if (!n) {
+		log_err("mount: cannot mount '%s': it has no disk archives",
+			repo_snapshot_path(c->snap));
+		ret = -ENOENT;
+		goto out;
+	}
+	if (c->target && n != 1) {
+		log_err("mount: --target names one target but the snapshot has "
+			"%u disks: use --archive or --target-dir", n);
+		ret = -EINVAL;
+		goto out;
+	}
+	m->images = xcalloc(n, sizeof(*m->images));
+	m->archives = xcalloc(n, sizeof(*m->archives));
+	m->prog = xcalloc(n, sizeof(*m->prog));
+	for (unsigned int i = 0; i < n; i++) {
+		struct repo_archive *a = NULL;
+		struct image_conf ic = { 0 };
+		char *stem;
+		char *tpath = NULL;
+		char *fname;
+
+		ret = repo_archive_open(c->snap, names[i], &a);
+		if (ret)
+			goto out;
+		stem = archive_stem(repo_archive_name(a));
+		fname = xasprintf("%s.img", stem);
+		if (c->target)
+			tpath = xstrdup(c->target);
+		else if (c->target_dir)
+			tpath = xasprintf("%s/%s.raw", c->target_dir, stem);
+		ic.archive = a;
+		ic.cache = m->cache;
+		ic.name = fname;
+		ic.target = tpath;
+		ic.state_path = c->target ? c->state : NULL;
+		ic.block_size = c->block_size;
+		ic.read_only = c->read_only;
+		ret = image_open(&ic, &m->images[i]);
+		free(stem);
+		free(fname);
+		free(tpath);
+		if (ret) {
+			repo_archive_close(a);
+			goto out;
+		}
+		m->archives[i] = a;
+		m->nimages++;
+	}
+out:
+	free(names);
+	return ret;
+}
+
+int mount_run(const struct mount_conf *conf)
+{
+	struct ccache_conf cc = { .budget_bytes = conf->cache_size };
+	struct stream_conf sc = { 0 };
+	struct fs_conf fc = { 0 };
+	struct fs *fs = NULL;
+	struct mount m = { .conf = conf, .started = time(NULL) };
+	pthread_condattr_t ca;
+	pthread_t cp;
+	bool cp_started = false;
+	int ret;
+
+	pthread_mutex_init(&m.lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&m.wake, &ca);
+	pthread_condattr_destroy(&ca);
+	ret = ccache_new(&cc, &m.cache);
+	if (ret)
+		goto out;
+	ret = open_images(&m);
+	if (ret)
+		goto out;
+	fc.mountpoint = conf->mountpoint;
+	fc.images = m.images;
+	fc.nimages = m.nimages;
+	fc.allow_other = conf->allow_other;
+	fc.read_only = conf->read_only;
+	fc.fuse_opts = conf->fuse_opts;
+	fc.status = status_json;
+	fc.status_arg = &m;
+	ret = fs_new(&fc, &fs);
+	if (ret)
+		goto out;
+	log_info("mount: %s mounted on %s (%u disk%s)",
+		 repo_snapshot_path(conf->snap), conf->mountpoint, m.nimages,
+		 m.nimages == 1 ? "" : "s");
+	if (conf->ready)
+		conf->ready(conf->ready_arg);
+	if (!conf->no_stream && !conf->read_only) {
+		sc.images = m.images;
+		sc.nimages = m.nimages;
+		sc.threads = conf->connections;
+		ret = stream_start(&sc, &m.stream);
+		if (ret)
+			goto out;
+	}
+	if (!pthread_create(&cp, NULL, checkpointer, &m))
+		cp_started = true;
+	ret = fs_run(fs);
+out:
+	if (cp_started) {
+		pthread_mutex_lock(&m.lock);
+		m.stop = true;
+		pthread_cond_broadcast(&m.wake);
+		pthread_mutex_unlock(&m.lock);
+		pthread_join(cp, NULL);
+	}
+	stream_stop(m.stream);
+	fs_free(fs);
+	for (unsigned int i = 0; i < m.nimages; i++) {
+		image_close(m.images[i]);
+		repo_archive_close(m.archives[i]);
+	}
+	free(m.images);
+	free(m.archives);
+	free(m.prog);
+	ccache_free(m.cache);
+	pthread_cond_destroy(&m.wake);
+	pthread_mutex_destroy(&m.lock);
+	if (!ret)
+		log_info("mount: %s unmounted, state committed",
+			 conf->mountpoint);
+	return ret;
+}

@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The status command: a reader of the ".status" JSON document.  Single
+ * threaded; no state between calls.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "log.h"
+#include "status.h"
+#include "util.h"
+#include "banned.h"
+
+#define BAR_WIDTH 30
+
+static const char *human(double v, char *buf, size_t len)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	unsigned int u = 0;
+
+	while (v >= 1024 && u + 1 < ARRAY_SIZE(units)) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, len, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+	return buf;
+}
+
+static double num(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v))
+		return 0;
+	return json_object_get_double(v);
+}
+
+static const char *str(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return "?";
+	return json_object_get_string(v);
+}
+
+static void print_human(json_object *doc, FILE *out)
+{
+	json_object *disks;
+	json_object *cache;
+	char a[32];
+	char b[32];
+
+	fprintf(out, "%s: %s, %.0f s elapsed", str(doc, "snapshot"),
+		str(doc, "state"), num(doc, "elapsed"));
+	if (json_object_object_get_ex(doc, "cache", &cache))
+		fprintf(out, ", cache hit rate %.0f%%",
+			100 * num(cache, "hit_rate"));
+	if (num(doc, "stream_errors"))
+		fprintf(out, ", %.0f stream errors", num(doc, "stream_errors"));
+	fprintf(out, "\n");
+	if (!json_object_object_get_ex(doc, "disks", &disks))
+		return;
+	for (size_t i = 0; i < json_object_array_length(disks); i++) {
+		json_object *d = json_object_array_get_idx(disks, i);
+		double pct = num(d, "percent");
+		int fill = (int)(pct / 100 * BAR_WIDTH + 0.5);
+		char bar[BAR_WIDTH + 1];
+
+		for (int k = 0; k < BAR_WIDTH; k++)
+			bar[k] = k < fill ? '#' : '-';
+		bar[BAR_WIDTH] = '\0';
+		fprintf(out, "  %-24s [%s] %6.2f%%  %s/s", str(d, "name"), bar,
+			pct, human(num(d, "rate"), a, sizeof(a)));
+		if (num(d, "eta") >= 0 && pct < 100)
+			fprintf(out, "  ETA %.0f s", num(d, "eta"));
+		fprintf(out, "  fetched %s  errors %.0f%s\n",
+			human(num(d, "fetched"), b, sizeof(b)),
+			num(d, "read_errors"),
+			json_object_get_boolean(json_object_object_get(
+				d, "complete")) ? "  complete" : "");
+	}
+}
+
+static int read_status(const char *mnt, char **text, json_object **doc)
+{
+	char *path = xasprintf("%s/.status", mnt);
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int fd;
+	int ret;
+
+	/* st_size of .status is 0 (generated on open): read to EOF. */
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		log_err("status: cannot read '%s': %s (is a pbs-livemount "
+			"mounted there?)", path, strerror(errno));
+		free(path);
+		return ret;
+	}
+	{
+		struct buf b;
+		char chunk[4096];
+		ssize_t n;
+
+		buf_init(&b, 1 << 20);
+		ret = 0;
+		while ((n = read(fd, chunk, sizeof(chunk))) > 0 && !ret)
+			ret = buf_append(&b, chunk, n);
+		if (n < 0)
+			ret = -errno;
+		buf = buf_steal(&b, &len);
+	}
+	close(fd);
+	if (!ret) {
+		*doc = buf ? json_tokener_parse((char *)buf) : NULL;
+		if (!*doc) {
+			log_err("status: cannot parse '%s'", path);
+			ret = -EBADMSG;
+		}
+	}
+	free(path);
+	if (ret) {
+		free(buf);
+		return ret;
+	}
+	*text = (char *)buf;
+	return 0;
+}
+
+int status_run(const struct status_conf *conf, FILE *out)
+{
+	bool tty = isatty(fileno(out));
+
+	for (;;) {
+		json_object *doc = NULL;
+		char *text = NULL;
+		bool done;
+		int ret;
+
+		ret = read_status(conf->mountpoint, &text, &doc);
+		if (ret)
+			return ret;
+		if (conf->json)
+			fputs(text, out);
+		else
+			print_human(doc, out);
+		done = !strcmp(str(doc, "state"), "complete") ||
+		       !strcmp(str(doc, "state"), "read-only");
+		json_object_put(doc);
+		free(text);
+		fflush(out);
+		if (!conf->watch || done)
+			return 0;
+		sleep(1);
+		if (tty && !conf->json)
+			fputs("\033[H\033[J", out);
+	}
+}

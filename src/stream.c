@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Background streamer.
+ *
+ * Work order: one pass over (image, position) pairs, the trace of an
+ * earlier mount first, then every chunk in index order.  The cursor is a
+ * small struct under ->lock: taking the next item costs a mutex next to
+ * a 4 MiB fetch and write, which is nothing.  A chunk whose fill fails
+ * with -EIO is retried by the same worker after a back-off (1 s doubling
+ * to 30 s) so the stream pauses while the store is down and resumes by
+ * itself; other errors are counted and the chunk is left for a later
+ * pass.  Guest reads go first at the fetch layer (demand priority), and
+ * fills never overwrite guest data (image.c re-checks under the chunk
+ * lock).
+ *
+ * Threads: stream_start() creates conf->threads workers; stream_stop()
+ * sets ->stop, wakes sleepers and joins them all.
+ * Lock order: ->lock only; never held across image calls.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "stream.h"
+#include "util.h"
+#include "banned.h"
+
+#define BACKOFF_MIN_MS 1000
+#define BACKOFF_MAX_MS 30000
+
+struct stream {
+	struct stream_conf conf;	/* immutable */
+	pthread_t *tids;		/* immutable after start */
+	unsigned int nthreads;		/* immutable after start */
+	pthread_mutex_t lock;
+	pthread_cond_t wake;		/* with ->lock: stop requests */
+	unsigned int img;		/* protected by ->lock: cursor image */
+	uint64_t pos;			/* protected by ->lock: cursor */
+	bool in_trace;			/* protected by ->lock */
+	unsigned int passes;		/* protected by ->lock */
+	bool stop;			/* protected by ->lock */
+	unsigned int paused;		/* atomic: workers backing off */
+	uint64_t errors;		/* atomic */
+};
+
+/* Next (image, chunk) that may need work, or false at the end of a pass. */
+static bool next_item(struct stream *s, struct image **img, uint64_t *chunk)
+{
+	for (;;) {
+		struct image *im;
+		const uint64_t *trace;
+		size_t ntrace;
+
+		if (s->img >= s->conf.nimages) {
+			if (!s->in_trace)
+				return false;
+			s->in_trace = false;
+			s->img = 0;
+			s->pos = 0;
+			continue;
+		}
+		im = s->conf.images[s->img];
+		if (s->in_trace) {
+			ntrace = image_trace(im, &trace);
+			if (s->pos < ntrace &&
+			    trace[s->pos] < image_chunk_count(im)) {
+				*img = im;
+				*chunk = trace[s->pos++];
+				return true;
+			}
+			if (s->pos < ntrace) {
+				s->pos++;
+				continue;
+			}
+		} else if (s->pos < image_chunk_count(im)) {
+			*img = im;
+			*chunk = s->pos++;
+			return true;
+		}
+		s->img++;
+		s->pos = 0;
+	}
+}
+
+static bool all_done(const struct stream *s)
+{
+	for (unsigned int i = 0; i < s->conf.nimages; i++) {
+		struct image_stats st;
+
+		image_get_stats(s->conf.images[i], &st);
+		if (!st.complete)
+			return false;
+	}
+	return true;
+}
+
+/* Sleep @ms unless stopped; returns true if stopped. */
+static bool nap(struct stream *s, uint64_t ms)
+{
+	struct timespec ts;
+	bool stop;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&s->lock);
+	while (!s->stop &&
+	       pthread_cond_timedwait(&s->wake, &s->lock, &ts) != ETIMEDOUT)
+		;
+	stop = s->stop;
+	pthread_mutex_unlock(&s->lock);
+	return stop;
+}
+
+static void *worker(void *arg)
+{
+	struct stream *s = arg;
+
+	for (;;) {
+		uint64_t backoff = BACKOFF_MIN_MS;
+		struct image *img = NULL;
+		uint64_t chunk = 0;
+		bool have;
+		int ret;
+
+		pthread_mutex_lock(&s->lock);
+		have = !s->stop && next_item(s, &img, &chunk);
+		if (!have && !s->stop && !all_done(s)) {
+			/* End of a pass with chunks left: start another. */
+			s->passes++;
+			s->img = 0;
+			s->pos = 0;
+			have = next_item(s, &img, &chunk);
+		}
+		pthread_mutex_unlock(&s->lock);
+		if (!have)
+			break;
+		while (image_chunk_incomplete(img, chunk)) {
+			ret = image_fill_chunk(img, chunk, STORE_PRIO_STREAM);
+			if (!ret)
+				break;
+			__atomic_add_fetch(&s->errors, 1, __ATOMIC_RELAXED);
+			if (ret != -EIO) {
+				/* Not the network: leave it for a later pass. */
+				if (nap(s, BACKOFF_MIN_MS))
+					goto out;
+				break;
+			}
+			__atomic_add_fetch(&s->paused, 1, __ATOMIC_RELAXED);
+			log_debug(LOG_CAT_STREAM, "stream: chunk %llu of '%s' "
+				  "failed, retrying in %llu ms",
+				  (unsigned long long)chunk, image_name(img),
+				  (unsigned long long)backoff);
+			ret = nap(s, backoff);
+			__atomic_sub_fetch(&s->paused, 1, __ATOMIC_RELAXED);
+			if (ret)
+				goto out;
+			backoff = MIN(backoff * 2, BACKOFF_MAX_MS);
+		}
+	}
+out:
+	return NULL;
+}
+
+int stream_start(const struct stream_conf *conf, struct stream **out)
+{
+	struct stream *s = xcalloc(1, sizeof(*s));
+	pthread_condattr_t ca;
+
+	s->conf = *conf;
+	s->in_trace = true;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->wake, &ca);
+	pthread_condattr_destroy(&ca);
+	s->tids = xcalloc(conf->threads ? conf->threads : 16, sizeof(pthread_t));
+	for (unsigned int i = 0; i < (conf->threads ? conf->threads : 16); i++) {
+		if (pthread_create(&s->tids[i], NULL, worker, s))
+			break;
+		s->nthreads++;
+	}
+	if (!s->nthreads) {
+		stream_stop(s);
+		return -EAGAIN;
+	}
+	*out = s;
+	return 0;
+}
+
+void stream_stop(struct stream *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->stop = true;
+	pthread_cond_broadcast(&s->wake);
+	pthread_mutex_unlock(&s->lock);
+	for (unsigned int i = 0; i < s->nthreads; i++)
+		pthread_join(s->tids[i], NULL);
+	pthread_cond_destroy(&s->wake);
+	pthread_mutex_destroy(&s->lock);
+	free(s->tids);
+	free(s);
+}
+
+bool stream_is_done(const struct stream *s)
+{
+	return all_done(s);
+}
+
+bool stream_is_paused(const struct stream *s)
+{
+	return __atomic_load_n(&s->paused, __ATOMIC_RELAXED) > 0;
+}
+
+uint64_t stream_errors(const struct stream *s)
+{
+	return __atomic_load_n(&s->errors, __ATOMIC_RELAXED);
+}

@@ -1,0 +1,32 @@
+#!/bin/bash
+# A live mount reads like the source while streaming, completes, and
+# leaves a target equal to the source; state survives a remount.
+source "$(dirname "$0")/lib/functions.sh"
+requires_fuse
+make_image "$T/src.img" 64 11
+$PROG pack -q --id 7 "$T/src.img:drive-scsi0" "$T/ds"
+
+# --no-stream first: reads come from the backup, on demand.
+lm_mount "$T/mnt" --target "$T/tgt.raw" --no-stream "$T/ds" vm/7
+ls "$T/mnt" | grep -qx drive-scsi0.img || fail "image file missing"
+[ "$(stat -c %s "$T/mnt/drive-scsi0.img")" = "$(stat -c %s "$T/src.img")" ] ||
+	fail "image size"
+[ "$(lm_state "$T/mnt")" = on-demand ] || fail "state: $(lm_state "$T/mnt")"
+cmp "$T/src.img" "$T/mnt/drive-scsi0.img" || fail "mounted image differs"
+# Copy-on-read: what was read is now in the target.
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["disks"][0]; assert d["present"] > 0, d' \
+	"$T/mnt/.status" || fail "copy-on-read filled nothing"
+lm_umount "$T/mnt"
+[ -f "$T/tgt.raw.lmstate" ] || fail "no state file"
+
+# Resume with the streamer: completes, then the target is the backup.
+lm_mount "$T/mnt" --target "$T/tgt.raw" --connections 4 "$T/ds" vm/7
+cmp "$T/src.img" "$T/mnt/drive-scsi0.img" || fail "differs while streaming"
+lm_wait_complete "$T/mnt" 60
+$PROG status "$T/mnt" | grep -q complete || fail "status command"
+$PROG status --json "$T/mnt" | python3 -m json.tool >/dev/null || fail "--json"
+lm_umount "$T/mnt"
+cmp "$T/src.img" "$T/tgt.raw" || fail "target differs from the source"
+$PROG verify -q "$T/ds" vm/7 drive-scsi0 "$T/tgt.raw"
+is_sparse "$T/tgt.raw" || fail "zero chunks were written, not punched"
+echo ok
