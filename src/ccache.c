@@ -81,6 +81,8 @@ static int key_match(struct cds_lfht_node *node, const void *key)
 	struct ccache_entry *e = caa_container_of(node, struct ccache_entry,
 						  node);
 
+	/* Pairs with the release store of ->refs before publication. */
+	(void)__atomic_load_n(&e->refs, __ATOMIC_ACQUIRE);
 	return !memcmp(e->key, key, 32);
 }
 
@@ -108,6 +110,8 @@ static void entry_free_rcu(struct rcu_head *head)
 	struct ccache_entry *e = caa_container_of(head, struct ccache_entry,
 						  rcu);
 
+	/* Pairs with the last (release) decrement of ->refs. */
+	(void)__atomic_load_n(&e->refs, __ATOMIC_ACQUIRE);
 	free(e->data);
 	free(e);
 }
@@ -282,8 +286,13 @@ int ccache_get(struct ccache *c, const uint8_t key[32], size_t len,
 		memcpy(n->key, key, 32);
 		n->len = len;
 		n->state = ENTRY_LOADING;
-		n->refs = 2;	/* the cache's and ours */
 		cds_lfht_node_init(&n->node);
+		/*
+		 * Publication goes through liburcu's own barriers; this
+		 * release store (paired with acquire loads of ->refs) makes
+		 * the ordering visible to ThreadSanitizer as well.
+		 */
+		__atomic_store_n(&n->refs, 2, __ATOMIC_RELEASE); /* cache + us */
 		rcu_read_lock();
 		node = cds_lfht_add_unique(c->ht, key_hash(key), key_match, key,
 					   &n->node);

@@ -75,7 +75,7 @@ struct ovl {
 	size_t ndirty;			/* protected by ->dirty_lock */
 	uint64_t *trace;		/* entries immutable once counted */
 	size_t ntrace;			/* atomic (release after entry) */
-	uint8_t *traced;		/* protected by ->dirty_lock */
+	uint8_t *traced;		/* atomic; set under ->dirty_lock */
 	pthread_mutex_t commit_lock;
 	int fd;				/* protected by ->commit_lock */
 	uint64_t gen;			/* protected by ->commit_lock */
@@ -236,12 +236,13 @@ void ovl_trace_access(struct ovl *o, uint64_t chunk)
 {
 	size_t n = __atomic_load_n(&o->ntrace, __ATOMIC_ACQUIRE);
 
-	if (n >= TRACE_MAX || o->traced[chunk])
+	if (n >= TRACE_MAX || __atomic_load_n(&o->traced[chunk],
+					      __ATOMIC_RELAXED))
 		return;
 	pthread_mutex_lock(&o->dirty_lock);
 	n = o->ntrace;
 	if (n < TRACE_MAX && !o->traced[chunk]) {
-		o->traced[chunk] = 1;
+		__atomic_store_n(&o->traced[chunk], 1, __ATOMIC_RELAXED);
 		o->trace[n] = chunk;
 		__atomic_store_n(&o->ntrace, n + 1, __ATOMIC_RELEASE);
 	}
