@@ -71,6 +71,12 @@ const struct snap_fidx *repo_archive_fidx(const struct repo_archive *a);
 const char *repo_archive_name(const struct repo_archive *a);
 /* The key for the archive's chunks: NULL unless crypt-mode encrypt. */
 const struct key_material *repo_archive_key(const struct repo_archive *a);
+/*
+ * For jobs that stop at the first error (restore): afterwards only the
+ * first failing chunk is logged; later failures return -ECANCELED
+ * quietly.  Any thread.
+ */
+void repo_archive_stop_on_error(struct repo_archive *a);
 /* True if chunk @i is the all-zero chunk (never needs a fetch). */
 bool repo_archive_is_zero(const struct repo_archive *a, uint64_t i);
 /*

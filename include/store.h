@@ -88,5 +88,6 @@ bool store_is_local(const struct store *s);
 /* Backends: called by store_open() only. */
 int store_dir_open(const struct store_conf *conf, const char *root,
 		   struct store **out);
+int store_http_open(const struct store_conf *conf, struct store **out);
 
 #endif

@@ -44,6 +44,8 @@ struct repo_archive {
 	char *name;			  /* "drive-scsi0.img.fidx" */
 	const struct key_material *key;	  /* set iff crypt-mode encrypt */
 	uint8_t zero_digest[32];	  /* digest of a full zero chunk */
+	bool stop_on_error;		  /* atomic */
+	int failed;			  /* atomic: a failure was logged */
 };
 
 static const char *const backup_types[] = { "vm", "ct", "host" };
@@ -175,7 +177,9 @@ static int load_manifest(struct repo_snapshot *snap)
 		goto out;
 	}
 	if (ret) {
-		log_err("repo: cannot read '%s': %s", where, strerror(-ret));
+		if (ret != -EIO && ret != -EACCES)	/* fetch said why */
+			log_err("repo: cannot read '%s': %s", where,
+				strerror(-ret));
 		goto out;
 	}
 	/* The manifest is never encrypted: no key for the blob itself. */
@@ -237,9 +241,12 @@ int repo_snapshot_open(struct store *s, const char *ns, const char *spec,
 	if (time < 0) {
 		ret = repo_list_times(s, ns, type, id, &times, &ntimes);
 		if (ret || !ntimes) {
-			log_err("repo: cannot find the newest snapshot of "
-				"'%s/%s': %s", type, id,
-				ret ? strerror(-ret) : "no snapshots");
+			if (ret != -EIO && ret != -EACCES)
+				log_err("repo: cannot find the newest snapshot "
+					"of '%s/%s': %s", type, id,
+					ret == -ENOTSUP ?
+					"the server offers no directory listing" :
+					ret ? strerror(-ret) : "no snapshots");
 			ret = ret ? ret : -ENOENT;
 			goto out_free;
 		}
@@ -330,7 +337,9 @@ static int load_fidx(struct repo_snapshot *snap, const char *fname,
 	store_describe(snap->store, path, where, sizeof(where));
 	ret = store_get_file(snap->store, path, FIDX_MAX, &raw, &len);
 	if (ret) {
-		log_err("repo: cannot read '%s': %s", where, strerror(-ret));
+		if (ret != -EIO && ret != -EACCES)	/* fetch said why */
+			log_err("repo: cannot read '%s': %s", where,
+				strerror(-ret));
 		goto out;
 	}
 	ret = snap_fidx_parse(raw, len, &f, &err);
@@ -452,6 +461,11 @@ const char *repo_archive_name(const struct repo_archive *a)
 	return a->name;
 }
 
+void repo_archive_stop_on_error(struct repo_archive *a)
+{
+	__atomic_store_n(&a->stop_on_error, true, __ATOMIC_RELAXED);
+}
+
 const struct key_material *repo_archive_key(const struct repo_archive *a)
 {
 	return a->key;
@@ -504,8 +518,18 @@ int repo_archive_read_chunk(const struct repo_archive *a, uint64_t i,
 			      &ctx);
 	if (!ret)
 		return 0;
-	/* -EIO from the network layer was logged there, with the URL. */
-	if (ret != -EIO && log_ratelimit(&rl)) {
+	if (__atomic_load_n(&a->stop_on_error, __ATOMIC_RELAXED)) {
+		int zero = 0;
+
+		/* Only the first failure speaks: the job stops anyway. */
+		if (!__atomic_compare_exchange_n(&((struct repo_archive *)a)->failed,
+						 &zero, 1, false,
+						 __ATOMIC_RELAXED,
+						 __ATOMIC_RELAXED))
+			return -ECANCELED;
+	}
+	/* -EIO and -EACCES from the network layer were logged there. */
+	if (ret != -EIO && ret != -EACCES && log_ratelimit(&rl)) {
 		hex_encode(ctx.digest, 32, hex);
 		snap_chunk_path(ctx.digest, rel);
 		store_describe(a->snap->store, rel, where, sizeof(where));

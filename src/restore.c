@@ -250,6 +250,7 @@ int restore_run(const struct restore_conf *conf)
 	double secs;
 	int ret;
 
+	repo_archive_stop_on_error(conf->archive);
 	ret = plan_build(job.fidx, &job.plan);
 	if (ret)
 		goto out;

@@ -18,6 +18,8 @@ int store_open(const struct store_conf *conf, struct store **out)
 {
 	const char *url = conf->url;
 
+	if (!strncmp(url, "http://", 7) || !strncmp(url, "https://", 8))
+		return store_http_open(conf, out);
 	if (!strncmp(url, "file://", 7))
 		return store_dir_open(conf, url + 7, out);
 	if (strstr(url, "://")) {

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#ifndef PBSLM_FETCH_H
+#define PBSLM_FETCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * HTTP(S) GETs for the stores: one event-loop thread drives a libcurl
+ * multi handle (keep-alive pool, HTTP/2 multiplexing over TLS), with
+ * three priority classes and retries with back-off.  The only module
+ * that includes curl (and, for certificate pinning, OpenSSL's SSL API).
+ * Callers block in fetch_get(); bodies are checked on the caller's
+ * thread, never on the loop thread.
+ */
+
+enum fetch_prio {
+	FETCH_DEMAND,		/* a reader waits: always gets a slot */
+	FETCH_READAHEAD,	/* at most connections - 1 in flight */
+	FETCH_STREAM,		/* at most connections - 2 in flight */
+	FETCH_NPRIO,
+};
+
+struct fetch_conf {
+	unsigned int connections;	/* transfers in flight, default 16 */
+	uint64_t remote_timeout_ms;	/* one fetch_get, retries included */
+	uint64_t request_timeout_ms;	/* one attempt */
+	uint64_t limit_rate;		/* total bytes/s, 0 = none */
+	const char *ca_file;
+	const char *fingerprint;	/* "aa:bb:..": pin the leaf cert */
+	bool insecure;
+	const char *auth_header;	/* "Authorization: ...", or NULL */
+};
+
+/*
+ * Body check: 0 accepts; -EBADMSG fetches again (bounded, never served);
+ * any other -errno fails at once.  Runs on the calling thread.  When
+ * every try fails the check, fetch_get() returns -EBADMSG unlogged.
+ */
+typedef int (*fetch_check_fn)(const uint8_t *body, size_t len, void *arg);
+
+struct fetch;
+
+/* Strings in @conf are copied.  Starts the loop thread. */
+int fetch_new(const struct fetch_conf *conf, struct fetch **out);
+/* Stops and joins the loop thread; no fetch_get may be running. */
+void fetch_free(struct fetch *f);
+
+/*
+ * GET @url.  With @check the body is handed to it (and freed here);
+ * without, *@buf receives it (malloc'ed, NUL after *@len).  Bodies over
+ * @max bytes count as corrupt.  Returns 0; -ENOENT (404); -EACCES (401,
+ * 403, certificate refused); -EIO after retries ran out of
+ * remote_timeout (logged once with the URL, the last status or curl
+ * error, and the reason); or the check's error.
+ */
+int fetch_get(struct fetch *f, const char *url, enum fetch_prio prio,
+	      size_t max, fetch_check_fn check, void *arg, uint8_t **buf,
+	      size_t *len);
+
+/* Exposed for the unit tests. */
+int fetch_status_errno(long status);	/* 0 for 2xx */
+bool fetch_status_retryable(long status);
+/* Delay before retry @attempt (1-based): 100 ms doubling to 5 s, +-25 %
+ * by @rnd (any 32-bit value). */
+uint64_t fetch_backoff_ms(unsigned int attempt, uint32_t rnd);
+
+#endif

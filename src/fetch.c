@@ -1,0 +1,606 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The HTTP engine.
+ *
+ * Threads: fetch_new() starts one loop thread that alone touches the
+ * curl multi handle and the easy handles (libcurl handles are not
+ * thread-safe); fetch_free() stops and joins it.  Callers of
+ * fetch_get() queue a request, wait on its condition variable, and do
+ * the body check and the retry back-off on their own thread.
+ *
+ * Scheduling: queued requests start in priority order while fewer than
+ * `connections` transfers run; stream requests may use at most
+ * connections - 2 slots and readahead connections - 1, so that a demand
+ * read always finds a slot free at once.
+ *
+ * Locking: ->lock guards the queues, the active counts, every request's
+ * state and ->stop; it is never held across curl_multi_poll or a body
+ * check.  Lock order: ->lock only.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "compiler.h"
+#include "fetch.h"
+#include "log.h"
+#include "util.h"
+#include "banned.h"
+
+#define BACKOFF_FIRST_MS 100
+#define BACKOFF_MAX_MS 5000
+
+struct req {
+	const char *url;		/* borrowed from the caller */
+	enum fetch_prio prio;
+	struct buf body;		/* loop thread while running */
+	CURL *easy;			/* loop thread */
+	CURLcode cc;			/* protected by ->lock once done */
+	long status;			/* protected by ->lock once done */
+	char errbuf[CURL_ERROR_SIZE];	/* loop thread, then caller */
+	bool done;			/* protected by ->lock */
+	pthread_cond_t cond;		/* with ->lock */
+	struct req *next;		/* protected by ->lock: queue link */
+};
+
+struct fetch {
+	struct fetch_conf conf;		/* immutable; strings owned */
+	uint8_t pin[32];		/* immutable */
+	bool have_pin;			/* immutable */
+	struct curl_slist *headers;	/* immutable after new */
+	CURLM *multi;			/* loop thread only */
+	CURL **pool;			/* loop thread only */
+	unsigned int npool;		/* loop thread only */
+	pthread_t loop;
+	pthread_mutex_t lock;
+	struct req *queue[FETCH_NPRIO];	/* protected by ->lock: FIFO heads */
+	struct req **tail[FETCH_NPRIO];	/* protected by ->lock */
+	unsigned int active[FETCH_NPRIO]; /* protected by ->lock */
+	unsigned int nactive;		/* protected by ->lock */
+	bool stop;			/* protected by ->lock */
+	char last_cert[96];		/* protected by ->lock: last mismatch */
+	uint64_t last_giveup_ns;	/* atomic: when a give-up was logged */
+};
+
+/*
+ * One line per outage, not one per chunk: a give-up is logged unless
+ * another was logged within the last remote timeout.
+ */
+static bool giveup_should_log(struct fetch *f)
+{
+	uint64_t now = now_ns();
+	uint64_t last = __atomic_load_n(&f->last_giveup_ns, __ATOMIC_RELAXED);
+
+	if (last && now - last < f->conf.remote_timeout_ms * 1000000)
+		return false;
+	return __atomic_compare_exchange_n(&f->last_giveup_ns, &last, now,
+					   false, __ATOMIC_RELAXED,
+					   __ATOMIC_RELAXED);
+}
+
+static int curl_ready;	/* curl_global_init once, before threads */
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+
+static void curl_init_once(void)
+{
+	curl_ready = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+}
+
+int fetch_status_errno(long status)
+{
+	if (status >= 200 && status < 300)
+		return 0;
+	if (status == 404 || status == 410)
+		return -ENOENT;
+	if (status == 401 || status == 403)
+		return -EACCES;
+	return -EIO;
+}
+
+bool fetch_status_retryable(long status)
+{
+	return status == 408 || status == 425 || status == 429 ||
+	       (status >= 500 && status < 600);
+}
+
+uint64_t fetch_backoff_ms(unsigned int attempt, uint32_t rnd)
+{
+	uint64_t ms = BACKOFF_FIRST_MS;
+
+	for (unsigned int i = 1; i < attempt && ms < BACKOFF_MAX_MS; i++)
+		ms *= 2;
+	ms = MIN(ms, BACKOFF_MAX_MS);
+	/* jitter: 75 % .. 125 % */
+	return ms * 3 / 4 + (ms / 2) * (rnd % 1001) / 1000;
+}
+
+/* curl errors worth another try: the network, not us or the peer's cert. */
+static bool cc_retryable(CURLcode cc)
+{
+	switch (cc) {
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_RECV_ERROR:
+	case CURLE_SEND_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_HTTP2:
+	case CURLE_HTTP2_STREAM:
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_WRITE_ERROR:		/* body over its cap: corrupt */
+	case CURLE_BAD_CONTENT_ENCODING:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static bool cc_is_tls_refusal(CURLcode cc)
+{
+	return cc == CURLE_PEER_FAILED_VERIFICATION ||
+	       cc == CURLE_SSL_CACERT_BADFILE || cc == CURLE_SSL_CERTPROBLEM ||
+	       cc == CURLE_SSL_PINNEDPUBKEYNOTMATCH;
+}
+
+/* ---- TLS pinning (FORMATS.md 8.4) ---- */
+
+static int verify_cb(int ok, X509_STORE_CTX *x)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(
+		x, SSL_get_ex_data_X509_STORE_CTX_idx());
+	struct fetch *f = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+	X509 *cert = X509_STORE_CTX_get_current_cert(x);
+	uint8_t md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	char got[96];
+
+	if (ok || !f || !f->have_pin)
+		return ok;
+	/* Intermediates pass; the leaf decides. */
+	if (X509_STORE_CTX_get_error_depth(x) > 0)
+		return 1;
+	if (!cert || !X509_digest(cert, EVP_sha256(), md, &mdlen) ||
+	    mdlen != 32)
+		return 0;
+	if (!memcmp(md, f->pin, 32)) {
+		X509_STORE_CTX_set_error(x, X509_V_OK);
+		return 1;
+	}
+	for (int i = 0; i < 32; i++)
+		snprintf(got + 3 * i, 4, i < 31 ? "%02x:" : "%02x", md[i]);
+	pthread_mutex_lock(&f->lock);
+	snprintf(f->last_cert, sizeof(f->last_cert), "%s", got);
+	pthread_mutex_unlock(&f->lock);
+	return 0;
+}
+
+static CURLcode ssl_ctx_cb(CURL *easy, void *sslctx, void *arg)
+{
+	SSL_CTX *ctx = sslctx;
+
+	(void)easy;
+	SSL_CTX_set_app_data(ctx, arg);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_cb);
+	return CURLE_OK;
+}
+
+/* ---- debug trace, credentials redacted ---- */
+
+static int debug_cb(CURL *easy, curl_infotype type, char *data, size_t size,
+		    void *arg)
+{
+	char line[512];
+	size_t n;
+
+	(void)easy;
+	(void)arg;
+	if (type != CURLINFO_TEXT && type != CURLINFO_HEADER_IN &&
+	    type != CURLINFO_HEADER_OUT)
+		return 0;
+	while (size) {
+		n = strcspn(data, "\r\n");
+		n = MIN(n, size);
+		if (n) {
+			if (n > 14 && !strncasecmp(data, "authorization:", 14))
+				snprintf(line, sizeof(line),
+					 "Authorization: <redacted>");
+			else
+				snprintf(line, sizeof(line), "%.*s",
+					 (int)MIN(n, sizeof(line) - 1), data);
+			log_debug(LOG_CAT_HTTP, "http: %s %s",
+				  type == CURLINFO_HEADER_OUT ? ">" :
+				  type == CURLINFO_HEADER_IN ? "<" : "*", line);
+		}
+		while (n < size && (data[n] == '\r' || data[n] == '\n'))
+			n++;
+		data += n;
+		size -= n;
+	}
+	return 0;
+}
+
+static size_t write_cb(char *p, size_t sz, size_t nmemb, void *arg)
+{
+	struct req *r = arg;
+
+	if (buf_append(&r->body, p, nmemb))
+		return 0;	/* over the cap: CURLE_WRITE_ERROR */
+	(void)sz;
+	return nmemb;
+}
+
+/* ---- the loop thread ---- */
+
+static CURL *easy_get(struct fetch *f)
+{
+	CURL *e = f->npool ? f->pool[--f->npool] : curl_easy_init();
+
+	if (!e)
+		return NULL;
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
+			 (long)CURL_HTTP_VERSION_2TLS);
+	curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
+			 (long)f->conf.request_timeout_ms);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+			 (long)MIN(f->conf.request_timeout_ms, 10000));
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, f->headers);
+	if (f->conf.ca_file)
+		curl_easy_setopt(e, CURLOPT_CAINFO, f->conf.ca_file);
+	if (f->conf.insecure) {
+		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+	} else if (f->have_pin) {
+		curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
+		curl_easy_setopt(e, CURLOPT_SSL_CTX_DATA, f);
+	}
+	if (log_debug_mask & LOG_CAT_HTTP) {
+		curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
+		curl_easy_setopt(e, CURLOPT_DEBUGFUNCTION, debug_cb);
+	}
+	return e;
+}
+
+static void easy_put(struct fetch *f, CURL *e)
+{
+	CURL **np;
+
+	np = realloc(f->pool, (f->npool + 1) * sizeof(*np));
+	if (!np) {
+		curl_easy_cleanup(e);
+		return;
+	}
+	f->pool = np;
+	f->pool[f->npool++] = e;
+}
+
+static unsigned int prio_cap(const struct fetch *f, enum fetch_prio p)
+{
+	unsigned int n = f->conf.connections;
+
+	if (p == FETCH_STREAM)
+		return n > 2 ? n - 2 : 1;
+	if (p == FETCH_READAHEAD)
+		return n > 1 ? n - 1 : 1;
+	return n;
+}
+
+/* Start queued requests while slots are free; ->lock held. */
+static void start_queued(struct fetch *f)
+{
+	for (int p = 0; p < FETCH_NPRIO; p++) {
+		while (f->queue[p] && f->nactive < f->conf.connections &&
+		       f->active[p] < prio_cap(f, p)) {
+			struct req *r = f->queue[p];
+			curl_off_t rate = 0;
+
+			f->queue[p] = r->next;
+			if (!f->queue[p])
+				f->tail[p] = &f->queue[p];
+			r->easy = easy_get(f);
+			if (!r->easy) {
+				r->cc = CURLE_OUT_OF_MEMORY;
+				r->done = true;
+				pthread_cond_signal(&r->cond);
+				continue;
+			}
+			curl_easy_setopt(r->easy, CURLOPT_URL, r->url);
+			curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
+			curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
+			curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->errbuf);
+			/* The total cap, shared among what runs now: approximate. */
+			if (f->conf.limit_rate)
+				rate = (curl_off_t)(f->conf.limit_rate /
+						    (f->nactive + 1));
+			curl_easy_setopt(r->easy, CURLOPT_MAX_RECV_SPEED_LARGE,
+					 rate);
+			r->errbuf[0] = '\0';
+			if (curl_multi_add_handle(f->multi, r->easy)) {
+				easy_put(f, r->easy);
+				r->cc = CURLE_FAILED_INIT;
+				r->done = true;
+				pthread_cond_signal(&r->cond);
+				continue;
+			}
+			f->active[p]++;
+			f->nactive++;
+		}
+	}
+}
+
+static void *loop_main(void *arg)
+{
+	struct fetch *f = arg;
+	struct CURLMsg *msg;
+	int running = 0;
+	int left;
+
+	pthread_mutex_lock(&f->lock);
+	while (!f->stop || f->nactive) {
+		start_queued(f);
+		pthread_mutex_unlock(&f->lock);
+		curl_multi_perform(f->multi, &running);
+		while ((msg = curl_multi_info_read(f->multi, &left))) {
+			struct req *r = NULL;
+
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE,
+					  (char **)&r);
+			curl_multi_remove_handle(f->multi, msg->easy_handle);
+			pthread_mutex_lock(&f->lock);
+			r->cc = msg->data.result;
+			curl_easy_getinfo(msg->easy_handle,
+					  CURLINFO_RESPONSE_CODE, &r->status);
+			easy_put(f, msg->easy_handle);
+			r->easy = NULL;
+			f->active[r->prio]--;
+			f->nactive--;
+			r->done = true;
+			pthread_cond_signal(&r->cond);
+			pthread_mutex_unlock(&f->lock);
+		}
+		curl_multi_poll(f->multi, NULL, 0, 1000, NULL);
+		pthread_mutex_lock(&f->lock);
+	}
+	pthread_mutex_unlock(&f->lock);
+	return NULL;
+}
+
+/* ---- callers ---- */
+
+static int parse_pin(const char *s, uint8_t out[32])
+{
+	char hex[65];
+	size_t n = 0;
+
+	for (; *s; s++) {
+		if (*s == ':')
+			continue;
+		if (n == 64)
+			return -EINVAL;
+		hex[n++] = *s;
+	}
+	hex[n] = '\0';
+	return hex_decode(hex, out, 32);
+}
+
+int fetch_new(const struct fetch_conf *conf, struct fetch **out)
+{
+	struct fetch *f;
+
+	pthread_once(&curl_once, curl_init_once);
+	if (!curl_ready)
+		return -EIO;
+	f = xcalloc(1, sizeof(*f));
+	f->conf = *conf;
+	if (!f->conf.connections)
+		f->conf.connections = 16;
+	if (!f->conf.remote_timeout_ms)
+		f->conf.remote_timeout_ms = 60000;
+	if (!f->conf.request_timeout_ms)
+		f->conf.request_timeout_ms = 30000;
+	f->conf.ca_file = conf->ca_file ? xstrdup(conf->ca_file) : NULL;
+	f->conf.fingerprint = conf->fingerprint ? xstrdup(conf->fingerprint) :
+						  NULL;
+	f->conf.auth_header = NULL;
+	if (conf->fingerprint) {
+		if (parse_pin(conf->fingerprint, f->pin)) {
+			log_err("fetch: cannot use fingerprint '%s': want 32 "
+				"hex pairs joined by ':'", conf->fingerprint);
+			fetch_free(f);
+			return -EINVAL;
+		}
+		f->have_pin = true;
+	}
+	if (conf->insecure)
+		log_warn("fetch: --insecure: server certificates are not "
+			 "verified");
+	if (conf->auth_header)
+		f->headers = curl_slist_append(NULL, conf->auth_header);
+	f->multi = curl_multi_init();
+	if (!f->multi) {
+		fetch_free(f);
+		return -ENOMEM;
+	}
+	curl_multi_setopt(f->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+	curl_multi_setopt(f->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+			  (long)f->conf.connections);
+	curl_multi_setopt(f->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+			  (long)f->conf.connections);
+	pthread_mutex_init(&f->lock, NULL);
+	for (int p = 0; p < FETCH_NPRIO; p++)
+		f->tail[p] = &f->queue[p];
+	if (pthread_create(&f->loop, NULL, loop_main, f)) {
+		curl_multi_cleanup(f->multi);
+		f->multi = NULL;
+		fetch_free(f);
+		return -EAGAIN;
+	}
+	*out = f;
+	return 0;
+}
+
+void fetch_free(struct fetch *f)
+{
+	if (!f)
+		return;
+	if (f->multi) {
+		pthread_mutex_lock(&f->lock);
+		f->stop = true;
+		pthread_mutex_unlock(&f->lock);
+		curl_multi_wakeup(f->multi);
+		pthread_join(f->loop, NULL);
+		pthread_mutex_destroy(&f->lock);
+		curl_multi_cleanup(f->multi);
+	}
+	for (unsigned int i = 0; i < f->npool; i++)
+		curl_easy_cleanup(f->pool[i]);
+	free(f->pool);
+	curl_slist_free_all(f->headers);
+	free((char *)f->conf.ca_file);
+	free((char *)f->conf.fingerprint);
+	free(f);
+}
+
+/* One attempt: queue, wait, collect. */
+static void run_once(struct fetch *f, struct req *r, size_t max)
+{
+	buf_init(&r->body, max);
+	r->done = false;
+	r->cc = CURLE_OK;
+	r->status = 0;
+	r->next = NULL;
+	pthread_mutex_lock(&f->lock);
+	*f->tail[r->prio] = r;
+	f->tail[r->prio] = &r->next;
+	pthread_mutex_unlock(&f->lock);
+	curl_multi_wakeup(f->multi);
+	pthread_mutex_lock(&f->lock);
+	while (!r->done)
+		pthread_cond_wait(&r->cond, &f->lock);
+	pthread_mutex_unlock(&f->lock);
+}
+
+static void sleep_ms(uint64_t ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+int fetch_get(struct fetch *f, const char *url, enum fetch_prio prio,
+	      size_t max, fetch_check_fn check, void *arg, uint8_t **buf,
+	      size_t *len)
+{
+	struct req r = { .url = url, .prio = prio };
+	uint64_t deadline = now_ns() + f->conf.remote_timeout_ms * 1000000;
+	uint64_t t0 = now_ns();
+	unsigned int attempt = 0;
+	char why[CURL_ERROR_SIZE + 64];
+	uint32_t seed = (uint32_t)(uintptr_t)&r ^ (uint32_t)t0;
+	bool bad_body;
+	int ret;
+
+	pthread_cond_init(&r.cond, NULL);
+	for (;;) {
+		uint64_t delay;
+
+		attempt++;
+		bad_body = false;
+		run_once(f, &r, max);
+		if (r.cc == CURLE_OK && r.status >= 200 && r.status < 300) {
+			if (!check) {
+				*buf = buf_steal(&r.body, len);
+				if (!*buf)
+					*buf = calloc(1, 1);
+				ret = *buf ? 0 : -ENOMEM;
+				goto out;
+			}
+			ret = check(r.body.data ? r.body.data :
+						  (const uint8_t *)"",
+				    r.body.len, arg);
+			if (ret != -EBADMSG)
+				goto out;
+			bad_body = true;
+			snprintf(why, sizeof(why), "body failed verification");
+		} else if (r.cc == CURLE_OK) {
+			ret = fetch_status_errno(r.status);
+			if (!fetch_status_retryable(r.status)) {
+				if (ret == -EACCES)
+					log_err("fetch: cannot get '%s': HTTP "
+						"%ld (access denied: check the "
+						"credentials)", url, r.status);
+				goto out;
+			}
+			snprintf(why, sizeof(why), "HTTP %ld", r.status);
+		} else if (cc_is_tls_refusal(r.cc)) {
+			pthread_mutex_lock(&f->lock);
+			if (f->have_pin && f->last_cert[0])
+				log_err("fetch: cannot trust '%s': certificate "
+					"fingerprint %s is not the pinned %s",
+					url, f->last_cert,
+					f->conf.fingerprint ? f->conf.fingerprint :
+					"--fingerprint");
+			else
+				log_err("fetch: cannot trust '%s': %s (pin it "
+					"with --fingerprint or give --ca-file)",
+					url, r.errbuf[0] ? r.errbuf :
+					curl_easy_strerror(r.cc));
+			pthread_mutex_unlock(&f->lock);
+			ret = -EACCES;
+			goto out;
+		} else if (!cc_retryable(r.cc)) {
+			log_err("fetch: cannot get '%s': %s", url,
+				r.errbuf[0] ? r.errbuf : curl_easy_strerror(r.cc));
+			ret = -EIO;
+			goto out;
+		} else {
+			snprintf(why, sizeof(why), "%s",
+				 r.errbuf[0] ? r.errbuf : curl_easy_strerror(r.cc));
+		}
+		buf_release(&r.body);
+		seed = seed * 1103515245u + 12345u;
+		delay = fetch_backoff_ms(attempt, seed >> 8);
+		if (now_ns() + delay * 1000000 >= deadline) {
+			/* The checker knows why a body was bad: it logs. */
+			if (bad_body) {
+				ret = -EBADMSG;
+				goto out;
+			}
+			if (giveup_should_log(f))
+				log_err("fetch: cannot get '%s': %s (gave up "
+					"after %u tries in %.1f s)", url, why,
+					attempt, (now_ns() - t0) / 1e9);
+			else
+				log_debug(LOG_CAT_FETCH, "fetch: gave up on "
+					  "'%s' too: %s", url, why);
+			ret = -EIO;
+			goto out;
+		}
+		log_debug(LOG_CAT_FETCH, "fetch: '%s': %s, retry %u in %llu ms",
+			  url, why, attempt, (unsigned long long)delay);
+		sleep_ms(delay);
+	}
+out:
+	buf_release(&r.body);
+	pthread_cond_destroy(&r.cond);
+	return ret;
+}

@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * A datastore tree served over http(s) by any web server (FORMATS.md
+ * section 6 layout under a base URL).  Chunks are GET
+ * <base>/.chunks/XXXX/<digest>; an empty body counts as missing, like an
+ * evicted S3-cache chunk.  Listing needs JSON directory indexes (nginx
+ * "autoindex_format json").  All transfers go through the fetch engine;
+ * this file holds only immutable state, so any thread may call in.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "fetch.h"
+#include "log.h"
+#include "snap.h"
+#include "store.h"
+#include "util.h"
+#include "banned.h"
+
+#define CHUNK_MAX ((16u << 20) + 4096)
+#define LIST_MAX (16u << 20)
+
+struct store_http {
+	struct store base;
+	char *url;		/* immutable: base, no trailing '/' */
+	struct fetch *fetch;	/* immutable pointer */
+};
+
+static struct store_http *to_http(struct store *s)
+{
+	return container_of(s, struct store_http, base);
+}
+
+static enum fetch_prio fprio(enum store_prio p)
+{
+	return p == STORE_PRIO_DEMAND	 ? FETCH_DEMAND :
+	       p == STORE_PRIO_READAHEAD ? FETCH_READAHEAD :
+					   FETCH_STREAM;
+}
+
+static int http_get_file(struct store *s, const char *path, size_t max,
+			 uint8_t **buf, size_t *len)
+{
+	char *url = xasprintf("%s/%s", to_http(s)->url, path);
+	int ret;
+
+	ret = fetch_get(to_http(s)->fetch, url, FETCH_DEMAND, max, NULL, NULL,
+			buf, len);
+	free(url);
+	return ret;
+}
+
+struct chunk_check {
+	store_check_fn check;
+	void *arg;
+};
+
+static int chunk_check_cb(const uint8_t *body, size_t len, void *arg)
+{
+	struct chunk_check *cc = arg;
+
+	if (!len)
+		return -ENOENT;
+	return cc->check(body, len, cc->arg);
+}
+
+static int http_get_chunk(struct store *s, const uint8_t digest[32],
+			  enum store_prio prio, store_check_fn check, void *arg)
+{
+	struct chunk_check cc = { check, arg };
+	char rel[80];
+	char *url;
+	int ret;
+
+	snap_chunk_path(digest, rel);
+	url = xasprintf("%s/%s", to_http(s)->url, rel);
+	ret = fetch_get(to_http(s)->fetch, url, fprio(prio), CHUNK_MAX,
+			chunk_check_cb, &cc, NULL, NULL);
+	free(url);
+	return ret;
+}
+
+static int http_list(struct store *s, const char *path, char ***names,
+		     size_t *n)
+{
+	json_object *root = NULL;
+	uint8_t *body = NULL;
+	size_t len = 0;
+	char **v = NULL;
+	size_t cnt = 0;
+	char *url;
+	int ret;
+
+	url = xasprintf("%s/%s/", to_http(s)->url, path);
+	ret = fetch_get(to_http(s)->fetch, url, FETCH_DEMAND, LIST_MAX, NULL,
+			NULL, &body, &len);
+	if (ret)
+		goto out;
+	root = json_tokener_parse((const char *)body);
+	if (!root || !json_object_is_type(root, json_type_array)) {
+		ret = -ENOTSUP;		/* not a JSON listing */
+		goto out;
+	}
+	v = xcalloc(json_object_array_length(root) + 1, sizeof(*v));
+	for (size_t i = 0; i < json_object_array_length(root); i++) {
+		json_object *e = json_object_array_get_idx(root, i);
+		json_object *name;
+
+		if (json_object_object_get_ex(e, "name", &name) &&
+		    json_object_is_type(name, json_type_string) &&
+		    strcmp(json_object_get_string(name), ".") &&
+		    strcmp(json_object_get_string(name), ".."))
+			v[cnt++] = xstrdup(json_object_get_string(name));
+	}
+	*names = v;
+	*n = cnt;
+out:
+	json_object_put(root);
+	free(body);
+	free(url);
+	return ret;
+}
+
+static void http_describe(struct store *s, const char *path, char *out,
+			  size_t outlen)
+{
+	snprintf(out, outlen, "%s/%s", to_http(s)->url, path);
+}
+
+static void http_close(struct store *s)
+{
+	struct store_http *h = to_http(s);
+
+	fetch_free(h->fetch);
+	free(h->url);
+	free(h);
+}
+
+static const struct store_ops http_ops = {
+	.name = "http",
+	.get_file = http_get_file,
+	.get_chunk = http_get_chunk,
+	.list = http_list,
+	.describe = http_describe,
+	.close = http_close,
+};
+
+int store_http_open(const struct store_conf *conf, struct store **out)
+{
+	struct fetch_conf fc = {
+		.connections = conf->connections,
+		.remote_timeout_ms = conf->remote_timeout_ms,
+		.request_timeout_ms = conf->request_timeout_ms,
+		.limit_rate = conf->limit_rate,
+		.ca_file = conf->ca_file,
+		.fingerprint = conf->fingerprint,
+		.insecure = conf->insecure,
+		.auth_header = conf->auth_header,
+	};
+	struct store_http *h;
+	size_t len;
+	int ret;
+
+	h = xcalloc(1, sizeof(*h));
+	h->url = xstrdup(conf->url);
+	len = strlen(h->url);
+	while (len > 8 && h->url[len - 1] == '/')
+		h->url[--len] = '\0';
+	ret = fetch_new(&fc, &h->fetch);
+	if (ret) {
+		free(h->url);
+		free(h);
+		return ret;
+	}
+	h->base.ops = &http_ops;
+	*out = &h->base;
+	return 0;
+}
