@@ -14,7 +14,8 @@
  * Lookups take no lock; misses are single-flight (one fill per digest,
  * concurrent callers wait for it); a failed fill is never cached.
  * Eviction is CLOCK over the budget; an entry that a caller holds is never
- * freed, so the cache may exceed its budget by what is in use or loading.
+ * freed, so the cache may exceed its budget by what callers hold; buffers
+ * being filled count against the budget and make older entries go.
  *
  * All functions may be called from any thread and may block (a fill).
  */

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <limits.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -1058,7 +1059,11 @@ static int cmd_mount(int argc, char **argv)
 	mc.target = target;
 	mc.target_dir = target_dir;
 	mc.state = state;
-	mc.connections = c.store.connections;
+	/* A local store needs CPUs, not requests in flight. */
+	mc.connections = store_is_local(c.s) ?
+				 MIN(c.store.connections,
+				     2 * (unsigned int)sysconf(_SC_NPROCESSORS_ONLN)) :
+				 c.store.connections;
 	mc.ready = daemon_ready;
 	mc.ready_arg = &rp;
 	ret = exit_code(mount_run(&mc));
@@ -1139,6 +1144,12 @@ int main(int argc, char **argv)
 	const char *cmd;
 
 	log_init("pbs-livemount", false, LOG_INFO);
+	/*
+	 * Chunk buffers (up to 16 MiB) come and go all the time on many
+	 * threads: a fixed mmap threshold returns them to the system on
+	 * free instead of letting per-thread arenas keep them (RSS bound).
+	 */
+	mallopt(M_MMAP_THRESHOLD, 1 << 20);
 	if (argc < 2) {
 		fputs(main_help, stderr);
 		return EXIT_USAGE;
