@@ -156,6 +156,11 @@ static bool cc_is_tls_refusal(CURLcode cc)
 
 /* ---- TLS pinning (FORMATS.md 8.4) ---- */
 
+/*
+ * With a pin, the leaf certificate's SHA-256 alone decides (stricter than
+ * PBS, which also takes any certificate that validates): chain errors on
+ * intermediates are let through, and the leaf must match.
+ */
 static int verify_cb(int ok, X509_STORE_CTX *x)
 {
 	SSL *ssl = X509_STORE_CTX_get_ex_data(
@@ -166,9 +171,8 @@ static int verify_cb(int ok, X509_STORE_CTX *x)
 	unsigned int mdlen = 0;
 	char got[96];
 
-	if (ok || !f || !f->have_pin)
+	if (!f || !f->have_pin)
 		return ok;
-	/* Intermediates pass; the leaf decides. */
 	if (X509_STORE_CTX_get_error_depth(x) > 0)
 		return 1;
 	if (!cert || !X509_digest(cert, EVP_sha256(), md, &mdlen) ||
@@ -183,6 +187,7 @@ static int verify_cb(int ok, X509_STORE_CTX *x)
 	pthread_mutex_lock(&f->lock);
 	snprintf(f->last_cert, sizeof(f->last_cert), "%s", got);
 	pthread_mutex_unlock(&f->lock);
+	X509_STORE_CTX_set_error(x, X509_V_ERR_CERT_REJECTED);
 	return 0;
 }
 
@@ -234,7 +239,13 @@ static int debug_cb(CURL *easy, curl_infotype type, char *data, size_t size,
 static size_t write_cb(char *p, size_t sz, size_t nmemb, void *arg)
 {
 	struct req *r = arg;
+	curl_off_t cl = -1;
 
+	/* One allocation of the announced size, not a chain of doublings. */
+	if (!r->body.cap &&
+	    !curl_easy_getinfo(r->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T,
+			       &cl) && cl > 0)
+		buf_reserve(&r->body, MIN((size_t)cl, r->body.limit));
 	if (buf_append(&r->body, p, nmemb))
 		return 0;	/* over the cap: CURLE_WRITE_ERROR */
 	(void)sz;
@@ -254,7 +265,6 @@ static CURL *easy_get(struct fetch *f)
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
 			 (long)CURL_HTTP_VERSION_2TLS);
-	curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
@@ -268,6 +278,8 @@ static CURL *easy_get(struct fetch *f)
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
 	} else if (f->have_pin) {
+		/* The pin names the certificate; the host name is moot. */
+		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
 		curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
 		curl_easy_setopt(e, CURLOPT_SSL_CTX_DATA, f);
 	}
@@ -322,6 +334,14 @@ static void start_queued(struct fetch *f)
 				continue;
 			}
 			curl_easy_setopt(r->easy, CURLOPT_URL, r->url);
+			/*
+			 * Wait for a multiplexed HTTP/2 stream rather than
+			 * open connections, but only where h2 can happen:
+			 * over plain HTTP it would serialise everything onto
+			 * one keep-alive connection.
+			 */
+			curl_easy_setopt(r->easy, CURLOPT_PIPEWAIT,
+					 strncmp(r->url, "https:", 6) ? 0L : 1L);
 			curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
 			curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
 			curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->errbuf);

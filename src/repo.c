@@ -16,9 +16,11 @@
 #include "config.h"
 
 #include <errno.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "chunk.h"
 #include "log.h"
@@ -33,6 +35,7 @@
 
 struct repo_snapshot {
 	struct store *store;		  /* borrowed */
+	sem_t decoders;			  /* decode slots: one per core */
 	const struct key_material *key;	  /* borrowed, may be NULL */
 	struct snap_manifest *manifest;
 	char *path;			  /* "[ns/..]vm/100/<time>" */
@@ -253,6 +256,12 @@ int repo_snapshot_open(struct store *s, const char *ns, const char *spec,
 		time = times[ntimes - 1];
 	}
 	snap = xcalloc(1, sizeof(*snap));
+	/*
+	 * Many chunks may be in flight, but decoding more of them at once
+	 * than there are cores only starves the network thread.
+	 */
+	sem_init(&snap->decoders, 0, (unsigned int)MAX(1,
+		 sysconf(_SC_NPROCESSORS_ONLN)));
 	snap->store = s;
 	snap->key = key;
 	ret = snap_snapshot_path(ns, type, id, time, &snap->path);
@@ -283,6 +292,7 @@ void repo_snapshot_close(struct repo_snapshot *snap)
 	if (!snap)
 		return;
 	snap_manifest_free(snap->manifest);
+	sem_destroy(&snap->decoders);
 	free(snap->path);
 	free(snap);
 }
@@ -489,10 +499,16 @@ struct read_ctx {
 static int read_check(const uint8_t *raw, size_t len, void *arg)
 {
 	struct read_ctx *ctx = arg;
+	sem_t *slots = &ctx->a->snap->decoders;
+	int ret;
 
 	ctx->why = NULL;
-	return chunk_decode_verify(raw, len, ctx->a->key, ctx->digest,
-				   ctx->out, ctx->len, &ctx->why);
+	while (sem_wait(slots) && errno == EINTR)
+		;
+	ret = chunk_decode_verify(raw, len, ctx->a->key, ctx->digest,
+				  ctx->out, ctx->len, &ctx->why);
+	sem_post(slots);
+	return ret;
 }
 
 int repo_archive_read_chunk(const struct repo_archive *a, uint64_t i,
