@@ -72,6 +72,13 @@ int image_fill_chunk(struct image *img, uint64_t i, enum store_prio prio);
  */
 void image_copy_on_read(struct image *img, uint64_t off, size_t len);
 
+/*
+ * Re-hash every chunk of the target that the guest never wrote and
+ * compare it with the backup; *@bad counts (and the log names) those
+ * that differ.  Call when the image is complete.
+ */
+int image_verify(struct image *img, uint64_t *bad);
+
 /* The chunks the guest read first on an earlier mount (prefetch order). */
 size_t image_trace(const struct image *img, const uint64_t **chunks);
 

@@ -24,6 +24,7 @@ struct mount_conf {
 	uint64_t block_size;
 	unsigned int connections;	/* streamer chunks in flight */
 	bool no_stream;
+	bool verify;			/* re-hash unwritten chunks at the end */
 	bool read_only;
 	bool allow_other;
 	const char *fuse_opts;

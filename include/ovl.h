@@ -66,6 +66,13 @@ int ovl_mark_present(struct ovl *o, uint64_t first, uint64_t n);
  */
 int ovl_commit(struct ovl *o);
 
+/*
+ * The guest wrote into chunk @chunk (persisted): its content no longer
+ * comes from the backup, so --verify leaves it alone.  Chunk lock held.
+ */
+void ovl_mark_guest(struct ovl *o, uint64_t chunk);
+bool ovl_chunk_guest(const struct ovl *o, uint64_t chunk);
+
 uint64_t ovl_present_bytes(const struct ovl *o);
 bool ovl_is_complete(const struct ovl *o);
 

@@ -441,6 +441,7 @@ static int write_chunk_range(struct image *img, uint64_t i,
 	}
 	if (!ret)
 		ret = ovl_mark_present(img->ovl, first, last - first + 1);
+	ovl_mark_guest(img->ovl, i);
 	note_marks(img);
 	ovl_unlock_chunk(img->ovl, i);
 	if (e)
@@ -528,6 +529,7 @@ int image_discard(struct image *img, uint64_t off, uint64_t len)
 		ret = zero_target(img, zoff, zend - zoff);
 		if (!ret)
 			ret = ovl_mark_present(img->ovl, first, cstop - first);
+		ovl_mark_guest(img->ovl, i);
 		note_marks(img);
 		ovl_unlock_chunk(img->ovl, i);
 		if (ret) {
@@ -649,6 +651,43 @@ void image_copy_on_read(struct image *img, uint64_t off, size_t len)
 		    ccache_peek(img->cache, snap_fidx_digest(img->fidx, i)))
 			image_fill_chunk(img, i, STORE_PRIO_STREAM);
 	}
+}
+
+int image_verify(struct image *img, uint64_t *bad)
+{
+	static struct log_ratelimit rl = LOG_RATELIMIT_INIT(5, 10);
+	const struct key_material *key = repo_archive_key(img->archive);
+	uint8_t *buf;
+	uint8_t d[32];
+	int ret = 0;
+
+	*bad = 0;
+	if (!img->ovl)
+		return -EROFS;
+	buf = malloc(img->chunk_size);
+	if (!buf)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < img->nchunks; i++) {
+		uint64_t len = snap_fidx_chunk_len(img->fidx, i);
+
+		/* What the guest wrote is the guest's, not the backup's. */
+		if (ovl_chunk_guest(img->ovl, i))
+			continue;
+		ret = pread_full(img->fd, buf, len, i * img->chunk_size);
+		if (ret)
+			break;
+		chunk_digest(buf, len, key, d);
+		if (memcmp(d, snap_fidx_digest(img->fidx, i), 32)) {
+			(*bad)++;
+			if (log_ratelimit(&rl))
+				log_err("image: '%s' differs from the backup at "
+					"chunk %llu (offset %llu)", img->name,
+					(unsigned long long)i,
+					(unsigned long long)(i * img->chunk_size));
+		}
+	}
+	free(buf);
+	return ret;
 }
 
 size_t image_trace(const struct image *img, const uint64_t **chunks)

@@ -68,6 +68,7 @@ enum {
 	OPT_CACHE_SIZE,
 	OPT_BLOCK_SIZE,
 	OPT_NO_STREAM,
+	OPT_VERIFY,
 	OPT_READ_ONLY,
 	OPT_ON_COMPLETE,
 	OPT_ALLOW_OTHER,
@@ -838,6 +839,8 @@ static const char mount_help[] =
 	"  --block-size SIZE       allocation granularity (default 4K)\n"
 	"  --no-stream             no background copy: fill on access only\n"
 	"  --read-only             no target: on-demand reads only\n"
+	"  --verify                at completion, re-hash every chunk the\n"
+	"                          guest did not write against the backup\n"
 	"  --on-complete CMD       run CMD (sh -c) when the restore completes\n"
 	"  --allow-other           let other users (e.g. QEMU) open the files\n"
 	"  -o OPTS                 extra FUSE mount options\n"
@@ -923,6 +926,7 @@ static int cmd_mount(int argc, char **argv)
 		{ "cache-size", required_argument, NULL, OPT_CACHE_SIZE },
 		{ "block-size", required_argument, NULL, OPT_BLOCK_SIZE },
 		{ "no-stream", no_argument, NULL, OPT_NO_STREAM },
+		{ "verify", no_argument, NULL, OPT_VERIFY },
 		{ "read-only", no_argument, NULL, OPT_READ_ONLY },
 		{ "on-complete", required_argument, NULL, OPT_ON_COMPLETE },
 		{ "allow-other", no_argument, NULL, OPT_ALLOW_OTHER },
@@ -1001,6 +1005,9 @@ static int cmd_mount(int argc, char **argv)
 			break;
 		case OPT_NO_STREAM:
 			mc.no_stream = true;
+			break;
+		case OPT_VERIFY:
+			mc.verify = true;
 			break;
 		case OPT_READ_ONLY:
 			mc.read_only = true;

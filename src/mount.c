@@ -48,6 +48,7 @@ struct mount {
 	pthread_cond_t wake;		/* with ->lock: stop the checkpointer */
 	bool stop;			/* protected by ->lock */
 	bool complete;			/* protected by ->lock */
+	const char *verdict;		/* protected by ->lock: verify result */
 	struct progress *prog;		/* protected by ->lock */
 };
 
@@ -106,6 +107,29 @@ static void *checkpointer(void *arg)
 				image_flush(m->images[i]);
 			log_info("mount: restore complete: every block of "
 				 "every disk is in its target");
+			if (m->conf->verify) {
+				uint64_t bad = 0;
+				uint64_t total = 0;
+				int vret = 0;
+
+				for (unsigned int i = 0; i < m->nimages; i++) {
+					vret |= image_verify(m->images[i], &bad);
+					total += bad;
+				}
+				pthread_mutex_lock(&m->lock);
+				m->verdict = vret || total ? "verify-failed" :
+							     "verified";
+				pthread_mutex_unlock(&m->lock);
+				if (vret || total)
+					log_err("mount: cannot verify the "
+						"restore: %llu chunks differ "
+						"from the backup",
+						(unsigned long long)total);
+				else
+					log_info("mount: verified: every chunk "
+						 "the guest did not write "
+						 "equals the backup");
+			}
 			if (m->conf->on_complete)
 				run_on_complete(m->conf->on_complete);
 		}
@@ -124,7 +148,8 @@ static const char *mount_state(struct mount *m)
 	if (m->conf->read_only)
 		return "read-only";
 	if (m->complete)
-		return "complete";
+		return m->verdict ? m->verdict :
+		       m->conf->verify ? "verifying" : "complete";
 	if (!m->stream)
 		return "on-demand";
 	return stream_is_paused(m->stream) ? "paused" : "streaming";

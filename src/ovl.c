@@ -57,6 +57,7 @@
 #define NLOCKS 256
 #define TRACE_MAX 4096
 #define JOURNAL_MIN (1u << 20)
+#define ST_GUEST 0x80	/* in a record's state byte: guest wrote here */
 
 struct ovl {
 	struct ovl_conf conf;		/* immutable */
@@ -67,6 +68,7 @@ struct ovl {
 	size_t bmlen;			/* immutable: bitmap bytes */
 	uint8_t *state;			/* atomic bytes */
 	uint8_t **bitmap;		/* atomic pointers; bits atomic */
+	uint8_t *guest;			/* atomic bytes: guest wrote chunk */
 	uint64_t present_bytes;		/* atomic */
 	pthread_mutex_t chunk_locks[NLOCKS];
 	pthread_mutex_t dirty_lock;
@@ -222,6 +224,19 @@ int ovl_mark_present(struct ovl *o, uint64_t first, uint64_t n)
 	return 0;
 }
 
+void ovl_mark_guest(struct ovl *o, uint64_t chunk)
+{
+	if (__atomic_load_n(&o->guest[chunk], __ATOMIC_RELAXED))
+		return;
+	__atomic_store_n(&o->guest[chunk], 1, __ATOMIC_RELAXED);
+	note_dirty(o, chunk);
+}
+
+bool ovl_chunk_guest(const struct ovl *o, uint64_t chunk)
+{
+	return __atomic_load_n(&o->guest[chunk], __ATOMIC_RELAXED);
+}
+
 uint64_t ovl_present_bytes(const struct ovl *o)
 {
 	return __atomic_load_n(&o->present_bytes, __ATOMIC_RELAXED);
@@ -327,7 +342,7 @@ static int rec_state(struct rec *r, uint64_t c, uint8_t st, const uint8_t *bm,
 	e[9] = st;
 	r->n++;
 	ret = buf_append(&r->b, e, sizeof(e));
-	if (!ret && st == OVL_PARTIAL)
+	if (!ret && (st & ~ST_GUEST) == OVL_PARTIAL)
 		ret = buf_append(&r->b, bm, bmlen);
 	return ret;
 }
@@ -368,10 +383,12 @@ static size_t replay_record(struct ovl *o, const uint8_t *p, size_t len,
 		if (off + 9 > len)
 			return 0;
 		if (p[off] == ENT_STATE) {
+			uint8_t st = p[off + 9] & ~ST_GUEST;
+
 			if (off + 10 > len || get64(p + off + 1) >= o->nchunks ||
-			    p[off + 9] > OVL_PRESENT)
+			    st > OVL_PRESENT)
 				return 0;
-			off += 10 + (p[off + 9] == OVL_PARTIAL ? o->bmlen : 0);
+			off += 10 + (st == OVL_PARTIAL ? o->bmlen : 0);
 		} else if (p[off] == ENT_TRACE) {
 			off += 9;
 		} else {
@@ -391,20 +408,23 @@ static size_t replay_record(struct ovl *o, const uint8_t *p, size_t len,
 			off += 9;
 			continue;
 		}
-		if (p[off + 9] == OVL_PRESENT) {
+		if (p[off + 9] & ST_GUEST)
+			o->guest[c] = 1;
+		if ((p[off + 9] & ~ST_GUEST) == OVL_PRESENT) {
 			apply_bits(o, c, 0, chunk_blocks(o, c), &added);
 			if (ovl_chunk_state(o, c) != OVL_PRESENT) {
 				/* was PARTIAL: fill every bit */
 				apply_bits(o, c, 0, chunk_blocks(o, c), &added);
 			}
-		} else if (p[off + 9] == OVL_PARTIAL) {
+		} else if ((p[off + 9] & ~ST_GUEST) == OVL_PARTIAL) {
 			const uint8_t *bm = p + off + 10;
 
 			for (uint64_t b = 0; b < chunk_blocks(o, c); b++)
 				if (bm[b / 8] & (1u << (b % 8)))
 					apply_bits(o, c, b, 1, &added);
 		}
-		off += 10 + (p[off + 9] == OVL_PARTIAL ? o->bmlen : 0);
+		off += 10 + ((p[off + 9] & ~ST_GUEST) == OVL_PARTIAL ?
+				     o->bmlen : 0);
 	}
 	o->gen = get64(p + 8);
 	return off + 4;
@@ -485,8 +505,9 @@ static int write_state(struct ovl *o, const char *path)
 	for (uint64_t c = 0; !ret && c < o->nchunks; c++) {
 		uint8_t st = ovl_chunk_state(o, c);
 
-		if (st != OVL_ABSENT)
-			ret = rec_state(&r, c, st, o->bitmap[c], o->bmlen);
+		if (st != OVL_ABSENT || o->guest[c])
+			ret = rec_state(&r, c, st | (o->guest[c] ? ST_GUEST : 0),
+					o->bitmap[c], o->bmlen);
 	}
 	for (size_t i = 0; !ret && i < o->trace_committed; i++)
 		ret = rec_trace(&r, o->trace[i]);
@@ -534,6 +555,7 @@ int ovl_open(const struct ovl_conf *conf, struct ovl **out)
 	o->bpc = conf->chunk_size / conf->block_size;
 	o->bmlen = (o->bpc + 7) / 8;
 	o->state = xcalloc(o->nchunks, 1);
+	o->guest = xcalloc(o->nchunks, 1);
 	o->bitmap = xcalloc(o->nchunks, sizeof(*o->bitmap));
 	o->dirty = xcalloc(o->nchunks, 1);
 	o->dirty_list = xcalloc(o->nchunks, sizeof(*o->dirty_list));
@@ -587,6 +609,7 @@ void ovl_free(struct ovl *o)
 	pthread_mutex_destroy(&o->dirty_lock);
 	pthread_mutex_destroy(&o->commit_lock);
 	free(o->state);
+	free(o->guest);
 	free(o->bitmap);
 	free(o->dirty);
 	free(o->dirty_list);
@@ -650,8 +673,9 @@ int ovl_commit(struct ovl *o)
 		uint64_t c = list[i];
 
 		ovl_lock_chunk(o, c);
-		ret = rec_state(&r, c, ovl_chunk_state(o, c), o->bitmap[c],
-				o->bmlen);
+		ret = rec_state(&r, c, ovl_chunk_state(o, c) |
+				(ovl_chunk_guest(o, c) ? ST_GUEST : 0),
+				o->bitmap[c], o->bmlen);
 		ovl_unlock_chunk(o, c);
 	}
 	for (size_t i = o->trace_committed; !ret && i < ntrace; i++)

@@ -145,6 +145,7 @@ int status_run(const struct status_conf *conf, FILE *out)
 	for (;;) {
 		json_object *doc = NULL;
 		char *text = NULL;
+		bool failed;
 		bool done;
 		int ret;
 
@@ -156,12 +157,15 @@ int status_run(const struct status_conf *conf, FILE *out)
 		else
 			print_human(doc, out);
 		done = !strcmp(str(doc, "state"), "complete") ||
+		       !strcmp(str(doc, "state"), "verified") ||
+		       !strcmp(str(doc, "state"), "verify-failed") ||
 		       !strcmp(str(doc, "state"), "read-only");
+		failed = !strcmp(str(doc, "state"), "verify-failed");
 		json_object_put(doc);
 		free(text);
 		fflush(out);
 		if (!conf->watch || done)
-			return 0;
+			return failed ? -EUCLEAN : 0;
 		sleep(1);
 		if (tty && !conf->json)
 			fputs("\033[H\033[J", out);

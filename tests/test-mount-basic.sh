@@ -19,10 +19,24 @@ python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["disks"][0]; assert 
 lm_umount "$T/mnt"
 [ -f "$T/tgt.raw.lmstate" ] || fail "no state file"
 
+# SIGTERM commits the state and exits cleanly.
+lm_mount "$T/mnt" --target "$T/tgt.raw" --no-stream "$T/ds" vm/7
+dd if="$T/mnt/drive-scsi0.img" of=/dev/null bs=1M skip=40 count=4 status=none
+kill -TERM $LM_PID
+wait $LM_PID || fail "daemon exit status after SIGTERM"
+mountpoint -q "$T/mnt" && fail "still mounted after SIGTERM"
+
 # Resume with the streamer: completes, then the target is the backup.
-lm_mount "$T/mnt" --target "$T/tgt.raw" --connections 4 "$T/ds" vm/7
+lm_mount "$T/mnt" --target "$T/tgt.raw" --connections 4 \
+	--on-complete "touch '$T/completed'" "$T/ds" vm/7
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["disks"][0]; assert d["present"] >= 4 << 20, d' \
+	"$T/mnt/.status" || fail "state before SIGTERM was not committed"
 cmp "$T/src.img" "$T/mnt/drive-scsi0.img" || fail "differs while streaming"
+timeout 60 $PROG status --watch "$T/mnt" >"$T/watch" || fail "status --watch"
+grep -q "100.00%" "$T/watch" || fail "status --watch output: $(tail -3 "$T/watch")"
 lm_wait_complete "$T/mnt" 60
+for _ in $(seq 1 50); do [ -e "$T/completed" ] && break; sleep 0.1; done
+[ -e "$T/completed" ] || fail "--on-complete did not run"
 $PROG status "$T/mnt" | grep -q complete || fail "status command"
 $PROG status --json "$T/mnt" | python3 -m json.tool >/dev/null || fail "--json"
 lm_umount "$T/mnt"

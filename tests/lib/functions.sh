@@ -116,7 +116,9 @@ lm_state() {
 lm_wait_complete() {
 	local mnt=$1 secs=${2:-120} i
 	for ((i = 0; i < secs * 10; i++)); do
-		[ "$(lm_state "$mnt")" = complete ] && return 0
+		case $(lm_state "$mnt") in
+		complete | verified | verify-failed) return 0 ;;
+		esac
 		sleep 0.1
 	done
 	cat "$mnt/.status"

@@ -112,6 +112,9 @@ static void test_persist_and_identity(void **state)
 	assert_int_equal(ovl_open(&c, &o), 0);
 	mark(o, 5, 3);
 	mark(o, 3 * 1024, 1024);
+	ovl_lock_chunk(o, 3);
+	ovl_mark_guest(o, 3);
+	ovl_unlock_chunk(o, 3);
 	ovl_trace_access(o, 7);
 	ovl_trace_access(o, 2);
 	ovl_trace_access(o, 7);
@@ -125,6 +128,8 @@ static void test_persist_and_identity(void **state)
 	assert_false(ovl_block_present(o, 8));
 	assert_false(ovl_block_present(o, 9));
 	assert_int_equal(ovl_chunk_state(o, 3), OVL_PRESENT);
+	assert_true(ovl_chunk_guest(o, 3));
+	assert_false(ovl_chunk_guest(o, 0));
 	assert_int_equal(ovl_present_bytes(o), 3 * 4096 + 4 * MiB);
 	assert_int_equal(ovl_trace(o, &tr), 2);
 	assert_int_equal(tr[0], 7);
