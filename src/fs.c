@@ -4,8 +4,9 @@
  *
  * Inodes are fixed for the life of the mount: 1 is the root directory,
  * 2 the ".status" file, 3 + i image i.  Nothing here is mutable after
- * fs_new() except libfuse's own session, so requests on all FUSE worker
- * threads run without locks; the images do their own locking.
+ * fs_new() but libfuse's session and the open status documents (under
+ * ->status_lock), so image requests run without locks here; the images
+ * do their own locking.
  *
  * Images are served without direct_io, so the kernel's page cache works
  * for guests that open with cache=writeback, and O_DIRECT opens
@@ -41,11 +42,27 @@
 #define FS_MAX_IO (1u << 20)
 #define STATUS_NAME ".status"
 
+/*
+ * An open ".status": the document generated at open.  The kernel may
+ * send RELEASE while an interrupted READ of the same handle is still
+ * being answered, so reads copy out under ->status_lock and never hold
+ * a pointer into a document.
+ */
+struct status_doc {
+	uint64_t id;
+	char *text;
+	size_t len;
+	struct status_doc *next;
+};
+
 struct fs {
 	struct fs_conf conf;		/* immutable after fs_new */
 	struct fuse_session *se;	/* libfuse's own locking */
 	time_t mtime;			/* immutable */
 	bool mounted;			/* main thread only */
+	pthread_mutex_t status_lock;
+	struct status_doc *docs;	/* protected by ->status_lock */
+	uint64_t next_id;		/* protected by ->status_lock */
 };
 
 static struct image *ino_image(struct fs *fs, fuse_ino_t ino)
@@ -177,12 +194,27 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			fuse_reply_err(req, EACCES);
 			return;
 		}
+		struct status_doc *d;
+
 		ret = fs->conf.status(fs->conf.status_arg, &json);
 		if (ret) {
 			fuse_reply_err(req, -ret);
 			return;
 		}
-		fi->fh = (uintptr_t)json;
+		d = malloc(sizeof(*d));
+		if (!d) {
+			free(json);
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		d->text = json;
+		d->len = strlen(json);
+		pthread_mutex_lock(&fs->status_lock);
+		d->id = ++fs->next_id;
+		d->next = fs->docs;
+		fs->docs = d;
+		pthread_mutex_unlock(&fs->status_lock);
+		fi->fh = d->id;
 		fi->direct_io = 1;
 		fuse_reply_open(req, fi);
 		return;
@@ -203,8 +235,25 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void op_release(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
-	if (ino == INO_STATUS)
-		free((char *)(uintptr_t)fi->fh);
+	struct fs *fs = fuse_req_userdata(req);
+	struct status_doc **pp;
+	struct status_doc *d = NULL;
+
+	if (ino == INO_STATUS) {
+		pthread_mutex_lock(&fs->status_lock);
+		for (pp = &fs->docs; *pp; pp = &(*pp)->next) {
+			if ((*pp)->id == fi->fh) {
+				d = *pp;
+				*pp = d->next;
+				break;
+			}
+		}
+		pthread_mutex_unlock(&fs->status_lock);
+		if (d) {
+			free(d->text);
+			free(d);
+		}
+	}
 	fuse_reply_err(req, 0);
 }
 
@@ -241,14 +290,25 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	uint8_t *buf;
 	ssize_t n;
 
+	buf = thread_buf();
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	size = MIN(size, FS_MAX_IO);
 	if (ino == INO_STATUS) {
-		const char *json = (const char *)(uintptr_t)fi->fh;
-		size_t len = strlen(json);
+		struct status_doc *d;
+		size_t got = 0;
 
-		if ((uint64_t)off >= len)
-			fuse_reply_buf(req, NULL, 0);
-		else
-			fuse_reply_buf(req, json + off, MIN(size, len - off));
+		pthread_mutex_lock(&fs->status_lock);
+		for (d = fs->docs; d && d->id != fi->fh; d = d->next)
+			;
+		if (d && (uint64_t)off < d->len) {
+			got = MIN(size, d->len - off);
+			memcpy(buf, d->text + off, got);
+		}
+		pthread_mutex_unlock(&fs->status_lock);
+		fuse_reply_buf(req, (const char *)buf, got);
 		return;
 	}
 	img = ino_image(fs, ino);
@@ -256,12 +316,6 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	buf = thread_buf();
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	size = MIN(size, FS_MAX_IO);
 	n = image_read(img, buf, size, off);
 	if (n < 0) {
 		/* Whatever went wrong below, a reader sees EIO. */
@@ -442,6 +496,7 @@ int fs_new(const struct fs_conf *conf, struct fs **out)
 	fuse_set_log_func(fs_log);
 	fs = xcalloc(1, sizeof(*fs));
 	fs->conf = *conf;
+	pthread_mutex_init(&fs->status_lock, NULL);
 	fs->mtime = time(NULL);
 	opts = xasprintf("-ofsname=pbs-livemount,subtype=pbs-livemount,"
 			 "default_permissions%s%s%s%s",
@@ -508,5 +563,13 @@ void fs_free(struct fs *fs)
 			fuse_session_unmount(fs->se);
 		fuse_session_destroy(fs->se);
 	}
+	while (fs->docs) {
+		struct status_doc *d = fs->docs;
+
+		fs->docs = d->next;
+		free(d->text);
+		free(d);
+	}
+	pthread_mutex_destroy(&fs->status_lock);
 	free(fs);
 }
