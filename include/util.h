@@ -18,6 +18,14 @@ void hex_encode(const uint8_t *in, size_t len, char *out);
 /* Exactly 2 * @len hex digits (either case) to bytes; -EINVAL otherwise. */
 int hex_decode(const char *hex, uint8_t *out, size_t len);
 
+/*
+ * Fingerprints as PBS writes them: lowercase hex pairs joined by ':'.
+ * encode: @n bytes into @out (3 * n bytes).  decode: exactly 32 bytes,
+ * either case, colons optional; -EINVAL otherwise.
+ */
+void fingerprint_encode(const uint8_t *in, size_t n, char *out);
+int fingerprint_decode(const char *s, uint8_t out[32]);
+
 /* Loop over short reads/writes and EINTR; a short read at EOF is -EIO. */
 int pread_full(int fd, void *buf, size_t len, off_t off);
 int pwrite_full(int fd, const void *buf, size_t len, off_t off);
@@ -36,6 +44,12 @@ int read_file(const char *path, size_t max, uint8_t **buf, size_t *len);
  * one, never a mixture.
  */
 int write_file_atomic(const char *path, const void *buf, size_t len,
+		      mode_t mode);
+/*
+ * The same without any fsync, for writers that sync the whole file
+ * system once at the end (pack): still never a half-written @path.
+ */
+int write_file_rename(const char *path, const void *buf, size_t len,
 		      mode_t mode);
 int fsync_parent_dir(const char *path);
 /* mkdir -p; existing directories are fine. */

@@ -182,8 +182,7 @@ static int verify_cb(int ok, X509_STORE_CTX *x)
 		X509_STORE_CTX_set_error(x, X509_V_OK);
 		return 1;
 	}
-	for (int i = 0; i < 32; i++)
-		snprintf(got + 3 * i, 4, i < 31 ? "%02x:" : "%02x", md[i]);
+	fingerprint_encode(md, 32, got);
 	pthread_mutex_lock(&f->lock);
 	snprintf(f->last_cert, sizeof(f->last_cert), "%s", got);
 	pthread_mutex_unlock(&f->lock);
@@ -406,22 +405,6 @@ static void *loop_main(void *arg)
 
 /* ---- callers ---- */
 
-static int parse_pin(const char *s, uint8_t out[32])
-{
-	char hex[65];
-	size_t n = 0;
-
-	for (; *s; s++) {
-		if (*s == ':')
-			continue;
-		if (n == 64)
-			return -EINVAL;
-		hex[n++] = *s;
-	}
-	hex[n] = '\0';
-	return hex_decode(hex, out, 32);
-}
-
 int fetch_new(const struct fetch_conf *conf, struct fetch **out)
 {
 	struct fetch *f;
@@ -442,7 +425,7 @@ int fetch_new(const struct fetch_conf *conf, struct fetch **out)
 						  NULL;
 	f->conf.auth_header = NULL;
 	if (conf->fingerprint) {
-		if (parse_pin(conf->fingerprint, f->pin)) {
+		if (fingerprint_decode(conf->fingerprint, f->pin)) {
 			log_err("fetch: cannot use fingerprint '%s': want 32 "
 				"hex pairs joined by ':'", conf->fingerprint);
 			fetch_free(f);

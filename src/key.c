@@ -56,37 +56,14 @@ void key_free(struct key_material *k)
 	crypto_secure_free(k, sizeof(*k));
 }
 
-static void fp_format(const uint8_t *fp, size_t n, char *out)
-{
-	for (size_t i = 0; i < n; i++)
-		snprintf(out + 3 * i, 4, i + 1 < n ? "%02x:" : "%02x", fp[i]);
-}
-
 void key_fingerprint_str(const struct key_material *k, char out[96])
 {
-	fp_format(k->fingerprint, 32, out);
+	fingerprint_encode(k->fingerprint, 32, out);
 }
 
 void key_fingerprint_short(const struct key_material *k, char out[24])
 {
-	fp_format(k->fingerprint, 8, out);
-}
-
-/* "aa:bb:.." (any case) -> 32 bytes. */
-static int fp_parse(const char *s, uint8_t out[32])
-{
-	char hex[65];
-	size_t n = 0;
-
-	for (; *s; s++) {
-		if (*s == ':')
-			continue;
-		if (n == 64)
-			return -EINVAL;
-		hex[n++] = *s;
-	}
-	hex[n] = '\0';
-	return hex_decode(hex, out, 32);
+	fingerprint_encode(k->fingerprint, 8, out);
 }
 
 static int bad_field(const char *path, const char *field)
@@ -233,7 +210,7 @@ int key_load_file(const char *path, const char *passphrase,
 	if (ret)
 		goto out;
 	s = get_str(root, "fingerprint");
-	if (s && (fp_parse(s, fp) || memcmp(fp, k->fingerprint, 32))) {
+	if (s && (fingerprint_decode(s, fp) || memcmp(fp, k->fingerprint, 32))) {
 		log_err("key: cannot use '%s': its fingerprint field does not "
 			"match the key", path);
 		ret = -EKEYREJECTED;
@@ -371,7 +348,7 @@ int key_check_manifest(const struct key_material *k,
 		return 0;
 	}
 	key_fingerprint_str(k, mine);
-	if (fp && (fp_parse(fp, want) || memcmp(want, k->fingerprint, 32))) {
+	if (fp && (fingerprint_decode(fp, want) || memcmp(want, k->fingerprint, 32))) {
 		log_err("key: cannot read '%s': wrong key (backup made with "
 			"%.23s, key is %.23s)", what, fp, mine);
 		return -EKEYREJECTED;

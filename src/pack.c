@@ -155,26 +155,10 @@ static int store_chunk(const char *ds, const uint8_t *data, size_t len,
 	ret = chunk_encode(data, len, true, conf->key, &blob, &bloblen);
 	if (ret)
 		goto out_err;
-	{
-		char tmp[PATH_MAX + 32];
-		int fd;
-
-		snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
-		fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-		if (fd < 0) {
-			ret = -errno;
-			goto out_err;
-		}
-		ret = write_full(fd, blob, bloblen);
-		if (close(fd) < 0 && !ret)
-			ret = -errno;
-		if (!ret && rename(tmp, path) < 0)
-			ret = -errno;
-		if (ret) {
-			unlink(tmp);
-			goto out_err;
-		}
-	}
+	/* No fsync per chunk: pack_run() syncs the file system once. */
+	ret = write_file_rename(path, blob, bloblen, 0640);
+	if (ret)
+		goto out_err;
 	st->written++;
 	st->bytes_stored += bloblen;
 	free(blob);

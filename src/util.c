@@ -57,6 +57,28 @@ int hex_decode(const char *hex, uint8_t *out, size_t len)
 	return 0;
 }
 
+void fingerprint_encode(const uint8_t *in, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		snprintf(out + 3 * i, 4, i + 1 < n ? "%02x:" : "%02x", in[i]);
+}
+
+int fingerprint_decode(const char *s, uint8_t out[32])
+{
+	char hex[65];
+	size_t n = 0;
+
+	for (; *s; s++) {
+		if (*s == ':')
+			continue;
+		if (n == 64)
+			return -EINVAL;
+		hex[n++] = *s;
+	}
+	hex[n] = '\0';
+	return hex_decode(hex, out, 32);
+}
+
 int pread_full(int fd, void *buf, size_t len, off_t off)
 {
 	uint8_t *p = buf;
@@ -178,8 +200,8 @@ out:
 	return ret;
 }
 
-int write_file_atomic(const char *path, const void *buf, size_t len,
-		      mode_t mode)
+static int replace_file(const char *path, const void *buf, size_t len,
+			mode_t mode, bool sync)
 {
 	char tmp[PATH_MAX];
 	int ret;
@@ -192,7 +214,7 @@ int write_file_atomic(const char *path, const void *buf, size_t len,
 	if (fd < 0)
 		return -errno;
 	ret = write_full(fd, buf, len);
-	if (!ret && fsync(fd) < 0)
+	if (!ret && sync && fsync(fd) < 0)
 		ret = -errno;
 	if (close(fd) < 0 && !ret)
 		ret = -errno;
@@ -202,7 +224,19 @@ int write_file_atomic(const char *path, const void *buf, size_t len,
 		unlink(tmp);
 		return ret;
 	}
-	return fsync_parent_dir(path);
+	return sync ? fsync_parent_dir(path) : 0;
+}
+
+int write_file_atomic(const char *path, const void *buf, size_t len,
+		      mode_t mode)
+{
+	return replace_file(path, buf, len, mode, true);
+}
+
+int write_file_rename(const char *path, const void *buf, size_t len,
+		      mode_t mode)
+{
+	return replace_file(path, buf, len, mode, false);
 }
 
 int mkdir_p(const char *path, mode_t mode)
