@@ -45,6 +45,7 @@
 enum {
 	OPT_NS = 256,
 	OPT_KEYFILE,
+	OPT_KEYFD,
 	OPT_PASSFILE,
 	OPT_PASSFD,
 	OPT_CONNECTIONS,
@@ -81,6 +82,7 @@ enum {
 #define REPO_LONGOPTS                                                      \
 	{ "ns", required_argument, NULL, OPT_NS },                         \
 	{ "keyfile", required_argument, NULL, OPT_KEYFILE },               \
+	{ "keyfd", required_argument, NULL, OPT_KEYFD },                   \
 	{ "passphrase-file", required_argument, NULL, OPT_PASSFILE },      \
 	{ "passphrase-fd", required_argument, NULL, OPT_PASSFD },          \
 	{ "connections", required_argument, NULL, OPT_CONNECTIONS },       \
@@ -98,6 +100,7 @@ enum {
 #define REPO_HELP                                                            \
 	"  --ns NS                 namespace (a/b)\n"                            \
 	"  --keyfile FILE          encryption key file (PBS format)\n"           \
+	"  --keyfd N               read the key file from descriptor N\n"     \
 	"  --passphrase-file FILE  key passphrase (first line); also\n"          \
 	"                          --passphrase-fd N, PBS_ENCRYPTION_PASSWORD\n" \
 	"  --connections N         chunks in flight (default 16)\n"              \
@@ -116,6 +119,7 @@ struct cli {
 	struct store_conf store;
 	const char *ns;
 	const char *keyfile;
+	char keyfd_path[32];
 	const char *passfile;
 	int passfd;
 	bool quiet;
@@ -273,6 +277,14 @@ static int parse_repo_opt(struct cli *c, const char *cmd, int opt,
 		return 0;
 	case OPT_KEYFILE:
 		c->keyfile = arg;
+		return 0;
+	case OPT_KEYFD:
+		if (parse_u64(arg, &v) || v > 1024)
+			return usage_error(cmd, "bad --keyfd '%s'", arg);
+		/* The descriptor's file, read like any key file. */
+		snprintf(c->keyfd_path, sizeof(c->keyfd_path),
+			 "/proc/self/fd/%u", (unsigned int)v);
+		c->keyfile = c->keyfd_path;
 		return 0;
 	case OPT_PASSFILE:
 		c->passfile = arg;

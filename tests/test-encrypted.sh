@@ -49,6 +49,9 @@ echo correct-horse >"$T/pass"
 PBS_ENCRYPTION_PASSWORD= $PROG restore -q --keyfile "$T/key.json" \
 	--passphrase-file "$T/pass" "$T/ds" vm/42 drive-scsi0 "$T/out"
 cmp "$T/src.img" "$T/out"; rm "$T/out"
+# The key itself through a descriptor.
+$PROG restore -q --keyfd 7 "$T/ds" vm/42 drive-scsi0 "$T/out" 7<"$T/key.json"
+cmp "$T/src.img" "$T/out"; rm "$T/out"
 
 # Tampered chunks: pick a chunk that is not the zero chunk.
 digest=$(od -An -tx1 -j 4096 -N 32 "$T/ds/$snap/drive-scsi0.img.fidx" | tr -d ' \n')
