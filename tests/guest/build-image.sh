@@ -1,0 +1,70 @@
+#!/bin/bash
+# Build a small bootable raw disk from this machine's Debian packages:
+# MBR (syslinux mbr.bin), one ext4 partition with extlinux, Debian's
+# kernel and initramfs, busybox-static as userland and tests/guest/init.sh
+# as init.  No network.  Usage: build-image.sh OUT.img [SIZE_MIB]
+#                               build-image.sh --cached DIR  (prints path)
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+if [ "${1:-}" = --cached ]; then
+	dir=${2:-${PBSLM_CACHE:-/var/cache/pbs-livemount-tests}}
+	kver=$(ls /boot/vmlinuz-* | sort -V | tail -1)
+	key=$( { sha256sum "$0" "$here/init.sh"; echo "$kver"; } | sha256sum | cut -c1-16)
+	out=$dir/guest-$key.img
+	if [ ! -f "$out" ]; then
+		mkdir -p "$dir"
+		rm -f "$dir"/guest-*.img
+		"$0" "$out.tmp" >&2
+		mv "$out.tmp" "$out"
+	fi
+	echo "$out"
+	exit 0
+fi
+out=$1
+size=${2:-192}
+kernel=$(ls /boot/vmlinuz-* | sort -V | tail -1)
+kver=${kernel#/boot/vmlinuz-}
+initrd=/boot/initrd.img-$kver
+[ -f "$initrd" ] || { echo "build-image: no initramfs for $kver" >&2; exit 1; }
+work=$(mktemp -d)
+mnt=$work/mnt
+loop=
+cleanup() {
+	mountpoint -q "$mnt" && umount "$mnt"
+	[ -n "$loop" ] && losetup -d "$loop"
+	rm -rf "$work"
+}
+trap cleanup EXIT
+root=$work/root
+mkdir -p "$root"/{bin,sbin,dev,proc,sys,boot/extlinux,tmp,etc}
+cp /bin/busybox "$root/bin/busybox"
+ln -s busybox "$root/bin/sh"
+install -m 0755 "$here/init.sh" "$root/sbin/lminit"
+cp "$kernel" "$root/boot/vmlinuz"
+cp "$initrd" "$root/boot/initrd.img"
+cat >"$root/boot/extlinux/extlinux.conf" <<CFG
+DEFAULT live
+SERIAL 0 115200
+TIMEOUT 1
+PROMPT 0
+LABEL live
+	LINUX /boot/vmlinuz
+	INITRD /boot/initrd.img
+	APPEND root=/dev/vda1 rw init=/sbin/lminit console=ttyS0 panic=-1 lmtoken=baked-in
+CFG
+# 1 MiB of partition table space, then the ext4 partition.
+part=$work/part.img
+truncate -s $(((size - 1) << 20)) "$part"
+mkfs.ext4 -q -F -O ^64bit,^metadata_csum,^extent,^flex_bg,^huge_file,^dir_index -L lmroot -d "$root" "$part"
+loop=$(losetup -f --show "$part")
+mkdir -p "$mnt"
+mount "$loop" "$mnt"
+extlinux --install "$mnt/boot/extlinux" >/dev/null 2>&1
+umount "$mnt"
+losetup -d "$loop"
+loop=
+truncate -s $((size << 20)) "$out"
+printf 'label: dos\nstart=2048, type=83, bootable\n' | sfdisk -q "$out"
+dd if="$part" of="$out" bs=1M seek=1 conv=notrunc,sparse status=none
+dd if=/usr/lib/syslinux/mbr/mbr.bin of="$out" bs=440 count=1 conv=notrunc status=none
+echo "build-image: $out ($size MiB, kernel $kver)" >&2
