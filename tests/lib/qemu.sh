@@ -1,16 +1,34 @@
 # Sourced after functions.sh: boot a guest disk with QEMU and wait for the
 # guest's console line.  TCG always works; KVM is used only when a real
-# boot probe succeeds (on some hosts /dev/kvm opens but guest entry fails).
+# boot probe succeeds (qemu_accel).
 requires qemu-system-x86_64
 
-# qemu_accel: "kvm" or "tcg" (cached in $T).
+# qemu_accel [IMAGE]: "kvm" or "tcg", decided once per test by booting a
+# scratch copy of IMAGE (the guest image) under KVM: on some hosts
+# /dev/kvm opens but guest entry fails ("KVM internal error").
 qemu_accel() {
+	local img=${1:-} a=tcg pid i
 	if [ ! -f "$T/accel" ]; then
-		local a=tcg
-		if [ -w /dev/kvm ] && timeout 20 qemu-system-x86_64 -accel kvm \
-			-nodefaults -display none -no-reboot -m 64 \
-			-kernel /dev/null >/dev/null 2>&1; then
-			a=kvm
+		if [ -w /dev/kvm ] && [ -n "$img" ]; then
+			cp --sparse=always "$img" "$T/probe.img"
+			printf probe >"$T/probe.tok"
+			truncate -s 1M "$T/probe.tok"
+			qemu-system-x86_64 -accel kvm -m 512 -nodefaults \
+				-display none -no-reboot -serial "file:$T/probe.log" \
+				-drive "file=$T/probe.img,format=raw,if=virtio" \
+				-drive "file=$T/probe.tok,format=raw,if=virtio" \
+				>"$T/probe.err" 2>&1 &
+			pid=$!
+			for ((i = 0; i < 60; i++)); do
+				grep -q "LIVEMOUNT-GUEST-OK token=probe" \
+					"$T/probe.log" 2>/dev/null && { a=kvm; break; }
+				grep -qi "error" "$T/probe.err" && break
+				kill -0 $pid 2>/dev/null || break
+				sleep 1
+			done
+			kill -9 $pid 2>/dev/null || true
+			wait $pid 2>/dev/null || true
+			rm -f "$T/probe.img"
 		fi
 		echo $a >"$T/accel"
 	fi
