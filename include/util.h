@@ -30,6 +30,11 @@ int fingerprint_decode(const char *s, uint8_t out[32]);
 int pread_full(int fd, void *buf, size_t len, off_t off);
 int pwrite_full(int fd, const void *buf, size_t len, off_t off);
 int write_full(int fd, const void *buf, size_t len);
+/*
+ * Make [off, off + len) of @fd read as zeros: a hole in a file (punched),
+ * BLKZEROOUT on a block device, written zeros where neither works.
+ */
+int zero_range(int fd, bool is_blk, uint64_t off, uint64_t len);
 
 /*
  * Read a whole file of at most @max bytes.  -EFBIG when larger, -ENOENT

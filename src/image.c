@@ -481,31 +481,7 @@ ssize_t image_write(struct image *img, const void *buf, size_t len,
 /* Make target bytes read as zeros: a hole, or zeroes on a device. */
 static int zero_target(struct image *img, uint64_t off, uint64_t len)
 {
-	uint64_t range[2] = { off, len };
-
-	if (!img->is_blk) {
-		if (!fallocate(img->fd, FALLOC_FL_PUNCH_HOLE |
-				       FALLOC_FL_KEEP_SIZE, off, len))
-			return 0;
-		if (errno != EOPNOTSUPP)
-			return -errno;
-	} else if (!ioctl(img->fd, BLKZEROOUT, range)) {
-		return 0;
-	}
-	{
-		static const uint8_t zeros[65536];
-
-		while (len) {
-			uint64_t n = MIN(len, sizeof(zeros));
-			int ret = pwrite_full(img->fd, zeros, n, off);
-
-			if (ret)
-				return ret;
-			off += n;
-			len -= n;
-		}
-	}
-	return 0;
+	return zero_range(img->fd, img->is_blk, off, len);
 }
 
 int image_discard(struct image *img, uint64_t off, uint64_t len)

@@ -114,28 +114,12 @@ static void plan_free(struct plan *p)
 	free(p->positions);
 }
 
-static int zero_range(struct job *job, uint64_t off, uint64_t len)
+static int zero_chunk(struct job *job, uint64_t off, uint64_t len)
 {
-	uint64_t range[2] = { off, len };
-
+	/* A fresh file reads zeros already: leave a hole. */
 	if (!job->is_blk || job->conf->target_zeroed)
-		return 0;	/* a fresh file reads zeros: leave a hole */
-	if (!ioctl(job->fd, BLKZEROOUT, range))
 		return 0;
-	{
-		static const uint8_t zeros[65536];
-
-		while (len) {
-			size_t n = MIN(len, sizeof(zeros));
-			int ret = pwrite_full(job->fd, zeros, n, off);
-
-			if (ret)
-				return ret;
-			off += n;
-			len -= n;
-		}
-	}
-	return 0;
+	return zero_range(job->fd, true, off, len);
 }
 
 static int do_item(struct job *job, const struct item *it, uint8_t *buf)
@@ -149,7 +133,7 @@ static int do_item(struct job *job, const struct item *it, uint8_t *buf)
 		__atomic_add_fetch(&job->zero_chunks, it->npos,
 				   __ATOMIC_RELAXED);
 		for (uint64_t k = 0; k < it->npos; k++) {
-			ret = zero_range(job, it->pos[k] * cs, len);
+			ret = zero_chunk(job, it->pos[k] * cs, len);
 			if (ret)
 				return ret;
 		}

@@ -13,6 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -134,6 +137,32 @@ int write_full(int fd, const void *buf, size_t len)
 			return -errno;
 		}
 		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int zero_range(int fd, bool is_blk, uint64_t off, uint64_t len)
+{
+	static const uint8_t zeros[65536];
+	uint64_t range[2] = { off, len };
+
+	if (!is_blk) {
+		if (!fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			       off, len))
+			return 0;
+		if (errno != EOPNOTSUPP)
+			return -errno;
+	} else if (!ioctl(fd, BLKZEROOUT, range)) {
+		return 0;
+	}
+	while (len) {
+		uint64_t n = len < sizeof(zeros) ? len : sizeof(zeros);
+		int ret = pwrite_full(fd, zeros, n, off);
+
+		if (ret)
+			return ret;
+		off += n;
 		len -= n;
 	}
 	return 0;
