@@ -89,13 +89,13 @@ lm_mount "$T/mnt" --keyfile "$T/key.json" --target "$T/tgt.raw" \
 cmp "$T/src.img" "$T/mnt/drive-scsi0.img" || fail "encrypted mount reads"
 fio --name=enc --filename="$T/mnt/drive-scsi0.img" --rw=randrw --bs=4k \
 	--size=16m --offset=4m --ioengine=psync --verify=crc32c \
-	--verify_fatal=1 --fsync=16 --output="$T/fio.txt" ||
+	--verify_state_save=0 --verify_fatal=1 --fsync=16 --output="$T/fio.txt" ||
 	{ cat "$T/fio.txt"; fail "fio verify on the encrypted mount"; }
 lm_wait_complete "$T/mnt" 60
 lm_umount "$T/mnt"
 fio --name=enc --filename="$T/tgt.raw" --rw=randrw --bs=4k --size=16m \
 	--offset=4m --ioengine=psync --verify=crc32c --verify_fatal=1 \
-	--verify_only --output="$T/fio2.txt" ||
+	--verify_state_save=0 --verify_only --output="$T/fio2.txt" ||
 	{ cat "$T/fio2.txt"; fail "fio --verify_only on the target"; }
 cmp -n $((4 << 20)) "$T/src.img" "$T/tgt.raw" || fail "untouched head differs"
 echo ok
