@@ -13,6 +13,12 @@
  * fills never overwrite guest data (image.c re-checks under the chunk
  * lock).
  *
+ * CPU: a restore must not slow the VM it serves.  Workers run at nice 19
+ * (per thread), so vCPU threads and the guest's own reads (FUSE threads,
+ * nice 0) win a contended core and the stream gets what is left.  Not
+ * SCHED_IDLE: a guest read may wait for the chunk a worker is decoding,
+ * and nice 19 still gives that worker a real share of the CPU.
+ *
  * Threads: stream_start() creates conf->threads workers; stream_stop()
  * sets ->stop, wakes sleepers and joins them all.
  * Lock order: ->lock only; never held across image calls.
@@ -23,7 +29,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "stream.h"
@@ -32,6 +40,7 @@
 
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 30000
+#define STREAM_NICE 19
 
 struct stream {
 	struct stream_conf conf;	/* immutable */
@@ -125,6 +134,10 @@ static void *worker(void *arg)
 {
 	struct stream *s = arg;
 
+	/* Linux: setpriority() on a thread ID sets that thread's nice. */
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), STREAM_NICE))
+		log_debug(LOG_CAT_STREAM, "stream: cannot lower priority: %s",
+			  strerror(errno));
 	for (;;) {
 		uint64_t backoff = BACKOFF_MIN_MS;
 		struct image *img = NULL;
