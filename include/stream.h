@@ -21,6 +21,9 @@ struct stream_conf {
 	struct image **images;	/* borrowed, outlive the streamer */
 	unsigned int nimages;
 	unsigned int threads;	/* chunks in flight, default 16 */
+	/* Called once, on a worker thread, when every chunk is present. */
+	void (*on_done)(void *arg);
+	void *done_arg;
 };
 
 int stream_start(const struct stream_conf *conf, struct stream **out);

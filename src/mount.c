@@ -71,6 +71,16 @@ static void run_on_complete(const char *cmd)
 			 status);
 }
 
+/* The stream is done: commit and announce now, not at the next tick. */
+static void wake_checkpointer(void *arg)
+{
+	struct mount *m = arg;
+
+	pthread_mutex_lock(&m->lock);
+	pthread_cond_broadcast(&m->wake);
+	pthread_mutex_unlock(&m->lock);
+}
+
 static void *checkpointer(void *arg)
 {
 	struct mount *m = arg;
@@ -347,6 +357,8 @@ int mount_run(const struct mount_conf *conf)
 		sc.images = m.images;
 		sc.nimages = m.nimages;
 		sc.threads = conf->connections;
+		sc.on_done = wake_checkpointer;
+		sc.done_arg = &m;
 		ret = stream_start(&sc, &m.stream);
 		if (ret)
 			goto out;

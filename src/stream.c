@@ -55,6 +55,7 @@ struct stream {
 	bool stop;			/* protected by ->lock */
 	unsigned int paused;		/* atomic: workers backing off */
 	uint64_t errors;		/* atomic */
+	bool announced;			/* atomic: on_done was called */
 };
 
 /* Next (image, chunk) that may need work, or false at the end of a pass. */
@@ -108,6 +109,16 @@ static bool all_done(const struct stream *s)
 	return true;
 }
 
+static bool stop_requested(struct stream *s)
+{
+	bool stop;
+
+	pthread_mutex_lock(&s->lock);
+	stop = s->stop;
+	pthread_mutex_unlock(&s->lock);
+	return stop;
+}
+
 /* Sleep @ms unless stopped; returns true if stopped. */
 static bool nap(struct stream *s, uint64_t ms)
 {
@@ -155,8 +166,14 @@ static void *worker(void *arg)
 			have = next_item(s, &img, &chunk);
 		}
 		pthread_mutex_unlock(&s->lock);
-		if (!have)
+		if (!have) {
+			/* Not stopped: the pass found nothing left to do. */
+			if (!stop_requested(s) && s->conf.on_done &&
+			    !__atomic_exchange_n(&s->announced, true,
+						 __ATOMIC_ACQ_REL))
+				s->conf.on_done(s->conf.done_arg);
 			break;
+		}
 		while (image_chunk_incomplete(img, chunk)) {
 			ret = image_fill_chunk(img, chunk, STORE_PRIO_STREAM);
 			if (!ret)
