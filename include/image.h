@@ -71,6 +71,8 @@ int image_fill_chunk(struct image *img, uint64_t i, enum store_prio prio);
  * reply has been sent; never fails visibly.
  */
 void image_copy_on_read(struct image *img, uint64_t off, size_t len);
+/* now_ns() of the last guest read or write, 0 if none yet. */
+uint64_t image_guest_io_ns(const struct image *img);
 
 /*
  * Re-hash every chunk of the target that the guest never wrote and

@@ -31,6 +31,8 @@ int stream_start(const struct stream_conf *conf, struct stream **out);
 void stream_stop(struct stream *s);
 /* Every chunk of every image present. */
 bool stream_is_done(const struct stream *s);
+/* Workers are held back because the guest is doing I/O. */
+bool stream_is_yielding(const struct stream *s);
 /* A worker is backing off after a store failure. */
 bool stream_is_paused(const struct stream *s);
 uint64_t stream_errors(const struct stream *s);

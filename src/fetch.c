@@ -13,6 +13,12 @@
  * connections - 2 slots and readahead connections - 1, so that a demand
  * read always finds a slot free at once.
  *
+ * CPU: the loop thread decrypts TLS and parses HTTP for every transfer.
+ * While only stream transfers run it drops to nice 19 like the stream
+ * workers, and returns to the nice it started with as soon as a reader
+ * waits; it does so only if a probe at start showed it may raise its
+ * priority again (root, CAP_SYS_NICE or RLIMIT_NICE).
+ *
  * Locking: ->lock guards the queues, the active counts, every request's
  * state and ->stop; it is never held across curl_multi_poll or a body
  * check.  Lock order: ->lock only.
@@ -25,7 +31,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <openssl/evp.h>
@@ -40,6 +48,7 @@
 
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 5000
+#define BACKGROUND_NICE 19
 
 struct req {
 	const char *url;		/* borrowed from the caller */
@@ -364,16 +373,47 @@ static void start_queued(struct fetch *f)
 	}
 }
 
+/* Loop thread only: may it lower its nice and raise it back? */
+static bool can_renice(id_t tid, int base)
+{
+	if (base >= BACKGROUND_NICE || setpriority(PRIO_PROCESS, tid, base + 1))
+		return false;
+	if (!setpriority(PRIO_PROCESS, tid, base))
+		return true;
+	log_debug(LOG_CAT_FETCH, "fetch: cannot raise the loop's priority "
+		  "again: it stays at nice %d", base + 1);
+	return false;
+}
+
+/* ->lock held: only stream transfers running or waiting. */
+static bool background_only(const struct fetch *f)
+{
+	return !f->active[FETCH_DEMAND] && !f->active[FETCH_READAHEAD] &&
+	       !f->queue[FETCH_DEMAND] && !f->queue[FETCH_READAHEAD] &&
+	       (f->active[FETCH_STREAM] || f->queue[FETCH_STREAM]);
+}
+
 static void *loop_main(void *arg)
 {
 	struct fetch *f = arg;
 	struct CURLMsg *msg;
+	id_t tid = (id_t)gettid();
+	int base;
+	bool renice;
+	bool low = false;
 	int running = 0;
 	int left;
 
+	errno = 0;
+	base = getpriority(PRIO_PROCESS, tid);
+	renice = !errno && can_renice(tid, base);
 	pthread_mutex_lock(&f->lock);
 	while (!f->stop || f->nactive) {
 		start_queued(f);
+		if (renice && background_only(f) != low &&
+		    !setpriority(PRIO_PROCESS, tid,
+				 low ? base : BACKGROUND_NICE))
+			low = !low;
 		pthread_mutex_unlock(&f->lock);
 		curl_multi_perform(f->multi, &running);
 		while ((msg = curl_multi_info_read(f->multi, &left))) {

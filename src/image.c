@@ -62,6 +62,7 @@ struct image {
 	uint64_t read_errors;			/* atomic */
 	uint64_t marks;				/* atomic: state changes */
 	uint64_t committed_marks;		/* atomic */
+	uint64_t guest_io_ns;			/* atomic: last guest I/O */
 };
 
 struct fill_arg {
@@ -331,12 +332,23 @@ out:
 	return ret;
 }
 
+static void note_guest_io(struct image *img)
+{
+	__atomic_store_n(&img->guest_io_ns, now_ns(), __ATOMIC_RELAXED);
+}
+
+uint64_t image_guest_io_ns(const struct image *img)
+{
+	return __atomic_load_n(&img->guest_io_ns, __ATOMIC_RELAXED);
+}
+
 ssize_t image_read(struct image *img, void *buf, size_t len, uint64_t off)
 {
 	uint8_t *dst = buf;
 	uint64_t end;
 	int ret;
 
+	note_guest_io(img);
 	if (off >= img->size)
 		return 0;
 	end = MIN(off + len, img->size);
@@ -456,6 +468,7 @@ ssize_t image_write(struct image *img, const void *buf, size_t len,
 	uint64_t end;
 	int ret;
 
+	note_guest_io(img);
 	if (!img->ovl)
 		return -EROFS;
 	if (off >= img->size)

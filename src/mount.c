@@ -183,12 +183,14 @@ static int status_json(void *arg, char **out)
 	snprintf(line, sizeof(line),
 		 "{\"version\":1,\"state\":\"%s\",\"snapshot\":\"%s\","
 		 "\"started\":%lld,\"elapsed\":%lld,"
-		 "\"stream_errors\":%llu,"
+		 "\"stream_errors\":%llu,\"stream_yielding\":%s,"
 		 "\"cache\":{\"hits\":%llu,\"misses\":%llu,\"hit_rate\":%.3f,"
 		 "\"bytes\":%llu,\"evictions\":%llu},\"disks\":[",
 		 mount_state(m), repo_snapshot_path(m->conf->snap),
 		 (long long)m->started, (long long)(time(NULL) - m->started),
 		 (unsigned long long)(m->stream ? stream_errors(m->stream) : 0),
+		 m->stream && !m->complete && stream_is_yielding(m->stream) ?
+			 "true" : "false",
 		 (unsigned long long)cs.hits, (unsigned long long)cs.misses,
 		 hit, (unsigned long long)cs.bytes,
 		 (unsigned long long)cs.evictions);

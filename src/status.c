@@ -67,6 +67,9 @@ static void print_human(json_object *doc, FILE *out)
 			100 * num(cache, "hit_rate"));
 	if (num(doc, "stream_errors"))
 		fprintf(out, ", %.0f stream errors", num(doc, "stream_errors"));
+	if (json_object_get_boolean(json_object_object_get(doc,
+							   "stream_yielding")))
+		fprintf(out, ", stream giving way to the guest");
 	fprintf(out, "\n");
 	if (!json_object_object_get_ex(doc, "disks", &disks))
 		return;

@@ -13,6 +13,12 @@
  * fills never overwrite guest data (image.c re-checks under the chunk
  * lock).
  *
+ * Giving way: while the guest does I/O (any read or write within the
+ * last YIELD_MS), at most BUSY_WORKERS workers copy; the rest wait.  The
+ * guest's absent reads then share the link with two stream transfers,
+ * not fourteen, and its present I/O with two writers; a guest that never
+ * rests still lets the stream finish.
+ *
  * CPU: a restore must not slow the VM it serves.  Workers run at nice 19
  * (per thread), so vCPU threads and the guest's own reads (FUSE threads,
  * nice 0) win a contended core and the stream gets what is left.  Not
@@ -41,6 +47,9 @@
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 30000
 #define STREAM_NICE 19
+#define YIELD_MS 200
+#define BUSY_WORKERS 2
+#define YIELD_POLL_MS 50
 
 struct stream {
 	struct stream_conf conf;	/* immutable */
@@ -53,6 +62,9 @@ struct stream {
 	bool in_trace;			/* protected by ->lock */
 	unsigned int passes;		/* protected by ->lock */
 	bool stop;			/* protected by ->lock */
+	unsigned int copying;		/* protected by ->lock: workers on
+					   an item */
+	bool yielding;			/* atomic: workers held back */
 	unsigned int paused;		/* atomic: workers backing off */
 	uint64_t errors;		/* atomic */
 	bool announced;			/* atomic: on_done was called */
@@ -109,14 +121,15 @@ static bool all_done(const struct stream *s)
 	return true;
 }
 
-static bool stop_requested(struct stream *s)
+static void deadline_in(uint64_t ms, struct timespec *ts)
 {
-	bool stop;
-
-	pthread_mutex_lock(&s->lock);
-	stop = s->stop;
-	pthread_mutex_unlock(&s->lock);
-	return stop;
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (ms % 1000) * 1000000;
+	if (ts->tv_nsec >= 1000000000) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000;
+	}
 }
 
 /* Sleep @ms unless stopped; returns true if stopped. */
@@ -125,13 +138,7 @@ static bool nap(struct stream *s, uint64_t ms)
 	struct timespec ts;
 	bool stop;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
+	deadline_in(ms, &ts);
 	pthread_mutex_lock(&s->lock);
 	while (!s->stop &&
 	       pthread_cond_timedwait(&s->wake, &s->lock, &ts) != ETIMEDOUT)
@@ -139,6 +146,61 @@ static bool nap(struct stream *s, uint64_t ms)
 	stop = s->stop;
 	pthread_mutex_unlock(&s->lock);
 	return stop;
+}
+
+static bool guest_busy(const struct stream *s)
+{
+	uint64_t now = now_ns();
+
+	for (unsigned int i = 0; i < s->conf.nimages; i++) {
+		uint64_t t = image_guest_io_ns(s->conf.images[i]);
+
+		if (t && now - t < YIELD_MS * 1000000ull)
+			return true;
+	}
+	return false;
+}
+
+/* ->lock held: wait while the guest is busy and enough workers copy. */
+static void give_way(struct stream *s)
+{
+	struct timespec ts;
+
+	while (!s->stop && s->copying >= BUSY_WORKERS && guest_busy(s)) {
+		__atomic_store_n(&s->yielding, true, __ATOMIC_RELAXED);
+		deadline_in(YIELD_POLL_MS, &ts);
+		pthread_cond_timedwait(&s->wake, &s->lock, &ts);
+	}
+	if (s->copying < BUSY_WORKERS || !guest_busy(s))
+		__atomic_store_n(&s->yielding, false, __ATOMIC_RELAXED);
+}
+
+/* Fill one chunk, retrying while the store is down; true if stopped. */
+static bool copy_item(struct stream *s, struct image *img, uint64_t chunk)
+{
+	uint64_t backoff = BACKOFF_MIN_MS;
+	int ret;
+
+	while (image_chunk_incomplete(img, chunk)) {
+		ret = image_fill_chunk(img, chunk, STORE_PRIO_STREAM);
+		if (!ret)
+			break;
+		__atomic_add_fetch(&s->errors, 1, __ATOMIC_RELAXED);
+		if (ret != -EIO) {
+			/* Not the network: leave it for a later pass. */
+			return nap(s, BACKOFF_MIN_MS);
+		}
+		__atomic_add_fetch(&s->paused, 1, __ATOMIC_RELAXED);
+		log_debug(LOG_CAT_STREAM, "stream: chunk %llu of '%s' failed, "
+			  "retrying in %llu ms", (unsigned long long)chunk,
+			  image_name(img), (unsigned long long)backoff);
+		ret = nap(s, backoff);
+		__atomic_sub_fetch(&s->paused, 1, __ATOMIC_RELAXED);
+		if (ret)
+			return true;
+		backoff = MIN(backoff * 2, BACKOFF_MAX_MS);
+	}
+	return false;
 }
 
 static void *worker(void *arg)
@@ -150,13 +212,13 @@ static void *worker(void *arg)
 		log_debug(LOG_CAT_STREAM, "stream: cannot lower priority: %s",
 			  strerror(errno));
 	for (;;) {
-		uint64_t backoff = BACKOFF_MIN_MS;
 		struct image *img = NULL;
 		uint64_t chunk = 0;
+		bool stopped;
 		bool have;
-		int ret;
 
 		pthread_mutex_lock(&s->lock);
+		give_way(s);
 		have = !s->stop && next_item(s, &img, &chunk);
 		if (!have && !s->stop && !all_done(s)) {
 			/* End of a pass with chunks left: start another. */
@@ -165,39 +227,25 @@ static void *worker(void *arg)
 			s->pos = 0;
 			have = next_item(s, &img, &chunk);
 		}
+		stopped = s->stop;
+		if (have)
+			s->copying++;
 		pthread_mutex_unlock(&s->lock);
 		if (!have) {
 			/* Not stopped: the pass found nothing left to do. */
-			if (!stop_requested(s) && s->conf.on_done &&
+			if (!stopped && s->conf.on_done &&
 			    !__atomic_exchange_n(&s->announced, true,
 						 __ATOMIC_ACQ_REL))
 				s->conf.on_done(s->conf.done_arg);
 			break;
 		}
-		while (image_chunk_incomplete(img, chunk)) {
-			ret = image_fill_chunk(img, chunk, STORE_PRIO_STREAM);
-			if (!ret)
-				break;
-			__atomic_add_fetch(&s->errors, 1, __ATOMIC_RELAXED);
-			if (ret != -EIO) {
-				/* Not the network: leave it for a later pass. */
-				if (nap(s, BACKOFF_MIN_MS))
-					goto out;
-				break;
-			}
-			__atomic_add_fetch(&s->paused, 1, __ATOMIC_RELAXED);
-			log_debug(LOG_CAT_STREAM, "stream: chunk %llu of '%s' "
-				  "failed, retrying in %llu ms",
-				  (unsigned long long)chunk, image_name(img),
-				  (unsigned long long)backoff);
-			ret = nap(s, backoff);
-			__atomic_sub_fetch(&s->paused, 1, __ATOMIC_RELAXED);
-			if (ret)
-				goto out;
-			backoff = MIN(backoff * 2, BACKOFF_MAX_MS);
-		}
+		stopped = copy_item(s, img, chunk);
+		pthread_mutex_lock(&s->lock);
+		s->copying--;
+		pthread_mutex_unlock(&s->lock);
+		if (stopped)
+			break;
 	}
-out:
 	return NULL;
 }
 
@@ -246,6 +294,11 @@ void stream_stop(struct stream *s)
 bool stream_is_done(const struct stream *s)
 {
 	return all_done(s);
+}
+
+bool stream_is_yielding(const struct stream *s)
+{
+	return __atomic_load_n(&s->yielding, __ATOMIC_RELAXED);
 }
 
 bool stream_is_paused(const struct stream *s)
