@@ -27,7 +27,9 @@
  *
  * Threads: stream_start() creates conf->threads workers; stream_stop()
  * sets ->stop, wakes sleepers and joins them all.
- * Lock order: ->lock only; never held across image calls.
+ * Lock order: ->lock only; never held across image calls that lock or
+ * do I/O (under it: image_trace, image_get_stats, image_guest_io_ns,
+ * which read counters).
  */
 #include "config.h"
 
@@ -56,7 +58,8 @@ struct stream {
 	pthread_t *tids;		/* immutable after start */
 	unsigned int nthreads;		/* immutable after start */
 	pthread_mutex_t lock;
-	pthread_cond_t wake;		/* with ->lock: stop requests */
+	pthread_cond_t wake;		/* with ->lock: stop requests; the
+					   give-way wait polls on it */
 	unsigned int img;		/* protected by ->lock: cursor image */
 	uint64_t pos;			/* protected by ->lock: cursor */
 	bool in_trace;			/* protected by ->lock */
