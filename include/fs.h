@@ -5,6 +5,7 @@
 #include <stdbool.h>
 
 #include "image.h"
+#include "readahead.h"
 
 /*
  * The FUSE front-end (low-level API, multithreaded): one regular file per
@@ -28,6 +29,7 @@ struct fs_conf {
 	unsigned int max_threads;	/* FUSE worker threads */
 	fs_status_fn status;
 	void *status_arg;
+	struct readahead *readahead;	/* borrowed, may be NULL */
 };
 
 /* Create the session and mount; no thread is started yet. */

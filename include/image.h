@@ -57,6 +57,7 @@ int image_flush(struct image *img);
 int image_checkpoint(struct image *img);
 
 uint64_t image_chunk_count(const struct image *img);
+uint64_t image_chunk_size(const struct image *img);
 /* True while chunk @i has absent blocks. */
 bool image_chunk_incomplete(const struct image *img, uint64_t i);
 /*
@@ -71,6 +72,14 @@ int image_fill_chunk(struct image *img, uint64_t i, enum store_prio prio);
  * reply has been sent; never fails visibly.
  */
 void image_copy_on_read(struct image *img, uint64_t off, size_t len);
+/*
+ * Readahead: would fetching chunk @i help (not zero, absent blocks in the
+ * target if there is one, not cached)?  image_prefetch() then loads it
+ * into the cache at readahead priority; the guest's read of it copies it
+ * into the target (copy-on-read), off the guest's path.
+ */
+bool image_chunk_wanted(const struct image *img, uint64_t i);
+int image_prefetch(struct image *img, uint64_t i);
 /* now_ns() of the last guest read or write, 0 if none yet. */
 uint64_t image_guest_io_ns(const struct image *img);
 

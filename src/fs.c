@@ -324,6 +324,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	fuse_reply_buf(req, (const char *)buf, n);
 	image_copy_on_read(img, off, n);
+	readahead_note(fs->conf.readahead, img, off, n);
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,

@@ -96,7 +96,8 @@ static int get_chunk(struct image *img, uint64_t i, enum store_prio prio,
 
 	ret = ccache_get(img->cache, snap_fidx_digest(img->fidx, i),
 			 snap_fidx_chunk_len(img->fidx, i), fill_cb, &fa, out);
-	if (ret)
+	/* Errors a guest saw; the stream counts its own. */
+	if (ret && prio == STORE_PRIO_DEMAND)
 		__atomic_add_fetch(&img->read_errors, 1, __ATOMIC_RELAXED);
 	return ret;
 }
@@ -624,6 +625,32 @@ int image_fill_chunk(struct image *img, uint64_t i, enum store_prio prio)
 	if (ret && ret != -EIO)
 		log_err("image: cannot fill chunk %llu of '%s': %s",
 			(unsigned long long)i, img->name, strerror(-ret));
+	return ret;
+}
+
+uint64_t image_chunk_size(const struct image *img)
+{
+	return img->chunk_size;
+}
+
+bool image_chunk_wanted(const struct image *img, uint64_t i)
+{
+	if (i >= img->nchunks || is_zero_chunk(img, i) ||
+	    (img->ovl && !image_chunk_incomplete(img, i)))
+		return false;
+	return !ccache_peek(img->cache, snap_fidx_digest(img->fidx, i));
+}
+
+int image_prefetch(struct image *img, uint64_t i)
+{
+	struct ccache_entry *e;
+	int ret;
+
+	if (!image_chunk_wanted(img, i))
+		return 0;
+	ret = get_chunk(img, i, STORE_PRIO_READAHEAD, &e);
+	if (!ret)
+		ccache_put(img->cache, e);
 	return ret;
 }
 

@@ -27,6 +27,7 @@
 #include "image.h"
 #include "log.h"
 #include "mount.h"
+#include "readahead.h"
 #include "stream.h"
 #include "util.h"
 #include "banned.h"
@@ -43,6 +44,7 @@ struct mount {
 	unsigned int nimages;		/* immutable after start */
 	struct ccache *cache;		/* immutable pointer */
 	struct stream *stream;		/* immutable after start */
+	struct readahead *readahead;	/* immutable after start */
 	time_t started;			/* immutable */
 	pthread_mutex_t lock;
 	pthread_cond_t wake;		/* with ->lock: stop the checkpointer */
@@ -320,6 +322,7 @@ int mount_run(const struct mount_conf *conf)
 {
 	struct ccache_conf cc = { .budget_bytes = conf->cache_size };
 	struct stream_conf sc = { 0 };
+	struct readahead_conf rc = { 0 };
 	struct fs_conf fc = { 0 };
 	struct fs *fs = NULL;
 	struct mount m = { .conf = conf, .started = time(NULL) };
@@ -339,6 +342,13 @@ int mount_run(const struct mount_conf *conf)
 	ret = open_images(&m);
 	if (ret)
 		goto out;
+	rc.images = m.images;
+	rc.nimages = m.nimages;
+	/* Chunks read ahead must not push each other out of the cache. */
+	rc.window_bytes = MIN(32ull << 20, conf->cache_size / 4);
+	ret = readahead_start(&rc, &m.readahead);
+	if (ret)
+		goto out;
 	fc.mountpoint = conf->mountpoint;
 	fc.images = m.images;
 	fc.nimages = m.nimages;
@@ -347,6 +357,7 @@ int mount_run(const struct mount_conf *conf)
 	fc.fuse_opts = conf->fuse_opts;
 	fc.status = status_json;
 	fc.status_arg = &m;
+	fc.readahead = m.readahead;
 	ret = fs_new(&fc, &fs);
 	if (ret)
 		goto out;
@@ -378,6 +389,7 @@ out:
 	}
 	stream_stop(m.stream);
 	fs_free(fs);
+	readahead_stop(m.readahead);
 	for (unsigned int i = 0; i < m.nimages; i++) {
 		image_close(m.images[i]);
 		repo_archive_close(m.archives[i]);
