@@ -2,6 +2,7 @@
 #ifndef PBSLM_UTIL_H
 #define PBSLM_UTIL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -69,6 +70,11 @@ int parse_duration_ms(const char *s, uint64_t *out);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t now_ns(void);
+
+/* Start up to @n threads running @fn(@arg) into @tids; how many started. */
+unsigned int threads_start(pthread_t *tids, unsigned int n,
+			   void *(*fn)(void *), void *arg);
+void threads_join(pthread_t *tids, unsigned int n);
 
 /* strdup and friends that never return NULL: abort on OOM at start-up. */
 void *xmalloc(size_t n);

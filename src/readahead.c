@@ -101,11 +101,7 @@ int readahead_start(const struct readahead_conf *conf,
 	pthread_cond_init(&ra->wake, NULL);
 	n = ra->conf.threads;
 	ra->tids = xcalloc(n, sizeof(*ra->tids));
-	for (unsigned int i = 0; i < n; i++) {
-		if (pthread_create(&ra->tids[i], NULL, worker, ra))
-			break;
-		ra->nthreads++;
-	}
+	ra->nthreads = threads_start(ra->tids, n, worker, ra);
 	if (!ra->nthreads) {
 		readahead_stop(ra);
 		return -EAGAIN;
@@ -122,8 +118,7 @@ void readahead_stop(struct readahead *ra)
 	ra->stop = true;
 	pthread_cond_broadcast(&ra->wake);
 	pthread_mutex_unlock(&ra->lock);
-	for (unsigned int i = 0; i < ra->nthreads; i++)
-		pthread_join(ra->tids[i], NULL);
+	threads_join(ra->tids, ra->nthreads);
 	pthread_cond_destroy(&ra->wake);
 	pthread_mutex_destroy(&ra->lock);
 	free(ra->tids);

@@ -256,6 +256,7 @@ int stream_start(const struct stream_conf *conf, struct stream **out)
 {
 	struct stream *s = xcalloc(1, sizeof(*s));
 	pthread_condattr_t ca;
+	unsigned int n;
 
 	s->conf = *conf;
 	s->in_trace = true;
@@ -264,12 +265,9 @@ int stream_start(const struct stream_conf *conf, struct stream **out)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&s->wake, &ca);
 	pthread_condattr_destroy(&ca);
-	s->tids = xcalloc(conf->threads ? conf->threads : 16, sizeof(pthread_t));
-	for (unsigned int i = 0; i < (conf->threads ? conf->threads : 16); i++) {
-		if (pthread_create(&s->tids[i], NULL, worker, s))
-			break;
-		s->nthreads++;
-	}
+	n = conf->threads ? conf->threads : 16;
+	s->tids = xcalloc(n, sizeof(pthread_t));
+	s->nthreads = threads_start(s->tids, n, worker, s);
 	if (!s->nthreads) {
 		stream_stop(s);
 		return -EAGAIN;
@@ -286,8 +284,7 @@ void stream_stop(struct stream *s)
 	s->stop = true;
 	pthread_cond_broadcast(&s->wake);
 	pthread_mutex_unlock(&s->lock);
-	for (unsigned int i = 0; i < s->nthreads; i++)
-		pthread_join(s->tids[i], NULL);
+	threads_join(s->tids, s->nthreads);
 	pthread_cond_destroy(&s->wake);
 	pthread_mutex_destroy(&s->lock);
 	free(s->tids);

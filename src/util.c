@@ -371,6 +371,22 @@ int parse_duration_ms(const char *s, uint64_t *out)
 	return 0;
 }
 
+unsigned int threads_start(pthread_t *tids, unsigned int n,
+			   void *(*fn)(void *), void *arg)
+{
+	unsigned int started = 0;
+
+	while (started < n && !pthread_create(&tids[started], NULL, fn, arg))
+		started++;
+	return started;
+}
+
+void threads_join(pthread_t *tids, unsigned int n)
+{
+	for (unsigned int i = 0; i < n; i++)
+		pthread_join(tids[i], NULL);
+}
+
 uint64_t now_ns(void)
 {
 	struct timespec ts;
