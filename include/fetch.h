@@ -65,5 +65,9 @@ bool fetch_status_retryable(long status);
 /* Delay before retry @attempt (1-based): 100 ms doubling to 5 s, +-25 %
  * by @rnd (any 32-bit value). */
 uint64_t fetch_backoff_ms(unsigned int attempt, uint32_t rnd);
+/* May a request of class @p start, with @active transfers of each class
+ * running and @n connections in all? */
+bool fetch_may_start(const unsigned int active[FETCH_NPRIO], unsigned int n,
+		     enum fetch_prio p);
 
 #endif

@@ -10,8 +10,9 @@
  *
  * Scheduling: queued requests start in priority order while fewer than
  * `connections` transfers run; stream requests may use at most
- * connections - 2 slots and readahead connections - 1, so that a demand
- * read always finds a slot free at once.
+ * connections - 2 slots and readahead connections - 1, and the two
+ * together never the last slot, so that a demand read always finds one
+ * free at once (fetch_may_start).
  *
  * CPU: the loop thread decrypts TLS and parses HTTP for every transfer.
  * While only stream transfers run it drops to nice 19 like the stream
@@ -311,23 +312,30 @@ static void easy_put(struct fetch *f, CURL *e)
 	f->pool[f->npool++] = e;
 }
 
-static unsigned int prio_cap(const struct fetch *f, enum fetch_prio p)
+bool fetch_may_start(const unsigned int active[FETCH_NPRIO], unsigned int n,
+		     enum fetch_prio p)
 {
-	unsigned int n = f->conf.connections;
+	unsigned int total = 0;
+	unsigned int cap = n;
 
+	for (int i = 0; i < FETCH_NPRIO; i++)
+		total += active[i];
 	if (p == FETCH_STREAM)
-		return n > 2 ? n - 2 : 1;
-	if (p == FETCH_READAHEAD)
-		return n > 1 ? n - 1 : 1;
-	return n;
+		cap = n > 2 ? n - 2 : 1;
+	else if (p == FETCH_READAHEAD)
+		cap = n > 1 ? n - 1 : 1;
+	/* Background work leaves the last slot to demand reads. */
+	if (p != FETCH_DEMAND && n > 1 && total >= n - 1)
+		return false;
+	return total < n && active[p] < cap;
 }
 
 /* Start queued requests while slots are free; ->lock held. */
 static void start_queued(struct fetch *f)
 {
 	for (int p = 0; p < FETCH_NPRIO; p++) {
-		while (f->queue[p] && f->nactive < f->conf.connections &&
-		       f->active[p] < prio_cap(f, p)) {
+		while (f->queue[p] &&
+		       fetch_may_start(f->active, f->conf.connections, p)) {
 			struct req *r = f->queue[p];
 			curl_off_t rate = 0;
 

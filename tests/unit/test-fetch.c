@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* fetch: the HTTP status -> errno map, retry classes, back-off. */
+/* fetch: the HTTP status -> errno map, retry classes, back-off, slots. */
 #include "config.h"
 
 #include <errno.h>
@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -63,11 +64,57 @@ static void test_backoff(void **state)
 	assert_int_equal(fetch_backoff_ms(1, 500), 100);
 }
 
+/* Fill class @p while it may start; how many started. */
+static unsigned int fill(unsigned int active[FETCH_NPRIO], unsigned int n,
+			 enum fetch_prio p)
+{
+	unsigned int k = 0;
+
+	while (fetch_may_start(active, n, p)) {
+		active[p]++;
+		k++;
+	}
+	return k;
+}
+
+static void test_slots(void **state)
+{
+	(void)state;
+	for (unsigned int n = 1; n <= 32; n++) {
+		unsigned int a[FETCH_NPRIO] = { 0 };
+
+		/* The stream alone: n - 2 slots (one when n <= 2). */
+		assert_int_equal(fill(a, n, FETCH_STREAM), n > 2 ? n - 2 : 1);
+		/* Readahead on top never takes the last slot... */
+		fill(a, n, FETCH_READAHEAD);
+		if (n > 1)
+			assert_int_equal(a[FETCH_STREAM] + a[FETCH_READAHEAD],
+					 n - 1);
+		assert_true(a[FETCH_READAHEAD] <= (n > 1 ? n - 1 : 1));
+		/* ...so a demand read starts at once, when n > 1. */
+		assert_int_equal(fill(a, n, FETCH_DEMAND), n > 1 ? 1 : 0);
+		assert_false(fetch_may_start(a, n, FETCH_DEMAND));
+
+		/* Readahead alone: n - 1, demand still finds a slot. */
+		memset(a, 0, sizeof(a));
+		assert_int_equal(fill(a, n, FETCH_READAHEAD), n > 1 ? n - 1 : 1);
+		assert_int_equal(fill(a, n, FETCH_STREAM), 0);
+		assert_int_equal(fill(a, n, FETCH_DEMAND), n > 1 ? 1 : 0);
+
+		/* Demand may use every slot; background then waits. */
+		memset(a, 0, sizeof(a));
+		assert_int_equal(fill(a, n, FETCH_DEMAND), n);
+		assert_false(fetch_may_start(a, n, FETCH_STREAM));
+		assert_false(fetch_may_start(a, n, FETCH_READAHEAD));
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_status_map),
 		cmocka_unit_test(test_backoff),
+		cmocka_unit_test(test_slots),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
