@@ -13,7 +13,8 @@
  *
  * Threads: readahead_start() creates the workers; readahead_stop() sets
  * ->stop, wakes them and joins them.  readahead_note() runs on FUSE
- * threads and only queues.
+ * threads after every read; it takes ->lock only when it has chunks to
+ * queue.
  * Lock order: ->lock only; never held across image_prefetch().
  */
 #include "config.h"
@@ -30,10 +31,16 @@
 #define QUEUE_LEN 64
 #define SLACK (1u << 20)
 
+/*
+ * Per image, read on every guest read: atomics, no lock, so random reads
+ * never contend.  A race between two readers costs at most one chunk
+ * read ahead twice (the cache loads it once) or once too few.
+ */
 struct seq {
 	struct image *img;	/* immutable */
-	uint64_t next_off;	/* protected by ->lock: end of the last read */
-	uint64_t queued_to;	/* protected by ->lock: last chunk queued + 1 */
+	uint64_t next_off;	/* atomic: end of the last read */
+	uint64_t queued_to;	/* atomic: last chunk queued + 1; raised
+				   under ->lock */
 };
 
 struct item {
@@ -145,7 +152,7 @@ void readahead_note(struct readahead *ra, struct image *img, uint64_t off,
 	uint64_t last;
 	uint64_t stop;
 	struct seq *sq = NULL;
-	bool seq;
+	uint64_t prev;
 	bool queued = false;
 
 	if (!ra || !len)
@@ -157,26 +164,27 @@ void readahead_note(struct readahead *ra, struct image *img, uint64_t off,
 		return;
 	last = (off + len - 1) / cs;
 	stop = MIN(last + 1 + MAX(ra->conf.window_bytes / cs, 1), n);
-	pthread_mutex_lock(&ra->lock);
-	seq = off + SLACK >= sq->next_off && off <= sq->next_off + SLACK &&
-	      sq->next_off;
-	if (!seq) {
+	prev = __atomic_load_n(&sq->next_off, __ATOMIC_RELAXED);
+	if (!prev || off + SLACK < prev || off > prev + SLACK) {
 		/* A new stream of reads, or none: start counting here. */
-		sq->next_off = off + len;
-		sq->queued_to = last + 1;
-		pthread_mutex_unlock(&ra->lock);
+		__atomic_store_n(&sq->next_off, off + len, __ATOMIC_RELAXED);
+		__atomic_store_n(&sq->queued_to, last + 1, __ATOMIC_RELAXED);
 		return;
 	}
-	sq->next_off = MAX(sq->next_off, off + len);
-	for (uint64_t c = MAX(sq->queued_to, last + 1); c < stop; c++) {
-		if (!image_chunk_wanted(img, c)) {
-			sq->queued_to = c + 1;
-			continue;
-		}
-		if (!push(ra, img, c))
+	if (off + len > prev)
+		__atomic_store_n(&sq->next_off, off + len, __ATOMIC_RELAXED);
+	/* Most reads of a sequential stream stay inside the window. */
+	if (__atomic_load_n(&sq->queued_to, __ATOMIC_RELAXED) >= stop)
+		return;
+	pthread_mutex_lock(&ra->lock);
+	for (uint64_t c = MAX(__atomic_load_n(&sq->queued_to, __ATOMIC_RELAXED),
+			      last + 1); c < stop; c++) {
+		bool want = image_chunk_wanted(img, c);
+
+		if (want && !push(ra, img, c))
 			break;
-		sq->queued_to = c + 1;
-		queued = true;
+		queued |= want;
+		__atomic_store_n(&sq->queued_to, c + 1, __ATOMIC_RELAXED);
 	}
 	if (queued)
 		pthread_cond_broadcast(&ra->wake);
