@@ -33,18 +33,23 @@ struct ovl_conf {
 	uint64_t block_size;	/* power of two, <= chunk_size */
 	uint8_t index_csum[32];	/* identity of the backup image */
 	char target_id[128];	/* identity of the target */
+	uint64_t lock_wait_ms;	/* wait for another holder of the file */
 };
 
 /*
- * Create a fresh state, or resume the one in the file.  A file that
- * belongs to another backup, size, geometry or target: -ESTALE, logged
- * naming the file and the field.  A damaged header: -EBADMSG.  A torn
- * tail (crash during a commit) is dropped: the state is the last
- * complete commit.
+ * Create a fresh state, or resume the one in the file.  The file is
+ * locked (flock) before its first byte is read and stays locked until
+ * ovl_free(): another holder that does not let go within lock_wait_ms
+ * gives -EBUSY, logged naming its PID.  A file that belongs to another
+ * backup, size, geometry or target: -ESTALE, logged naming the file and
+ * the field.  A damaged header: -EBADMSG.  A torn tail (crash during a
+ * commit) is dropped: the state is the last complete commit.
  */
 int ovl_open(const struct ovl_conf *conf, struct ovl **out);
-/* Frees without committing. */
+/* Frees without committing; releases the lock. */
 void ovl_free(struct ovl *o);
+/* True if ovl_open() created the file (there was none). */
+bool ovl_is_new(const struct ovl *o);
 
 enum ovl_state ovl_chunk_state(const struct ovl *o, uint64_t chunk);
 bool ovl_block_present(const struct ovl *o, uint64_t block);
@@ -65,13 +70,29 @@ int ovl_mark_present(struct ovl *o, uint64_t first, uint64_t n);
  * never describes data that was not yet durable.
  */
 int ovl_commit(struct ovl *o);
+/*
+ * A flush (fsync on the image): like ovl_commit(), but the target is
+ * fdatasync'ed even when no state changed, so every write acknowledged
+ * before the call is on stable storage when it returns 0.
+ */
+int ovl_sync(struct ovl *o);
 
 /*
- * The guest wrote into chunk @chunk (persisted): its content no longer
- * comes from the backup, so --verify leaves it alone.  Chunk lock held.
+ * The guest wrote into chunk @chunk (persisted with the next commit):
+ * its content no longer comes from the backup, so --verify leaves it
+ * alone.  Chunk lock held.
  */
 void ovl_mark_guest(struct ovl *o, uint64_t chunk);
 bool ovl_chunk_guest(const struct ovl *o, uint64_t chunk);
+/*
+ * Before guest bytes go over *present* blocks of @chunk (they reach the
+ * target at once and survive a crash of the daemon), make the mark
+ * durable: appends and syncs a record unless it is already on disk.
+ * Concurrent callers share one sync.  Call WITHOUT the chunk lock (takes
+ * the commit lock); may block on disk I/O.
+ */
+int ovl_guest_intent(struct ovl *o, uint64_t chunk);
+bool ovl_guest_is_durable(const struct ovl *o, uint64_t chunk);
 
 uint64_t ovl_present_bytes(const struct ovl *o);
 bool ovl_is_complete(const struct ovl *o);

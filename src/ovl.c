@@ -24,10 +24,28 @@
  * of sequence; the file is cut there.  When the journal outgrows the
  * state it describes, a compacted file (header + one record of every
  * non-absent chunk) is written to "<path>.tmp", synced and renamed over.
+ * Both kinds of write snapshot the states first and fdatasync the target
+ * before the record reaches the file: a durable PRESENT never describes
+ * data that was not yet durable.
+ *
+ * "The guest wrote this chunk" (for --verify) must be durable no later
+ * than the guest's bytes.  Bytes written over absent blocks need nothing
+ * more: until a commit says those blocks are present they are streamed
+ * again, and the commit carries the mark.  Bytes written over present
+ * blocks reach the target at once (kill -9 keeps them), so the writer
+ * first makes the mark durable on its own (ovl_guest_intent): a record
+ * of "ABSENT|GUEST" entries, which replay reads as the mark alone, since
+ * a state never goes back.
+ *
+ * Ownership: the file is flock'ed (excl.c) from before its first byte is
+ * read until ovl_free().  A new file is written under "<path>.new.<pid>",
+ * locked, and link()ed into place, so two creators cannot both win; a
+ * compacted file is locked before it is renamed over the old one, and an
+ * opener checks that the inode it locked is still the one at the path.
  *
  * Locking: ->chunk_locks[] (striped) order marks of one chunk; ->dirty_lock
- * guards the dirty list; ->commit_lock serialises commits and guards the
- * file.  Lock order: commit_lock -> chunk lock -> dirty_lock.  No lock but
+ * guards the dirty and intent lists; ->commit_lock serialises commits and
+ * guards the file.  Lock order: commit_lock -> chunk lock -> dirty_lock.  No lock but
  * commit_lock is held across fdatasync.
  */
 #include "config.h"
@@ -44,6 +62,7 @@
 #include <zlib.h>
 
 #include "compiler.h"
+#include "excl.h"
 #include "log.h"
 #include "ovl.h"
 #include "util.h"
@@ -51,6 +70,7 @@
 
 #define HDR_SIZE 4096
 #define HDR_MAGIC "PBSLMST1"
+#define HDR_VERSION 2
 #define REC_MAGIC 0x44434552u	/* "RECD" */
 #define ENT_STATE 0
 #define ENT_TRACE 1
@@ -69,12 +89,16 @@ struct ovl {
 	uint8_t *state;			/* atomic bytes */
 	uint8_t **bitmap;		/* atomic pointers; bits atomic */
 	uint8_t *guest;			/* atomic bytes: guest wrote chunk */
+	uint8_t *guest_durable;		/* atomic bytes: that mark is on disk */
 	uint64_t present_bytes;		/* atomic */
 	pthread_mutex_t chunk_locks[NLOCKS];
 	pthread_mutex_t dirty_lock;
 	uint8_t *dirty;			/* protected by ->dirty_lock */
 	uint64_t *dirty_list;		/* protected by ->dirty_lock */
 	size_t ndirty;			/* protected by ->dirty_lock */
+	uint64_t *intent_list;		/* protected by ->dirty_lock */
+	size_t nintent;			/* protected by ->dirty_lock */
+	uint8_t *intent;		/* protected by ->dirty_lock */
 	uint64_t *trace;		/* entries immutable once counted */
 	size_t ntrace;			/* atomic (release after entry) */
 	uint8_t *traced;		/* atomic; set under ->dirty_lock */
@@ -83,6 +107,7 @@ struct ovl {
 	uint64_t gen;			/* protected by ->commit_lock */
 	uint64_t journal_bytes;		/* protected by ->commit_lock */
 	size_t trace_committed;		/* protected by ->commit_lock */
+	bool created;			/* immutable: no state file before */
 };
 
 static void put32(uint8_t *p, uint32_t v)
@@ -276,7 +301,7 @@ static void make_header(const struct ovl *o, uint8_t *h)
 {
 	memset(h, 0, HDR_SIZE);
 	memcpy(h, HDR_MAGIC, 8);
-	put32(h + 8, 1);
+	put32(h + 8, HDR_VERSION);
 	memcpy(h + 16, o->conf.index_csum, 32);
 	put64(h + 48, o->conf.size);
 	put64(h + 56, o->conf.chunk_size);
@@ -290,11 +315,18 @@ static int check_header(const struct ovl *o, const uint8_t *h)
 	const char *field = NULL;
 	uint8_t want[HDR_SIZE];
 
-	if (memcmp(h, HDR_MAGIC, 8) || get32(h + 8) != 1 ||
+	if (memcmp(h, HDR_MAGIC, 8) ||
 	    get32(h + HDR_SIZE - 4) != (uint32_t)crc32(0, h, HDR_SIZE - 4)) {
 		log_err("ovl: cannot resume '%s': not a pbs-livemount state "
 			"file, or its header is damaged", o->path);
 		return -EBADMSG;
+	}
+	if (get32(h + 8) != HDR_VERSION) {
+		log_err("ovl: cannot resume '%s': state format %u from another "
+			"pbs-livemount version cannot prove its target is the "
+			"same file; remove it to start the restore over",
+			o->path, get32(h + 8));
+		return -ESTALE;
 	}
 	make_header(o, want);
 	if (memcmp(h + 16, want + 16, 32))
@@ -306,7 +338,8 @@ static int check_header(const struct ovl *o, const uint8_t *h)
 	else if (get64(h + 64) != o->conf.block_size)
 		field = "block size differs (--block-size)";
 	else if (memcmp(h + 72, want + 72, 128))
-		field = "it belongs to another target (device or inode differs)";
+		field = "the target is not the file or device it was written "
+			"for (deleted and re-created, replaced or copied since)";
 	if (field) {
 		log_err("ovl: cannot resume '%s': %s", o->path, field);
 		return -ESTALE;
@@ -383,10 +416,12 @@ static size_t replay_record(struct ovl *o, const uint8_t *p, size_t len,
 		if (off + 9 > len)
 			return 0;
 		if (p[off] == ENT_STATE) {
-			uint8_t st = p[off + 9] & ~ST_GUEST;
+			uint8_t st;
 
-			if (off + 10 > len || get64(p + off + 1) >= o->nchunks ||
-			    st > OVL_PRESENT)
+			if (off + 10 > len)
+				return 0;
+			st = p[off + 9] & ~ST_GUEST;
+			if (get64(p + off + 1) >= o->nchunks || st > OVL_PRESENT)
 				return 0;
 			off += 10 + (st == OVL_PARTIAL ? o->bmlen : 0);
 		} else if (p[off] == ENT_TRACE) {
@@ -446,28 +481,33 @@ static void recount(struct ovl *o)
 	o->present_bytes = total;
 }
 
+/* Replay the file open on ->fd (locked) into memory; cut a torn tail. */
 static int load(struct ovl *o)
 {
 	uint8_t *data = NULL;
-	size_t len = 0;
+	struct stat st;
+	size_t len;
 	size_t off;
 	bool have_gen = false;
 	int ret;
 
-	ret = read_file(o->path, SIZE_MAX / 2, &data, &len);
-	if (ret)
-		return ret;
+	if (fstat(o->fd, &st) < 0)
+		return -errno;
+	len = (size_t)st.st_size;
 	if (len < HDR_SIZE) {
 		log_err("ovl: cannot resume '%s': file too short (%zu bytes)",
 			o->path, len);
-		free(data);
 		return -EBADMSG;
 	}
+	data = malloc(len);
+	if (!data)
+		return -ENOMEM;
+	ret = pread_full(o->fd, data, len, 0);
+	if (ret)
+		goto out;
 	ret = check_header(o, data);
-	if (ret) {
-		free(data);
-		return ret;
-	}
+	if (ret)
+		goto out;
 	for (off = HDR_SIZE; off < len;) {
 		size_t n = replay_record(o, data + off, len - off, have_gen);
 
@@ -479,35 +519,51 @@ static int load(struct ovl *o)
 	if (off < len)
 		log_warn("ovl: '%s': dropped %zu bytes of an unfinished commit",
 			 o->path, len - off);
-	free(data);
 	recount(o);
-	o->fd = open(o->path, O_RDWR | O_CLOEXEC);
-	if (o->fd < 0)
-		return -errno;
 	/* Cut the torn tail so that appends follow the last good record. */
-	if (ftruncate(o->fd, off) < 0)
-		return -errno;
+	if (ftruncate(o->fd, off) < 0) {
+		ret = -errno;
+		goto out;
+	}
 	o->journal_bytes = off - HDR_SIZE;
 	o->trace_committed = o->ntrace;
-	return 0;
+	for (uint64_t c = 0; c < o->nchunks; c++)
+		o->guest_durable[c] = o->guest[c];
+out:
+	free(data);
+	return ret;
 }
 
-/* Write header + one record of the whole state to @path, synced. */
-static int write_state(struct ovl *o, const char *path)
+/*
+ * Write header + one record of the whole state to a new file @path,
+ * locked, synced; its descriptor in *@fdp.  The states are snapshotted,
+ * then the target synced, then the record written.
+ */
+static int write_state(struct ovl *o, const char *path, int flags, int *fdp)
 {
 	uint8_t hdr[HDR_SIZE];
+	uint8_t *durable;
 	struct rec r;
+	int fd = -1;
 	int ret;
-	int fd;
 
+	durable = calloc(o->nchunks, 1);
+	if (!durable)
+		return -ENOMEM;
 	make_header(o, hdr);
 	ret = rec_begin(&r, o->gen + 1);
 	for (uint64_t c = 0; !ret && c < o->nchunks; c++) {
-		uint8_t st = ovl_chunk_state(o, c);
+		uint8_t st;
+		bool g;
 
-		if (st != OVL_ABSENT || o->guest[c])
-			ret = rec_state(&r, c, st | (o->guest[c] ? ST_GUEST : 0),
+		ovl_lock_chunk(o, c);
+		st = ovl_chunk_state(o, c);
+		g = ovl_chunk_guest(o, c);
+		if (st != OVL_ABSENT || g)
+			ret = rec_state(&r, c, st | (g ? ST_GUEST : 0),
 					o->bitmap[c], o->bmlen);
+		ovl_unlock_chunk(o, c);
+		durable[c] = g;
 	}
 	for (size_t i = 0; !ret && i < o->trace_committed; i++)
 		ret = rec_trace(&r, o->trace[i]);
@@ -515,29 +571,127 @@ static int write_state(struct ovl *o, const char *path)
 		ret = rec_end(&r);
 	if (ret)
 		goto out;
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (o->conf.target_fd >= 0 && fdatasync(o->conf.target_fd) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | flags, 0600);
 	if (fd < 0) {
 		ret = -errno;
 		goto out;
 	}
-	ret = write_full(fd, hdr, sizeof(hdr));
+	/* Ours alone (new or ->commit_lock held): never contended. */
+	ret = excl_lock(fd, path, false, 0, "ovl", NULL);
+	if (!ret && ftruncate(fd, 0) < 0)
+		ret = -errno;
+	if (!ret)
+		ret = write_full(fd, hdr, sizeof(hdr));
 	if (!ret)
 		ret = write_full(fd, r.b.data, r.b.len);
 	if (!ret && fsync(fd) < 0)
 		ret = -errno;
-	close(fd);
-	if (!ret) {
-		o->gen++;
-		o->journal_bytes = r.b.len;
+	if (ret) {
+		close(fd);
+		unlink(path);
+		goto out;
 	}
+	o->gen++;
+	o->journal_bytes = r.b.len;
+	for (uint64_t c = 0; c < o->nchunks; c++)
+		if (durable[c])
+			__atomic_store_n(&o->guest_durable[c], 1,
+					 __ATOMIC_RELEASE);
+	*fdp = fd;
 out:
 	buf_release(&r.b);
+	free(durable);
+	return ret;
+}
+
+/* Same file at @path as on @fd (not replaced since we opened it)? */
+static bool still_linked(int fd, const char *path)
+{
+	struct stat a;
+	struct stat b;
+
+	return !fstat(fd, &a) && !stat(path, &b) && a.st_dev == b.st_dev &&
+	       a.st_ino == b.st_ino;
+}
+
+/*
+ * Open and lock the state file: the existing one, or a new one created
+ * whole and linked into place.  *@created tells which.
+ */
+static int open_locked(struct ovl *o, bool *created)
+{
+	char *fresh = NULL;
+	int ret;
+
+	for (int tries = 0; tries < 8; tries++) {
+		o->fd = open(o->path, O_RDWR | O_CLOEXEC);
+		if (o->fd >= 0) {
+			ret = excl_lock(o->fd, o->path, false,
+					o->conf.lock_wait_ms, "ovl",
+					"; unmount that mount first");
+			if (ret)
+				goto out;
+			if (still_linked(o->fd, o->path)) {
+				*created = false;
+				ret = 0;
+				goto out;
+			}
+			/* Compacted or replaced meanwhile: the new one. */
+			close(o->fd);
+			o->fd = -1;
+			continue;
+		}
+		if (errno != ENOENT) {
+			ret = -errno;
+			log_err("ovl: cannot open '%s': %s", o->path,
+				strerror(errno));
+			goto out;
+		}
+		free(fresh);
+		fresh = xasprintf("%s.new.%d", o->path, (int)getpid());
+		unlink(fresh);
+		ret = write_state(o, fresh, O_EXCL, &o->fd);
+		if (ret) {
+			log_err("ovl: cannot create '%s': %s", fresh,
+				strerror(-ret));
+			goto out;
+		}
+		if (link(fresh, o->path) < 0) {
+			ret = -errno;
+			unlink(fresh);
+			close(o->fd);
+			o->fd = -1;
+			if (ret == -EEXIST)
+				continue;	/* someone else won: open it */
+			log_err("ovl: cannot create '%s': %s", o->path,
+				strerror(-ret));
+			goto out;
+		}
+		unlink(fresh);
+		ret = fsync_parent_dir(o->path);
+		if (ret) {
+			log_err("ovl: cannot sync the directory of '%s': %s",
+				o->path, strerror(-ret));
+			goto out;
+		}
+		*created = true;
+		goto out;
+	}
+	log_err("ovl: cannot open '%s': it keeps being replaced", o->path);
+	ret = -EBUSY;
+out:
+	free(fresh);
 	return ret;
 }
 
 int ovl_open(const struct ovl_conf *conf, struct ovl **out)
 {
 	struct ovl *o;
+	bool created = false;
 	int ret;
 
 	if (!conf->size || !conf->chunk_size || !conf->block_size ||
@@ -556,44 +710,40 @@ int ovl_open(const struct ovl_conf *conf, struct ovl **out)
 	o->bmlen = (o->bpc + 7) / 8;
 	o->state = xcalloc(o->nchunks, 1);
 	o->guest = xcalloc(o->nchunks, 1);
+	o->guest_durable = xcalloc(o->nchunks, 1);
 	o->bitmap = xcalloc(o->nchunks, sizeof(*o->bitmap));
 	o->dirty = xcalloc(o->nchunks, 1);
 	o->dirty_list = xcalloc(o->nchunks, sizeof(*o->dirty_list));
+	o->intent = xcalloc(o->nchunks, 1);
+	o->intent_list = xcalloc(o->nchunks, sizeof(*o->intent_list));
 	o->traced = xcalloc(o->nchunks, 1);
 	o->trace = xcalloc(TRACE_MAX, sizeof(*o->trace));
 	for (int i = 0; i < NLOCKS; i++)
 		pthread_mutex_init(&o->chunk_locks[i], NULL);
 	pthread_mutex_init(&o->dirty_lock, NULL);
 	pthread_mutex_init(&o->commit_lock, NULL);
-	if (!access(o->path, F_OK)) {
+	ret = open_locked(o, &created);
+	if (ret)
+		goto err_free;
+	o->created = created;
+	if (!created) {
 		ret = load(o);
 		if (ret)
 			goto err_free;
 		/* Replay filled the dirty list: that is on disk already. */
 		memset(o->dirty, 0, o->nchunks);
 		o->ndirty = 0;
-	} else {
-		ret = write_state(o, o->tmp_path);
-		if (!ret && rename(o->tmp_path, o->path) < 0)
-			ret = -errno;
-		if (!ret)
-			ret = fsync_parent_dir(o->path);
-		if (!ret) {
-			o->fd = open(o->path, O_RDWR | O_CLOEXEC);
-			if (o->fd < 0)
-				ret = -errno;
-		}
-		if (ret) {
-			log_err("ovl: cannot create '%s': %s", o->path,
-				strerror(-ret));
-			goto err_free;
-		}
 	}
 	*out = o;
 	return 0;
 err_free:
 	ovl_free(o);
 	return ret;
+}
+
+bool ovl_is_new(const struct ovl *o)
+{
+	return o->created;
 }
 
 void ovl_free(struct ovl *o)
@@ -610,9 +760,12 @@ void ovl_free(struct ovl *o)
 	pthread_mutex_destroy(&o->commit_lock);
 	free(o->state);
 	free(o->guest);
+	free(o->guest_durable);
 	free(o->bitmap);
 	free(o->dirty);
 	free(o->dirty_list);
+	free(o->intent);
+	free(o->intent_list);
 	free(o->traced);
 	free(o->trace);
 	free(o->path);
@@ -620,32 +773,52 @@ void ovl_free(struct ovl *o)
 	free(o);
 }
 
+/* ->commit_lock held: rewrite the file as one record, locked first. */
 static int compact(struct ovl *o)
 {
-	int ret = write_state(o, o->tmp_path);
-	int fd;
+	int fd = -1;
+	int ret = write_state(o, o->tmp_path, 0, &fd);
 
 	if (!ret && rename(o->tmp_path, o->path) < 0)
 		ret = -errno;
 	if (!ret)
 		ret = fsync_parent_dir(o->path);
-	if (ret)
+	if (ret) {
+		if (fd >= 0)
+			close(fd);
 		return ret;
-	fd = open(o->path, O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
+	}
 	close(o->fd);
 	o->fd = fd;
 	return 0;
 }
 
-int ovl_commit(struct ovl *o)
+/* ->commit_lock held: append @r and sync; on failure cut what landed. */
+static int append_record(struct ovl *o, struct rec *r)
+{
+	struct stat st;
+
+	if (fstat(o->fd, &st) < 0 ||
+	    pwrite_full(o->fd, r->b.data, r->b.len, st.st_size) ||
+	    fdatasync(o->fd) < 0) {
+		log_err("ovl: cannot write '%s': %s", o->path, strerror(errno));
+		if (ftruncate(o->fd, st.st_size)) {
+			/* the next replay cuts it at the CRC instead */
+		}
+		return -EIO;
+	}
+	o->gen++;
+	o->journal_bytes += r->b.len;
+	return 0;
+}
+
+static int commit(struct ovl *o, bool sync_always)
 {
 	uint64_t *list = NULL;
+	uint8_t *gmark = NULL;
 	size_t n;
 	size_t ntrace;
 	struct rec r = { 0 };
-	struct stat st;
 	int ret = 0;
 
 	pthread_mutex_lock(&o->commit_lock);
@@ -655,7 +828,8 @@ int ovl_commit(struct ovl *o)
 	ntrace = o->ntrace;
 	if (n) {
 		list = malloc(n * sizeof(*list));
-		if (!list) {
+		gmark = malloc(n);
+		if (!list || !gmark) {
 			pthread_mutex_unlock(&o->dirty_lock);
 			ret = -ENOMEM;
 			goto out;
@@ -666,15 +840,24 @@ int ovl_commit(struct ovl *o)
 		o->ndirty = 0;
 	}
 	pthread_mutex_unlock(&o->dirty_lock);
-	if (!n && ntrace == o->trace_committed)
+	if (!n && ntrace == o->trace_committed) {
+		/* Nothing to record; a flush still makes the data durable. */
+		if (sync_always && o->conf.target_fd >= 0 &&
+		    fdatasync(o->conf.target_fd) < 0) {
+			ret = -errno;
+			log_err("ovl: cannot sync the target of '%s': %s",
+				o->path, strerror(errno));
+		}
 		goto out;
+	}
 	ret = rec_begin(&r, o->gen + 1);
 	for (size_t i = 0; !ret && i < n; i++) {
 		uint64_t c = list[i];
 
 		ovl_lock_chunk(o, c);
+		gmark[i] = ovl_chunk_guest(o, c);
 		ret = rec_state(&r, c, ovl_chunk_state(o, c) |
-				(ovl_chunk_guest(o, c) ? ST_GUEST : 0),
+				(gmark[i] ? ST_GUEST : 0),
 				o->bitmap[c], o->bmlen);
 		ovl_unlock_chunk(o, c);
 	}
@@ -692,20 +875,14 @@ int ovl_commit(struct ovl *o)
 		goto err_requeue;
 	}
 	/* 3. Then the record, appended and synced. */
-	if (fstat(o->fd, &st) < 0 ||
-	    pwrite_full(o->fd, r.b.data, r.b.len, st.st_size) ||
-	    fdatasync(o->fd) < 0) {
-		ret = -EIO;
-		log_err("ovl: cannot write '%s': %s", o->path, strerror(errno));
-		/* Cut whatever part landed: the next commit appends cleanly. */
-		if (!ftruncate(o->fd, st.st_size)) {
-			/* nothing more to undo */
-		}
+	ret = append_record(o, &r);
+	if (ret)
 		goto err_requeue;
-	}
-	o->gen++;
 	o->trace_committed = ntrace;
-	o->journal_bytes += r.b.len;
+	for (size_t i = 0; i < n; i++)
+		if (gmark[i])
+			__atomic_store_n(&o->guest_durable[list[i]], 1,
+					 __ATOMIC_RELEASE);
 	if (o->journal_bytes > JOURNAL_MIN &&
 	    o->journal_bytes > 4 * (o->nchunks + 16 * o->bmlen)) {
 		ret = compact(o);
@@ -719,6 +896,86 @@ err_requeue:
 	/* Not on disk: these chunks stay dirty for the next commit. */
 	for (size_t i = 0; i < n; i++)
 		note_dirty(o, list[i]);
+out:
+	buf_release(&r.b);
+	free(list);
+	free(gmark);
+	pthread_mutex_unlock(&o->commit_lock);
+	return ret;
+}
+
+int ovl_commit(struct ovl *o)
+{
+	return commit(o, false);
+}
+
+int ovl_sync(struct ovl *o)
+{
+	return commit(o, true);
+}
+
+bool ovl_guest_is_durable(const struct ovl *o, uint64_t chunk)
+{
+	return __atomic_load_n(&o->guest_durable[chunk], __ATOMIC_ACQUIRE);
+}
+
+int ovl_guest_intent(struct ovl *o, uint64_t chunk)
+{
+	uint64_t *list = NULL;
+	struct rec r = { 0 };
+	size_t n;
+	int ret = 0;
+
+	if (ovl_guest_is_durable(o, chunk))
+		return 0;
+	pthread_mutex_lock(&o->dirty_lock);
+	if (!o->intent[chunk]) {
+		o->intent[chunk] = 1;
+		o->intent_list[o->nintent++] = chunk;
+	}
+	pthread_mutex_unlock(&o->dirty_lock);
+	/* Writers queued behind one commit share it (group commit). */
+	pthread_mutex_lock(&o->commit_lock);
+	if (ovl_guest_is_durable(o, chunk))
+		goto out;
+	pthread_mutex_lock(&o->dirty_lock);
+	n = o->nintent;
+	list = malloc(n * sizeof(*list));
+	if (list) {
+		memcpy(list, o->intent_list, n * sizeof(*list));
+		for (size_t i = 0; i < n; i++)
+			o->intent[list[i]] = 0;
+		o->nintent = 0;
+	}
+	pthread_mutex_unlock(&o->dirty_lock);
+	if (!list) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	ret = rec_begin(&r, o->gen + 1);
+	for (size_t i = 0; !ret && i < n; i++)
+		ret = rec_state(&r, list[i], OVL_ABSENT | ST_GUEST, NULL, 0);
+	if (!ret)
+		ret = rec_end(&r);
+	if (!ret)
+		ret = append_record(o, &r);
+	if (ret) {
+		/* Back on the list for whoever tries next. */
+		pthread_mutex_lock(&o->dirty_lock);
+		for (size_t i = 0; i < n; i++) {
+			if (!o->intent[list[i]]) {
+				o->intent[list[i]] = 1;
+				o->intent_list[o->nintent++] = list[i];
+			}
+		}
+		pthread_mutex_unlock(&o->dirty_lock);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		__atomic_store_n(&o->guest[list[i]], 1, __ATOMIC_RELAXED);
+		__atomic_store_n(&o->guest_durable[list[i]], 1,
+				 __ATOMIC_RELEASE);
+	}
 out:
 	buf_release(&r.b);
 	free(list);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <zlib.h>
 
 #include "log.h"
 #include "ovl.h"
@@ -275,6 +276,102 @@ static void test_concurrent(void **state)
 	ovl_free(o);
 }
 
+/* One owner: a second open waits (here: not at all) and is refused,
+ * also after a compaction replaced the file; the owner's free lets go. */
+static void test_lock(void **state)
+{
+	struct ovl_conf c = conf_of(64 * MiB);
+	struct ovl *o;
+	struct ovl *o2 = NULL;
+
+	(void)state;
+	unlink(path);
+	assert_int_equal(ovl_open(&c, &o), 0);
+	assert_true(ovl_is_new(o));
+	assert_int_equal(ovl_open(&c, &o2), -EBUSY);
+	/* Grow the journal past 1 MiB: commits compact it by rename. */
+	for (uint64_t b = 0; b < 16 * 1024; b += 2) {
+		mark(o, b, 1);
+		assert_int_equal(ovl_commit(o), 0);
+	}
+	assert_int_equal(ovl_open(&c, &o2), -EBUSY);
+	ovl_free(o);
+	assert_int_equal(ovl_open(&c, &o2), 0);
+	assert_false(ovl_is_new(o2));
+	assert_true(ovl_block_present(o2, 16 * 1024 - 2));
+	assert_false(ovl_block_present(o2, 1));
+	ovl_free(o2);
+}
+
+/*
+ * The guest's mark made durable ahead of the data (a write over present
+ * blocks): on disk at once, without a commit, and without claiming any
+ * block present; sync'd marks of a normal commit count as durable too.
+ */
+static void test_guest_intent(void **state)
+{
+	struct ovl_conf c = conf_of(64 * MiB);
+	struct ovl *o;
+
+	(void)state;
+	unlink(path);
+	assert_int_equal(ovl_open(&c, &o), 0);
+	mark(o, 2 * 1024, 1024);		/* chunk 2 present */
+	assert_int_equal(ovl_commit(o), 0);
+	assert_false(ovl_guest_is_durable(o, 2));
+	assert_int_equal(ovl_guest_intent(o, 2), 0);
+	assert_int_equal(ovl_guest_intent(o, 5), 0);	/* absent chunk */
+	assert_true(ovl_guest_is_durable(o, 2));
+	assert_true(ovl_chunk_guest(o, 2));
+	ovl_lock_chunk(o, 7);
+	ovl_mark_guest(o, 7);
+	ovl_unlock_chunk(o, 7);
+	assert_false(ovl_guest_is_durable(o, 7));
+	assert_int_equal(ovl_sync(o), 0);
+	assert_true(ovl_guest_is_durable(o, 7));
+	ovl_lock_chunk(o, 9);
+	ovl_mark_guest(o, 9);		/* never committed: lost */
+	ovl_unlock_chunk(o, 9);
+	ovl_free(o);
+
+	assert_int_equal(ovl_open(&c, &o), 0);
+	assert_true(ovl_chunk_guest(o, 2));
+	assert_true(ovl_guest_is_durable(o, 2));
+	assert_true(ovl_chunk_guest(o, 5));
+	assert_int_equal(ovl_chunk_state(o, 5), OVL_ABSENT);
+	assert_true(ovl_chunk_guest(o, 7));
+	assert_false(ovl_chunk_guest(o, 9));
+	assert_int_equal(ovl_chunk_state(o, 2), OVL_PRESENT);
+	assert_int_equal(ovl_present_bytes(o), 4 * MiB);
+	ovl_free(o);
+}
+
+/* Another version's state file is refused by name, not misread. */
+static void test_old_version(void **state)
+{
+	struct ovl_conf c = conf_of(64 * MiB);
+	uint8_t *full;
+	size_t len;
+	struct ovl *o;
+	uint32_t crc;
+	int fd;
+
+	(void)state;
+	unlink(path);
+	assert_int_equal(ovl_open(&c, &o), 0);
+	ovl_free(o);
+	assert_int_equal(read_file(path, 1 << 24, &full, &len), 0);
+	full[8] = 1;	/* format 1: identity by device and inode only */
+	crc = (uint32_t)crc32(0, full, 4092);
+	for (int i = 0; i < 4; i++)
+		full[4092 + i] = (uint8_t)(crc >> (8 * i));
+	fd = open(path, O_WRONLY | O_TRUNC);
+	assert_true(write(fd, full, len) == (ssize_t)len);
+	close(fd);
+	assert_int_equal(ovl_open(&c, &o), -ESTALE);
+	free(full);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -283,6 +380,9 @@ int main(void)
 		cmocka_unit_test(test_torn_commit),
 		cmocka_unit_test(test_commit_cost),
 		cmocka_unit_test(test_concurrent),
+		cmocka_unit_test(test_lock),
+		cmocka_unit_test(test_guest_intent),
+		cmocka_unit_test(test_old_version),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
