@@ -46,6 +46,12 @@ struct fetch;
 int fetch_new(const struct fetch_conf *conf, struct fetch **out);
 /* Stops and joins the loop thread; no fetch_get may be running. */
 void fetch_free(struct fetch *f);
+/*
+ * Abort every transfer in flight or queued and refuse new ones: every
+ * fetch_get() returns -ECANCELED promptly from now on (for shutdown).
+ * Any thread; does not wait.
+ */
+void fetch_cancel(struct fetch *f);
 
 /*
  * GET @url.  With @check the body is handed to it (and freed here);
@@ -53,7 +59,8 @@ void fetch_free(struct fetch *f);
  * @max bytes count as corrupt.  Returns 0; -ENOENT (404); -EACCES (401,
  * 403, certificate refused); -EIO after retries ran out of
  * remote_timeout (logged once with the URL, the last status or curl
- * error, and the reason); or the check's error.
+ * error, and the reason); -ECANCELED after fetch_cancel(); or the
+ * check's error.
  */
 int fetch_get(struct fetch *f, const char *url, enum fetch_prio prio,
 	      size_t max, fetch_check_fn check, void *arg, uint8_t **buf,

@@ -50,6 +50,8 @@ const struct snap_manifest *repo_snapshot_manifest(
 	const struct repo_snapshot *snap);
 /* "vm/100/2025-06-01T02:00:00Z" (with "ns/../" prefix if any). */
 const char *repo_snapshot_path(const struct repo_snapshot *snap);
+/* The store it reads from (borrowed). */
+struct store *repo_snapshot_store(const struct repo_snapshot *snap);
 
 /*
  * Load archive @name (e.g. "drive-scsi0.img.fidx"; ".fidx" may be left

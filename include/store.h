@@ -50,6 +50,12 @@ struct store_ops {
 	/* Where a path or chunk lives, for log lines (URL or file path). */
 	void (*describe)(struct store *s, const char *path, char *out,
 			 size_t outlen);
+	/*
+	 * Shutting down: requests in flight end at once and later ones
+	 * fail, all with -ECANCELED.  Any thread; returns at once.  NULL
+	 * where every request is short (a local disk).
+	 */
+	void (*cancel)(struct store *s);
 	void (*close)(struct store *s);
 };
 
@@ -82,6 +88,7 @@ int store_list(struct store *s, const char *path, char ***names, size_t *n);
 void store_describe(struct store *s, const char *path, char *out,
 		    size_t outlen);
 void store_free_names(char **names, size_t n);
+void store_cancel(struct store *s);
 /* True for a store on this machine: parallelism then costs CPU only. */
 bool store_is_local(const struct store *s);
 

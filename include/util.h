@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 /*
  * Small helpers without a module of their own: hex, full reads and
@@ -70,6 +71,8 @@ int parse_duration_ms(const char *s, uint64_t *out);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t now_ns(void);
+/* *@ts = now on @clock + @ms: a deadline for pthread_cond_timedwait. */
+void deadline_ms(clockid_t clock, uint64_t ms, struct timespec *ts);
 
 /* Start up to @n threads running @fn(@arg) into @tids; how many started. */
 unsigned int threads_start(pthread_t *tids, unsigned int n,

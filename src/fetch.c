@@ -20,9 +20,15 @@
  * waits; it does so only if a probe at start showed it may raise its
  * priority again (root, CAP_SYS_NICE or RLIMIT_NICE).
  *
- * Locking: ->lock guards the queues, the active counts, every request's
- * state and ->stop; it is never held across curl_multi_poll or a body
- * check.  Lock order: ->lock only.
+ * Shutdown: fetch_cancel() makes the loop take every transfer off the
+ * multi handle at once (connections closed, nothing waited for) and end
+ * every queued request; from then on fetch_get() returns -ECANCELED
+ * without trying, and back-off naps wake.  An unmount never waits for
+ * a slow or dead server.
+ *
+ * Locking: ->lock guards the queues, the active counts, the running
+ * list, every request's state, ->stop and ->cancel; it is never held
+ * across curl_multi_poll or a body check.  Lock order: ->lock only.
  */
 #include "config.h"
 
@@ -62,6 +68,7 @@ struct req {
 	bool done;			/* protected by ->lock */
 	pthread_cond_t cond;		/* with ->lock */
 	struct req *next;		/* protected by ->lock: queue link */
+	struct req *run_next;		/* protected by ->lock: ->running */
 };
 
 struct fetch {
@@ -79,6 +86,9 @@ struct fetch {
 	unsigned int active[FETCH_NPRIO]; /* protected by ->lock */
 	unsigned int nactive;		/* protected by ->lock */
 	bool stop;			/* protected by ->lock */
+	bool cancel;			/* protected by ->lock: fetch_cancel */
+	struct req *running;		/* protected by ->lock: added to multi */
+	pthread_cond_t cancel_cond;	/* with ->lock: wakes back-off naps */
 	char last_cert[96];		/* protected by ->lock: last mismatch */
 	uint64_t last_giveup_ns;	/* atomic: when a give-up was logged */
 };
@@ -377,7 +387,58 @@ static void start_queued(struct fetch *f)
 			}
 			f->active[p]++;
 			f->nactive++;
+			r->run_next = f->running;
+			f->running = r;
 		}
+	}
+}
+
+/* ->lock held: unlink @r from ->running. */
+static void unlink_running(struct fetch *f, struct req *r)
+{
+	for (struct req **pp = &f->running; *pp; pp = &(*pp)->run_next) {
+		if (*pp == r) {
+			*pp = r->run_next;
+			break;
+		}
+	}
+}
+
+/* ->lock held: end @r now (cancelled, or its transfer finished). */
+static void finish(struct req *r, CURLcode cc)
+{
+	r->cc = cc;
+	r->done = true;
+	pthread_cond_signal(&r->cond);
+}
+
+/*
+ * ->lock held, loop thread: fetch_cancel() was called.  Every transfer
+ * is taken off the multi handle (the connection closes; nothing is
+ * waited for) and every queued request ends at once.
+ */
+static void abort_all(struct fetch *f)
+{
+	while (f->running) {
+		struct req *r = f->running;
+
+		f->running = r->run_next;
+		curl_multi_remove_handle(f->multi, r->easy);
+		/* A half-read connection is not worth keeping. */
+		curl_easy_cleanup(r->easy);
+		r->easy = NULL;
+		f->active[r->prio]--;
+		f->nactive--;
+		finish(r, CURLE_ABORTED_BY_CALLBACK);
+	}
+	for (int p = 0; p < FETCH_NPRIO; p++) {
+		while (f->queue[p]) {
+			struct req *r = f->queue[p];
+
+			f->queue[p] = r->next;
+			finish(r, CURLE_ABORTED_BY_CALLBACK);
+		}
+		f->tail[p] = &f->queue[p];
 	}
 }
 
@@ -417,6 +478,8 @@ static void *loop_main(void *arg)
 	renice = !errno && can_renice(tid, base);
 	pthread_mutex_lock(&f->lock);
 	while (!f->stop || f->nactive) {
+		if (f->cancel)
+			abort_all(f);
 		start_queued(f);
 		if (renice && background_only(f) != low &&
 		    !setpriority(PRIO_PROCESS, tid,
@@ -433,15 +496,14 @@ static void *loop_main(void *arg)
 					  (char **)&r);
 			curl_multi_remove_handle(f->multi, msg->easy_handle);
 			pthread_mutex_lock(&f->lock);
-			r->cc = msg->data.result;
 			curl_easy_getinfo(msg->easy_handle,
 					  CURLINFO_RESPONSE_CODE, &r->status);
 			easy_put(f, msg->easy_handle);
 			r->easy = NULL;
 			f->active[r->prio]--;
 			f->nactive--;
-			r->done = true;
-			pthread_cond_signal(&r->cond);
+			unlink_running(f, r);
+			finish(r, msg->data.result);
 			pthread_mutex_unlock(&f->lock);
 		}
 		curl_multi_poll(f->multi, NULL, 0, 1000, NULL);
@@ -497,6 +559,7 @@ int fetch_new(const struct fetch_conf *conf, struct fetch **out)
 	curl_multi_setopt(f->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
 			  (long)f->conf.connections);
 	pthread_mutex_init(&f->lock, NULL);
+	pthread_cond_init(&f->cancel_cond, NULL);
 	for (int p = 0; p < FETCH_NPRIO; p++)
 		f->tail[p] = &f->queue[p];
 	if (pthread_create(&f->loop, NULL, loop_main, f)) {
@@ -519,6 +582,7 @@ void fetch_free(struct fetch *f)
 		pthread_mutex_unlock(&f->lock);
 		curl_multi_wakeup(f->multi);
 		pthread_join(f->loop, NULL);
+		pthread_cond_destroy(&f->cancel_cond);
 		pthread_mutex_destroy(&f->lock);
 		curl_multi_cleanup(f->multi);
 	}
@@ -540,6 +604,11 @@ static void run_once(struct fetch *f, struct req *r, size_t max)
 	r->status = 0;
 	r->next = NULL;
 	pthread_mutex_lock(&f->lock);
+	if (f->cancel) {
+		finish(r, CURLE_ABORTED_BY_CALLBACK);
+		pthread_mutex_unlock(&f->lock);
+		return;
+	}
 	*f->tail[r->prio] = r;
 	f->tail[r->prio] = &r->next;
 	pthread_mutex_unlock(&f->lock);
@@ -550,11 +619,40 @@ static void run_once(struct fetch *f, struct req *r, size_t max)
 	pthread_mutex_unlock(&f->lock);
 }
 
-static void sleep_ms(uint64_t ms)
+/* Back-off nap that fetch_cancel() cuts short; true if cancelled. */
+static bool nap_ms(struct fetch *f, uint64_t ms)
 {
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+	struct timespec ts;
+	bool cancel;
 
-	nanosleep(&ts, NULL);
+	deadline_ms(CLOCK_REALTIME, ms, &ts);
+	pthread_mutex_lock(&f->lock);
+	while (!f->cancel &&
+	       pthread_cond_timedwait(&f->cancel_cond, &f->lock, &ts) !=
+		       ETIMEDOUT)
+		;
+	cancel = f->cancel;
+	pthread_mutex_unlock(&f->lock);
+	return cancel;
+}
+
+static bool is_cancelled(struct fetch *f)
+{
+	bool c;
+
+	pthread_mutex_lock(&f->lock);
+	c = f->cancel;
+	pthread_mutex_unlock(&f->lock);
+	return c;
+}
+
+void fetch_cancel(struct fetch *f)
+{
+	pthread_mutex_lock(&f->lock);
+	f->cancel = true;
+	pthread_cond_broadcast(&f->cancel_cond);
+	pthread_mutex_unlock(&f->lock);
+	curl_multi_wakeup(f->multi);
 }
 
 int fetch_get(struct fetch *f, const char *url, enum fetch_prio prio,
@@ -577,6 +675,10 @@ int fetch_get(struct fetch *f, const char *url, enum fetch_prio prio,
 		attempt++;
 		bad_body = false;
 		run_once(f, &r, max);
+		if (r.cc == CURLE_ABORTED_BY_CALLBACK && is_cancelled(f)) {
+			ret = -ECANCELED;
+			goto out;
+		}
 		if (r.cc == CURLE_OK && r.status >= 200 && r.status < 300) {
 			if (!check) {
 				*buf = buf_steal(&r.body, len);
@@ -648,7 +750,10 @@ int fetch_get(struct fetch *f, const char *url, enum fetch_prio prio,
 		}
 		log_debug(LOG_CAT_FETCH, "fetch: '%s': %s, retry %u in %llu ms",
 			  url, why, attempt, (unsigned long long)delay);
-		sleep_ms(delay);
+		if (nap_ms(f, delay)) {
+			ret = -ECANCELED;
+			goto out;
+		}
 	}
 out:
 	buf_release(&r.body);

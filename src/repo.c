@@ -303,6 +303,11 @@ const struct snap_manifest *repo_snapshot_manifest(
 	return snap->manifest;
 }
 
+struct store *repo_snapshot_store(const struct repo_snapshot *snap)
+{
+	return snap->store;
+}
+
 const char *repo_snapshot_path(const struct repo_snapshot *snap)
 {
 	return snap->path;

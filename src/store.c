@@ -61,6 +61,12 @@ void store_describe(struct store *s, const char *path, char *out,
 	s->ops->describe(s, path, out, outlen);
 }
 
+void store_cancel(struct store *s)
+{
+	if (s->ops->cancel)
+		s->ops->cancel(s);
+}
+
 bool store_is_local(const struct store *s)
 {
 	return !strcmp(s->ops->name, "dir");

@@ -142,12 +142,18 @@ static void http_close(struct store *s)
 	free(h);
 }
 
+static void http_cancel(struct store *s)
+{
+	fetch_cancel(to_http(s)->fetch);
+}
+
 static const struct store_ops http_ops = {
 	.name = "http",
 	.get_file = http_get_file,
 	.get_chunk = http_get_chunk,
 	.list = http_list,
 	.describe = http_describe,
+	.cancel = http_cancel,
 	.close = http_close,
 };
 

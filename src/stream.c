@@ -124,24 +124,13 @@ static bool all_done(const struct stream *s)
 	return true;
 }
 
-static void deadline_in(uint64_t ms, struct timespec *ts)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (ms % 1000) * 1000000;
-	if (ts->tv_nsec >= 1000000000) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000;
-	}
-}
-
 /* Sleep @ms unless stopped; returns true if stopped. */
 static bool nap(struct stream *s, uint64_t ms)
 {
 	struct timespec ts;
 	bool stop;
 
-	deadline_in(ms, &ts);
+	deadline_ms(CLOCK_MONOTONIC, ms, &ts);
 	pthread_mutex_lock(&s->lock);
 	while (!s->stop &&
 	       pthread_cond_timedwait(&s->wake, &s->lock, &ts) != ETIMEDOUT)
@@ -171,7 +160,7 @@ static void give_way(struct stream *s)
 
 	while (!s->stop && s->copying >= BUSY_WORKERS && guest_busy(s)) {
 		__atomic_store_n(&s->yielding, true, __ATOMIC_RELAXED);
-		deadline_in(YIELD_POLL_MS, &ts);
+		deadline_ms(CLOCK_MONOTONIC, YIELD_POLL_MS, &ts);
 		pthread_cond_timedwait(&s->wake, &s->lock, &ts);
 	}
 	if (s->copying < BUSY_WORKERS || !guest_busy(s))
@@ -188,6 +177,8 @@ static bool copy_item(struct stream *s, struct image *img, uint64_t chunk)
 		ret = image_fill_chunk(img, chunk, STORE_PRIO_STREAM);
 		if (!ret)
 			break;
+		if (ret == -ECANCELED)
+			return true;	/* shutting down */
 		__atomic_add_fetch(&s->errors, 1, __ATOMIC_RELAXED);
 		if (ret != -EIO) {
 			/* Not the network: leave it for a later pass. */
