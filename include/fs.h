@@ -38,6 +38,8 @@ int fs_new(const struct fs_conf *conf, struct fs **out);
 int fs_run(struct fs *fs);
 /* Ask fs_run() to return; safe from a signal handler. */
 void fs_exit(struct fs *fs);
+/* The session has ended (unmounted, or a signal): any thread. */
+bool fs_is_exited(struct fs *fs);
 /* Unmount (if still mounted) and free. */
 void fs_free(struct fs *fs);
 

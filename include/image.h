@@ -30,16 +30,28 @@ struct image_conf {
 	const char *state_path;		/* NULL: "<target>.lmstate" */
 	uint64_t block_size;		/* power of two, default 4096 */
 	bool read_only;			/* no target: on-demand reads only */
+	bool overwrite;			/* fill a target that holds data */
+	uint64_t lock_wait_ms;		/* wait for another owner to go */
 };
 
 /*
  * Opens (creating a sparse file target of the image's size if missing)
- * the target and the allocation state; resumes a previous state or
- * refuses one that belongs to another backup/size/target (logged).
+ * the target and the allocation state, each locked for the image's
+ * life (another owner that does not let go within lock_wait_ms:
+ * -EBUSY).  Resumes the state only onto the target it was written for:
+ * identity (an id stored with a file at creation, or what names a block
+ * device), size and restored data are checked, a mismatch is -ESTALE.
+ * Without a state, a target that holds data is refused (-EEXIST) unless
+ * @overwrite.  Every refusal is logged in one line.
  */
 int image_open(const struct image_conf *conf, struct image **out);
-/* Commits the state (unless read-only) and frees everything. */
+/* Commits the state (unless read-only), closes and unlocks the target. */
 void image_close(struct image *img);
+/*
+ * Shutting down: fills and --verify stop with -ECANCELED from now on.
+ * Any thread; returns at once.
+ */
+void image_cancel(struct image *img);
 
 const char *image_name(const struct image *img);
 uint64_t image_size(const struct image *img);
@@ -49,9 +61,18 @@ bool image_is_read_only(const struct image *img);
 ssize_t image_read(struct image *img, void *buf, size_t len, uint64_t off);
 ssize_t image_write(struct image *img, const void *buf, size_t len,
 		    uint64_t off);
-/* Whole blocks in the range become present and zero (hole in target). */
-int image_discard(struct image *img, uint64_t off, uint64_t len);
-/* Target data durable, then the state that describes it. */
+/*
+ * Discard or zero [off, off + len) (clamped to the image): afterwards
+ * the whole range reads as zeros at any alignment.  Whole blocks become
+ * present and zero (a hole in a file target), partial blocks at either
+ * end are written with zeros like a guest write.
+ */
+int image_zero(struct image *img, uint64_t off, uint64_t len);
+/*
+ * fsync: every write acknowledged before the call is on the target's
+ * stable storage, then the state that describes it; in every state of
+ * the mount, also when no allocation changed.
+ */
 int image_flush(struct image *img);
 /* Commit the state if it changed (the once-a-second checkpoint). */
 int image_checkpoint(struct image *img);

@@ -26,6 +26,8 @@ struct mount_conf {
 	bool no_stream;
 	bool verify;			/* re-hash unwritten chunks at the end */
 	bool read_only;
+	bool overwrite;			/* targets may hold data: fill them */
+	uint64_t lock_wait_ms;		/* wait for an earlier owner to go */
 	bool allow_other;
 	const char *fuse_opts;
 	const char *on_complete;	/* sh -c command, or NULL */

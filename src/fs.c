@@ -362,7 +362,7 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	struct image *img = ino_image(fs, ino);
 	int ret = 0;
 
-	(void)datasync;
+	(void)datasync;	/* both sync the data; the size never changes */
 	(void)fi;
 	if (img && !image_is_read_only(img))
 		ret = image_flush(img);
@@ -374,6 +374,8 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
 {
 	struct fs *fs = fuse_req_userdata(req);
 	struct image *img = ino_image(fs, ino);
+	bool keep = mode & FALLOC_FL_KEEP_SIZE;
+	uint64_t size;
 	uint64_t end;
 	int ret;
 
@@ -387,16 +389,29 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	if (mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)) {
-		ret = image_discard(img, off, MIN(end, image_size(img)) - off);
-	} else if (mode == 0 || mode == FALLOC_FL_KEEP_SIZE) {
+	size = image_size(img);
+	mode &= ~FALLOC_FL_KEEP_SIZE;
+	/* The size is the backup's: nothing may grow it. */
+	if (end > size && !keep) {
+		fuse_reply_err(req, EFBIG);
+		return;
+	}
+	if (mode == FALLOC_FL_PUNCH_HOLE || mode == FALLOC_FL_ZERO_RANGE) {
+		/*
+		 * Both leave [off, end) reading as zeros; the kernel drops
+		 * (or zeroes the partial pages of) its page cache of the
+		 * range once we reply, so it agrees with the target.
+		 */
+		ret = image_is_read_only(img) ? -EROFS :
+		      image_zero(img, off, end - off);
+	} else if (mode == 0) {
 		/* Preallocation inside the fixed size: nothing to do. */
-		ret = end > image_size(img) && !(mode & FALLOC_FL_KEEP_SIZE) ?
-			      -EFBIG : 0;
+		ret = 0;
 	} else {
 		ret = -EOPNOTSUPP;
 	}
-	fuse_reply_err(req, -ret);
+	fuse_reply_err(req, ret == -EOPNOTSUPP || ret == -EROFS ||
+				    ret == -ENOMEM || !ret ? -ret : EIO);
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
@@ -548,6 +563,11 @@ int fs_run(struct fs *fs)
 	ret = fuse_session_loop_mt(fs->se, &cfg);
 	fuse_remove_signal_handlers(fs->se);
 	return ret < 0 ? ret : 0;
+}
+
+bool fs_is_exited(struct fs *fs)
+{
+	return fuse_session_exited(fs->se);
 }
 
 void fs_exit(struct fs *fs)

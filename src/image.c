@@ -34,11 +34,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/xattr.h>
 #include <sys/sysmacros.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "chunk.h"
+#include "crypto.h"
+#include "excl.h"
 #include "image.h"
 #include "log.h"
 #include "ovl.h"
@@ -63,6 +66,7 @@ struct image {
 	uint64_t marks;				/* atomic: state changes */
 	uint64_t committed_marks;		/* atomic */
 	uint64_t guest_io_ns;			/* atomic: last guest I/O */
+	bool cancelled;				/* atomic: shutting down */
 };
 
 struct fill_arg {
@@ -112,62 +116,363 @@ static uint64_t block_end(const struct image *img, uint64_t blk)
 	return MIN((blk + 1) * img->block_size, img->size);
 }
 
-static int target_id(int fd, const char *path, bool *is_blk, char *out,
-		     size_t len)
-{
-	struct stat st;
+/* ---- the target: ownership, identity, emptiness ---- */
 
-	if (fstat(fd, &st) < 0)
+/*
+ * Identity of a file target: a random id in an extended attribute, set
+ * when the state is created.  A file deleted and re-created at the same
+ * path (even with the same inode number) or a copy lacks it or has
+ * another inode, so a state never resumes onto it.  Where the file
+ * system keeps no user xattrs, the birth time stands in; where it has
+ * neither, only the inode (weak, and said so at creation).
+ */
+#define ID_XATTR "user.pbs-livemount.id"
+#define ID_HEX 32
+
+static int file_identity(int fd, const char *path, bool create, char *out,
+			 size_t len)
+{
+	struct statx stx;
+	char id[ID_HEX + 1];
+	uint8_t rnd[ID_HEX / 2];
+	ssize_t n;
+
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_INO | STATX_BTIME, &stx) < 0)
 		return -errno;
-	*is_blk = S_ISBLK(st.st_mode);
-	if (*is_blk)
-		snprintf(out, len, "blk:%u:%u", major(st.st_rdev),
-			 minor(st.st_rdev));
-	else
-		snprintf(out, len, "file:%llu:%llu",
-			 (unsigned long long)st.st_dev,
-			 (unsigned long long)st.st_ino);
-	(void)path;
+	n = fgetxattr(fd, ID_XATTR, id, ID_HEX);
+	if (n == ID_HEX) {
+		id[ID_HEX] = '\0';
+		snprintf(out, len, "file:xattr:%s:ino:%llu", id,
+			 (unsigned long long)stx.stx_ino);
+		return 0;
+	}
+	if (n < 0 && errno != ENODATA && errno != ENOTSUP)
+		return -errno;
+	if (n >= 0 || errno == ENODATA) {
+		if (!create) {
+			/* Xattrs work here, yet no id: not our file. */
+			snprintf(out, len, "file:xattr:none:ino:%llu",
+				 (unsigned long long)stx.stx_ino);
+			return 0;
+		}
+		if (crypto_random(rnd, sizeof(rnd)))
+			return -EIO;
+		hex_encode(rnd, sizeof(rnd), id);
+		if (!fsetxattr(fd, ID_XATTR, id, ID_HEX, 0)) {
+			snprintf(out, len, "file:xattr:%s:ino:%llu", id,
+				 (unsigned long long)stx.stx_ino);
+			return 0;
+		}
+		if (errno != ENOTSUP)
+			return -errno;
+	}
+	if (stx.stx_mask & STATX_BTIME) {
+		snprintf(out, len, "file:btime:%lld.%09u:ino:%llu",
+			 (long long)stx.stx_btime.tv_sec,
+			 stx.stx_btime.tv_nsec,
+			 (unsigned long long)stx.stx_ino);
+		return 0;
+	}
+	if (create)
+		log_warn("image: '%s' keeps neither extended attributes nor "
+			 "a birth time: a file re-created there could be "
+			 "taken for it on resume", path);
+	snprintf(out, len, "file:dev:%u:%u:ino:%llu", stx.stx_dev_major,
+		 stx.stx_dev_minor, (unsigned long long)stx.stx_ino);
 	return 0;
 }
 
-static int open_target(struct image *img, const char *path)
+/* First line of a sysfs attribute of device @maj:@min, or false. */
+static bool sysfs_attr(unsigned int maj, unsigned int min, const char *attr,
+		       char *out, size_t len)
 {
-	struct stat st;
-	uint64_t devsize = 0;
+	char path[128];
+	size_t n = 0;
+	FILE *f;
 
-	img->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (img->fd < 0 || fstat(img->fd, &st) < 0)
-		goto err;
-	if (S_ISBLK(st.st_mode)) {
-		if (ioctl(img->fd, BLKGETSIZE64, &devsize) < 0)
-			goto err;
-		if (devsize < img->size) {
-			log_err("image: cannot use target '%s': device has "
-				"%llu bytes, image needs %llu", path,
-				(unsigned long long)devsize,
-				(unsigned long long)img->size);
-			return -ENOSPC;
-		}
-		return 0;
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/%s", maj, min, attr);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	if (fgets(out, (int)len, f))
+		n = strcspn(out, "\n");
+	out[n] = '\0';
+	fclose(f);
+	return n > 0;
+}
+
+/*
+ * Identity of a block device: what names the storage rather than the
+ * device number, which changes across reboots: the device-mapper UUID
+ * (LVM, dm-crypt), a loop device's backing file, the disk's WWID or
+ * serial; partitions add their number and start.  Hashed to fit.
+ */
+static void blk_identity(dev_t rdev, char *out, size_t len)
+{
+	unsigned int maj = major(rdev);
+	unsigned int min = minor(rdev);
+	unsigned int pmaj = maj;
+	unsigned int pmin = min;
+	char part[600] = "";
+	char val[512];
+	char desc[1200];
+	char kind[8] = "dev";
+	uint8_t d[32];
+	char hex[65];
+	struct stat bs;
+
+	if (sysfs_attr(maj, min, "partition", val, sizeof(val))) {
+		char start[32] = "";
+
+		sysfs_attr(maj, min, "start", start, sizeof(start));
+		snprintf(part, sizeof(part), ":part%s@%s", val, start);
+		/* The parent disk is the directory above in sysfs. */
+		if (sysfs_attr(maj, min, "../dev", val, sizeof(val)))
+			sscanf(val, "%u:%u", &pmaj, &pmin);
 	}
-	if (!S_ISREG(st.st_mode)) {
+	if (sysfs_attr(pmaj, pmin, "dm/uuid", val, sizeof(val))) {
+		snprintf(kind, sizeof(kind), "dm");
+	} else if (sysfs_attr(pmaj, pmin, "loop/backing_file", val,
+			      sizeof(val))) {
+		char off[32] = "";
+		size_t l = strlen(val);
+
+		snprintf(kind, sizeof(kind), "loop");
+		sysfs_attr(pmaj, pmin, "loop/offset", off, sizeof(off));
+		if (!stat(val, &bs))
+			snprintf(val + l, sizeof(val) - l, "@%s:ino:%llu", off,
+				 (unsigned long long)bs.st_ino);
+	} else if (sysfs_attr(pmaj, pmin, "wwid", val, sizeof(val)) ||
+		   sysfs_attr(pmaj, pmin, "device/wwid", val, sizeof(val)) ||
+		   sysfs_attr(pmaj, pmin, "device/serial", val, sizeof(val))) {
+		snprintf(kind, sizeof(kind), "disk");
+	} else {
+		snprintf(val, sizeof(val), "%u:%u", pmaj, pmin);
+	}
+	snprintf(desc, sizeof(desc), "%s:%s%s", kind, val, part);
+	crypto_sha256(desc, strlen(desc), d);
+	hex_encode(d, 16, hex);
+	snprintf(out, len, "blk:%s:%s", kind, hex);
+}
+
+/* Does a block device hold data?  Samples its start, end and 62 places
+ * between: every partition table, file system or volume label shows. */
+static int blk_holds_data(int fd, uint64_t devsize, bool *data)
+{
+	const uint64_t big = 1u << 20;
+	const uint64_t small = 64u << 10;
+	uint8_t *buf;
+	int ret = 0;
+
+	*data = false;
+	buf = malloc(big);
+	if (!buf)
+		return -ENOMEM;
+	for (int k = 0; !ret && !*data && k < 64; k++) {
+		uint64_t n = k == 0 || k == 63 ? big : small;
+		uint64_t off = k == 63 ? devsize - MIN(big, devsize) :
+					 devsize / 64 * k;
+
+		n = MIN(n, devsize - off);
+		ret = pread_full(fd, buf, n, off);
+		for (uint64_t j = 0; !ret && j < n && !*data; j++)
+			*data = buf[j] != 0;
+	}
+	free(buf);
+	return ret;
+}
+
+/* Does a file hold data?  Any allocated extent counts. */
+static int file_holds_data(int fd, uint64_t size, bool *data)
+{
+	off_t off;
+
+	*data = false;
+	if (!size)
+		return 0;
+	off = lseek(fd, 0, SEEK_DATA);
+	if (off < 0 && errno != ENXIO)
+		return -errno;
+	*data = off >= 0 && (uint64_t)off < size;
+	return 0;
+}
+
+/*
+ * A resumed file target must still hold data where the state says the
+ * backup's non-zero chunks were restored (a file truncated and grown
+ * again keeps its xattr but lost them).  Up to 256 such chunks, evenly
+ * spread, are checked with SEEK_DATA: file systems without holes
+ * report data everywhere, so this never refuses a good target.
+ */
+static int check_restored_data(struct image *img)
+{
+	uint64_t cand = 0;
+	uint64_t step;
+	uint64_t seen = 0;
+
+	for (uint64_t i = 0; i < img->nchunks; i++)
+		cand += ovl_chunk_state(img->ovl, i) == OVL_PRESENT &&
+			!ovl_chunk_guest(img->ovl, i) && !is_zero_chunk(img, i);
+	if (!cand)
+		return 0;
+	step = cand > 256 ? cand / 256 : 1;
+	for (uint64_t i = 0; i < img->nchunks; i++) {
+		uint64_t start = i * img->chunk_size;
+		off_t d;
+
+		if (ovl_chunk_state(img->ovl, i) != OVL_PRESENT ||
+		    ovl_chunk_guest(img->ovl, i) || is_zero_chunk(img, i))
+			continue;
+		if (seen++ % step)
+			continue;
+		d = lseek(img->fd, start, SEEK_DATA);
+		if (d >= 0 && (uint64_t)d < start + img->chunk_size)
+			continue;
+		if (d < 0 && errno != ENXIO)
+			return 0;	/* cannot tell: do not refuse */
+		log_err("image: cannot resume into target '%s': it holds no "
+			"data at offset %llu, where the state says chunk %llu "
+			"was restored (truncated or replaced since); remove "
+			"the state file to start over", img->target,
+			(unsigned long long)start, (unsigned long long)i);
+		return -ESTALE;
+	}
+	return 0;
+}
+
+/*
+ * Open the target and lock it for the image's life.  *@created: this
+ * call created the (empty) file.  Its size in *@size.
+ */
+static int open_target(struct image *img, const struct image_conf *conf,
+		       uint64_t *size, bool *created)
+{
+	const char *path = conf->target;
+	struct stat st;
+	int ret;
+
+	*created = false;
+	if (!stat(path, &st) && S_ISBLK(st.st_mode)) {
+		/* O_EXCL: the kernel refuses a device in use (mounted, or
+		 * claimed by another exclusive opener). */
+		img->fd = open(path, O_RDWR | O_EXCL | O_CLOEXEC);
+		if (img->fd < 0 && errno == EBUSY) {
+			log_err("image: cannot use target '%s': the device is "
+				"in use (mounted, or opened exclusively)", path);
+			return -EBUSY;
+		}
+	} else {
+		img->fd = open(path, O_RDWR | O_CLOEXEC);
+		if (img->fd < 0 && errno == ENOENT) {
+			img->fd = open(path, O_RDWR | O_CREAT | O_EXCL |
+					     O_CLOEXEC, 0600);
+			*created = img->fd >= 0;
+		}
+	}
+	if (img->fd < 0) {
+		ret = -errno;
+		log_err("image: cannot open target '%s': %s", path,
+			strerror(errno));
+		return ret;
+	}
+	ret = excl_lock(img->fd, path, false, conf->lock_wait_ms, "image",
+			"; unmount that mount first");
+	if (ret)
+		return ret;
+	if (fstat(img->fd, &st) < 0)
+		return -errno;
+	img->is_blk = S_ISBLK(st.st_mode);
+	if (!img->is_blk && !S_ISREG(st.st_mode)) {
 		log_err("image: cannot use target '%s': not a file or block "
 			"device", path);
 		return -EINVAL;
 	}
-	if ((uint64_t)st.st_size != img->size && st.st_size != 0) {
+	*size = (uint64_t)st.st_size;
+	if (img->is_blk) {
+		if (ioctl(img->fd, BLKGETSIZE64, size) < 0)
+			return -errno;
+		if (*size < img->size) {
+			log_err("image: cannot use target '%s': device has "
+				"%llu bytes, image needs %llu", path,
+				(unsigned long long)*size,
+				(unsigned long long)img->size);
+			return -ENOSPC;
+		}
+	}
+	return 0;
+}
+
+/* The identity of the open target; @create: mark a file as ours. */
+static int target_identity(struct image *img, bool create, char *id,
+			   size_t idlen)
+{
+	struct stat st;
+	int ret;
+
+	if (fstat(img->fd, &st) < 0)
+		return -errno;
+	if (img->is_blk) {
+		blk_identity(st.st_rdev, id, idlen);
+		return 0;
+	}
+	ret = file_identity(img->fd, img->target, create, id, idlen);
+	if (ret)
+		log_err("image: cannot %s target '%s': %s",
+			create ? "mark" : "identify", img->target,
+			strerror(-ret));
+	return ret;
+}
+
+/*
+ * No state to resume: the target must not hold data unless the user
+ * said --overwrite.  A file is then made a sparse file of the image's
+ * size, old blocks dropped.
+ */
+static int prepare_fresh_target(struct image *img,
+				const struct image_conf *conf, uint64_t size)
+{
+	const char *path = conf->target;
+	bool data = false;
+	int ret;
+
+	if (img->is_blk) {
+		if (conf->overwrite)
+			return 0;
+		ret = blk_holds_data(img->fd, size, &data);
+		if (ret)
+			return ret;
+		if (data) {
+			log_err("image: cannot use target '%s': the device "
+				"holds data and there is no state file to "
+				"resume; give --overwrite to restore over it",
+				path);
+			return -EEXIST;
+		}
+		return 0;
+	}
+	ret = file_holds_data(img->fd, size, &data);
+	if (ret)
+		return ret;
+	if (data && !conf->overwrite) {
+		log_err("image: cannot use target '%s': it holds data and "
+			"there is no state file to resume; give --overwrite "
+			"to restore over it", path);
+		return -EEXIST;
+	}
+	if (size && size != img->size && !conf->overwrite) {
 		log_err("image: cannot use target '%s': size %llu, image is "
-			"%llu bytes", path, (unsigned long long)st.st_size,
-			(unsigned long long)img->size);
+			"%llu bytes; give --overwrite to replace it", path,
+			(unsigned long long)size, (unsigned long long)img->size);
 		return -EINVAL;
 	}
-	if (!st.st_size && ftruncate(img->fd, img->size) < 0)
-		goto err;
+	if ((size && ftruncate(img->fd, 0) < 0) ||
+	    ftruncate(img->fd, img->size) < 0) {
+		ret = -errno;
+		log_err("image: cannot size target '%s': %s", path,
+			strerror(errno));
+		return ret;
+	}
 	return 0;
-err:
-	log_err("image: cannot open target '%s': %s", path, strerror(errno));
-	return -errno;
 }
 
 int image_open(const struct image_conf *conf, struct image **out)
@@ -175,6 +480,9 @@ int image_open(const struct image_conf *conf, struct image **out)
 	struct ovl_conf oc = { 0 };
 	struct image *img;
 	char *state = NULL;
+	bool created = false;
+	uint64_t tsize = 0;
+	bool resume;
 	int ret;
 
 	img = xcalloc(1, sizeof(*img));
@@ -200,27 +508,62 @@ int image_open(const struct image_conf *conf, struct image **out)
 		return 0;
 	}
 	img->target = xstrdup(conf->target);
-	ret = open_target(img, conf->target);
-	if (ret)
-		goto err_free;
 	state = conf->state_path ? xstrdup(conf->state_path) :
 				   xasprintf("%s.lmstate", conf->target);
+	/*
+	 * Locks first, target then state file, before a byte of either is
+	 * read or written: the target's is the stable one (a state file is
+	 * replaced when compacted), and while we hold it no other daemon of
+	 * this target can create or remove the state.
+	 */
+	ret = open_target(img, conf, &tsize, &created);
+	if (ret)
+		goto err_unlink;
+	resume = !access(state, F_OK);
+	if (!resume)
+		ret = prepare_fresh_target(img, conf, tsize);
+	if (!ret)
+		ret = target_identity(img, !resume, oc.target_id,
+				      sizeof(oc.target_id));
+	if (ret)
+		goto err_unlink;
 	oc.state_path = state;
 	oc.target_fd = img->fd;
 	oc.size = img->size;
 	oc.chunk_size = img->chunk_size;
 	oc.block_size = img->block_size;
+	oc.lock_wait_ms = conf->lock_wait_ms;
 	memcpy(oc.index_csum, snap_fidx_csum(img->fidx), 32);
-	ret = target_id(img->fd, conf->target, &img->is_blk, oc.target_id,
-			sizeof(oc.target_id));
-	if (!ret)
-		ret = ovl_open(&oc, &img->ovl);
-	free(state);
+	/* Locks the state file, then checks its header against all that. */
+	ret = ovl_open(&oc, &img->ovl);
 	if (ret)
-		goto err_free;
+		goto err_unlink;
+	if (!ovl_is_new(img->ovl) && !img->is_blk) {
+		if (tsize != img->size) {
+			log_err("image: cannot resume into target '%s': it has "
+				"%llu bytes, the state was written for %llu "
+				"(truncated or replaced since); remove the "
+				"state file to start over", img->target,
+				(unsigned long long)tsize,
+				(unsigned long long)img->size);
+			ret = -ESTALE;
+			goto err_unlink;
+		}
+		ret = check_restored_data(img);
+		if (ret)
+			goto err_unlink;
+	}
+	free(state);
 	*out = img;
 	return 0;
+err_unlink:
+	/* A file this call created is empty and ours alone. */
+	if (created)
+		unlink(conf->target);
 err_free:
+	free(state);
+	ovl_free(img->ovl);
+	img->ovl = NULL;
 	image_close(img);
 	return ret;
 }
@@ -242,6 +585,16 @@ void image_close(struct image *img)
 	free(img->name);
 	free(img->target);
 	free(img);
+}
+
+void image_cancel(struct image *img)
+{
+	__atomic_store_n(&img->cancelled, true, __ATOMIC_RELEASE);
+}
+
+static bool cancelled(const struct image *img)
+{
+	return __atomic_load_n(&img->cancelled, __ATOMIC_ACQUIRE);
 }
 
 const char *image_name(const struct image *img)
@@ -414,6 +767,50 @@ static int write_part(struct image *img, uint64_t i, uint64_t blk,
 	return write_edge(img, i, blk, src, off, n, e);
 }
 
+/* Chunk lock held: is any block of [first, last] present? */
+static bool any_present(const struct image *img, uint64_t i, uint64_t first,
+			uint64_t last)
+{
+	switch (ovl_chunk_state(img->ovl, i)) {
+	case OVL_PRESENT:
+		return true;
+	case OVL_ABSENT:
+		return false;
+	default:
+		for (uint64_t b = first; b <= last; b++)
+			if (ovl_block_present(img->ovl, b))
+				return true;
+		return false;
+	}
+}
+
+/*
+ * Take chunk @i's lock for a guest change of blocks [first, last].  If
+ * the change goes over present blocks (its bytes then outlive a crash
+ * of the daemon at once) the "guest wrote here" mark is made durable
+ * first, outside the lock; the check is redone under it.
+ */
+static int lock_for_guest(struct image *img, uint64_t i, uint64_t first,
+			  uint64_t last)
+{
+	int ret;
+
+	for (;;) {
+		ovl_lock_chunk(img->ovl, i);
+		if (ovl_guest_is_durable(img->ovl, i) ||
+		    !any_present(img, i, first, last))
+			return 0;
+		ovl_unlock_chunk(img->ovl, i);
+		ret = ovl_guest_intent(img->ovl, i);
+		if (ret) {
+			log_err("image: cannot record a guest write to '%s' "
+				"chunk %llu: %s", img->name,
+				(unsigned long long)i, strerror(-ret));
+			return ret;
+		}
+	}
+}
+
 static int write_chunk_range(struct image *img, uint64_t i,
 			     const uint8_t *src, uint64_t off, uint64_t n)
 {
@@ -441,7 +838,9 @@ static int write_chunk_range(struct image *img, uint64_t i,
 		if (ret)
 			return ret;
 	}
-	ovl_lock_chunk(img->ovl, i);
+	ret = lock_for_guest(img, i, first, last);
+	if (ret)
+		goto out_put;
 	if (first == last) {
 		ret = write_part(img, i, first, src, off, n, hp, e);
 	} else {
@@ -463,6 +862,7 @@ static int write_chunk_range(struct image *img, uint64_t i,
 	ovl_mark_guest(img->ovl, i);
 	note_marks(img);
 	ovl_unlock_chunk(img->ovl, i);
+out_put:
 	if (e)
 		ccache_put(img->cache, e);
 	return ret;
@@ -504,42 +904,91 @@ static int zero_target(struct image *img, uint64_t off, uint64_t len)
 	return zero_range(img->fd, img->is_blk, off, len);
 }
 
-int image_discard(struct image *img, uint64_t off, uint64_t len)
+/* Zero [off, end) of chunk @i, all of it whole blocks. */
+static int zero_blocks(struct image *img, uint64_t i, uint64_t off,
+		       uint64_t end)
 {
 	uint64_t bs = img->block_size;
-	uint64_t end = MIN(off + len, img->size);
-	uint64_t first = (off + bs - 1) / bs;
-	uint64_t stop = end == img->size ? (end + bs - 1) / bs : end / bs;
+	uint64_t first = off / bs;
+	uint64_t stop = (end + bs - 1) / bs;
+	int ret;
+
+	ret = lock_for_guest(img, i, first, stop - 1);
+	if (ret)
+		return ret;
+	ret = zero_target(img, off, end - off);
+	if (!ret)
+		ret = ovl_mark_present(img->ovl, first, stop - first);
+	ovl_mark_guest(img->ovl, i);
+	note_marks(img);
+	ovl_unlock_chunk(img->ovl, i);
+	return ret;
+}
+
+/* Zero [off, end) of chunk @i: partial blocks at either end are written
+ * like any guest write, whole blocks become holes marked present. */
+static int zero_chunk_range(struct image *img, uint64_t i, uint64_t off,
+			    uint64_t end)
+{
+	uint64_t bs = img->block_size;
+	uint8_t *zeros = NULL;
 	int ret = 0;
 
+	if (off % bs) {
+		uint64_t e = MIN(end, block_end(img, off / bs));
+
+		zeros = calloc(1, bs);
+		if (!zeros)
+			return -ENOMEM;
+		ret = write_chunk_range(img, i, zeros, off, e - off);
+		off = e;
+	}
+	if (!ret && off < end && end != block_end(img, (end - 1) / bs)) {
+		uint64_t s = (end - 1) / bs * bs;
+
+		if (!zeros)
+			zeros = calloc(1, bs);
+		if (!zeros)
+			return -ENOMEM;
+		ret = write_chunk_range(img, i, zeros, s, end - s);
+		end = s;
+	}
+	if (!ret && off < end)
+		ret = zero_blocks(img, i, off, end);
+	free(zeros);
+	return ret;
+}
+
+int image_zero(struct image *img, uint64_t off, uint64_t len)
+{
+	uint64_t end;
+	int ret;
+
+	note_guest_io(img);
 	if (!img->ovl)
 		return -EROFS;
-	/* Whole blocks only: the rest of the range keeps its data. */
-	while (first < stop) {
-		uint64_t i = first * bs / img->chunk_size;
-		uint64_t cstop = MIN(stop, (i + 1) * img->chunk_size / bs);
-		uint64_t zoff = first * bs;
-		uint64_t zend = MIN(cstop * bs, img->size);
+	if (off >= img->size || !len)
+		return 0;
+	end = len > img->size - off ? img->size : off + len;
+	for (uint64_t pos = off; pos < end;) {
+		uint64_t i = pos / img->chunk_size;
+		uint64_t ce = MIN(end, (i + 1) * img->chunk_size);
 
-		ovl_lock_chunk(img->ovl, i);
-		ret = zero_target(img, zoff, zend - zoff);
-		if (!ret)
-			ret = ovl_mark_present(img->ovl, first, cstop - first);
-		ovl_mark_guest(img->ovl, i);
-		note_marks(img);
-		ovl_unlock_chunk(img->ovl, i);
+		ret = zero_chunk_range(img, i, pos, ce);
 		if (ret) {
-			log_err("image: cannot discard '%s' at offset %llu: %s",
-				img->name, (unsigned long long)zoff,
+			log_err("image: cannot zero '%s' at offset %llu: %s",
+				img->name, (unsigned long long)pos,
 				strerror(-ret));
 			return ret;
 		}
-		first = cstop;
+		pos = ce;
 	}
 	return 0;
 }
 
-int image_flush(struct image *img)
+/* @flush: a guest's fsync, which syncs the target even when no
+ * allocation changed; otherwise a checkpoint, skipped while idle. */
+static int commit_state(struct image *img, bool flush)
 {
 	uint64_t marks;
 	int ret;
@@ -547,7 +996,10 @@ int image_flush(struct image *img)
 	if (!img->ovl)
 		return 0;
 	marks = __atomic_load_n(&img->marks, __ATOMIC_ACQUIRE);
-	ret = ovl_commit(img->ovl);
+	if (!flush && marks == __atomic_load_n(&img->committed_marks,
+					       __ATOMIC_ACQUIRE))
+		return 0;
+	ret = flush ? ovl_sync(img->ovl) : ovl_commit(img->ovl);
 	if (ret) {
 		log_err("image: cannot commit the state of '%s': %s", img->name,
 			strerror(-ret));
@@ -557,13 +1009,14 @@ int image_flush(struct image *img)
 	return 0;
 }
 
+int image_flush(struct image *img)
+{
+	return commit_state(img, true);
+}
+
 int image_checkpoint(struct image *img)
 {
-	if (!img->ovl || __atomic_load_n(&img->marks, __ATOMIC_ACQUIRE) ==
-				 __atomic_load_n(&img->committed_marks,
-						 __ATOMIC_ACQUIRE))
-		return 0;
-	return image_flush(img);
+	return commit_state(img, false);
 }
 
 /* Fill absent blocks of chunk @i under its lock, from @e or zeros. */
@@ -617,6 +1070,8 @@ int image_fill_chunk(struct image *img, uint64_t i, enum store_prio prio)
 
 	if (!image_chunk_incomplete(img, i))
 		return 0;
+	if (cancelled(img))
+		return -ECANCELED;
 	if (!is_zero_chunk(img, i)) {
 		ret = get_chunk(img, i, prio, &e);
 		if (ret)
@@ -628,7 +1083,7 @@ int image_fill_chunk(struct image *img, uint64_t i, enum store_prio prio)
 	ovl_unlock_chunk(img->ovl, i);
 	if (e)
 		ccache_put(img->cache, e);
-	if (ret && ret != -EIO)
+	if (ret && ret != -EIO && ret != -ECANCELED)
 		log_err("image: cannot fill chunk %llu of '%s': %s",
 			(unsigned long long)i, img->name, strerror(-ret));
 	return ret;
@@ -692,6 +1147,10 @@ int image_verify(struct image *img, uint64_t *bad)
 	for (uint64_t i = 0; i < img->nchunks; i++) {
 		uint64_t len = snap_fidx_chunk_len(img->fidx, i);
 
+		if (cancelled(img)) {
+			ret = -ECANCELED;
+			break;
+		}
 		/* What the guest wrote is the guest's, not the backup's. */
 		if (ovl_chunk_guest(img->ovl, i))
 			continue;

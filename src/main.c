@@ -76,6 +76,7 @@ enum {
 	OPT_ARCHIVE,
 	OPT_JSON,
 	OPT_WATCH,
+	OPT_OVERWRITE,
 };
 
 /* Options every command that reads a repository accepts. */
@@ -846,6 +847,8 @@ static const char mount_help[] =
 	"  --target PATH           target file or block device (one disk)\n"
 	"  --target-dir DIR        targets DIR/<name>.raw, one per disk\n"
 	"  --state PATH            state file (default TARGET.lmstate)\n"
+	"  --overwrite             a target that holds data and has no state\n"
+	"                          file is restored over (refused otherwise)\n"
 	"  --archive NAME          mount only this archive (repeatable)\n"
 	"  --cache-size SIZE       decoded-chunk cache (default 256M)\n"
 	"  --block-size SIZE       allocation granularity (default 4K)\n"
@@ -942,6 +945,7 @@ static int cmd_mount(int argc, char **argv)
 		{ "read-only", no_argument, NULL, OPT_READ_ONLY },
 		{ "on-complete", required_argument, NULL, OPT_ON_COMPLETE },
 		{ "allow-other", no_argument, NULL, OPT_ALLOW_OTHER },
+		{ "overwrite", no_argument, NULL, OPT_OVERWRITE },
 		{ "foreground", no_argument, NULL, 'f' },
 		REPO_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
@@ -949,6 +953,8 @@ static int cmd_mount(int argc, char **argv)
 	struct mount_conf mc = {
 		.cache_size = 256u << 20,
 		.block_size = 4096,
+		/* An unmounted daemon is gone within about a second. */
+		.lock_wait_ms = 5000,
 	};
 	struct ready_pipe rp = { .fd = -1 };
 	struct repo_snapshot *snap = NULL;
@@ -1029,6 +1035,9 @@ static int cmd_mount(int argc, char **argv)
 			break;
 		case OPT_ALLOW_OTHER:
 			mc.allow_other = true;
+			break;
+		case OPT_OVERWRITE:
+			mc.overwrite = true;
 			break;
 		default:
 			ret = EXIT_USAGE;

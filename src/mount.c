@@ -4,12 +4,23 @@
  *
  * Threads (created here, joined here, in this order of shutdown):
  *   FUSE workers     created by fs_run() (libfuse), gone when it returns
+ *   watcher          one: notices the end of the FUSE session (unmount,
+ *                    SIGTERM/SIGINT/SIGHUP) at once and aborts the work
+ *                    in progress, so that fs_run() need not wait for
+ *                    FUSE workers blocked on the network
  *   checkpoint       one: commits each image's state once a second while
  *                    it changes, samples progress, detects completion
  *   stream workers   stream_start(); joined by stream_stop()
+ *   readahead        readahead_start(); joined by readahead_stop()
  * Start order: images -> fs (mounted) -> ready hand-shake -> stream ->
- * checkpoint -> fs_run.  Stop: fs_run returns (unmount or signal) ->
- * checkpoint -> stream -> images closed (final commit) -> fs freed.
+ * checkpoint, watcher -> fs_run.  Stop: session ends -> watcher aborts
+ * (every image cancelled, every transfer of the store aborted) ->
+ * fs_run returns -> watcher, checkpoint, stream, readahead joined -> fs
+ * freed (unmounted, connection closed) -> images closed (final commit,
+ * target and state unlocked) -> exit.  Nothing waits for the store, so
+ * the daemon is gone about a second after an unmount whatever the
+ * store's health or --limit-rate; the target's lock goes with it, and a
+ * new mount of the same target waits for that (image_open).
  */
 #include "config.h"
 
@@ -46,31 +57,101 @@ struct mount {
 	struct stream *stream;		/* immutable after start */
 	struct readahead *readahead;	/* immutable after start */
 	time_t started;			/* immutable */
+	struct fs *fs;			/* immutable after start */
 	pthread_mutex_t lock;
-	pthread_cond_t wake;		/* with ->lock: stop the checkpointer */
+	pthread_cond_t wake;		/* with ->lock: stop the checkpointer
+					   and the watcher */
 	bool stop;			/* protected by ->lock */
+	bool aborted;			/* protected by ->lock */
 	bool complete;			/* protected by ->lock */
 	const char *verdict;		/* protected by ->lock: verify result */
 	struct progress *prog;		/* protected by ->lock */
 };
 
-static void run_on_complete(const char *cmd)
+static bool stopping(struct mount *m)
 {
+	bool stop;
+
+	pthread_mutex_lock(&m->lock);
+	stop = m->stop;
+	pthread_mutex_unlock(&m->lock);
+	return stop;
+}
+
+/* Waits for the command, but not past an unmount: it is the user's. */
+static void run_on_complete(struct mount *m, const char *cmd)
+{
+	struct timespec ts = { 0, 50000000 };
 	pid_t pid = fork();
+	pid_t got;
 	int status;
 
 	if (pid == 0) {
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 		_exit(127);
 	}
-	if (pid < 0 || waitpid(pid, &status, 0) < 0) {
+	if (pid < 0) {
 		log_err("mount: cannot run --on-complete '%s': %s", cmd,
 			strerror(errno));
 		return;
 	}
-	if (!WIFEXITED(status) || WEXITSTATUS(status))
+	while (!(got = waitpid(pid, &status, WNOHANG))) {
+		if (stopping(m)) {
+			log_warn("mount: --on-complete '%s' still runs (PID "
+				 "%d); not waiting for it", cmd, (int)pid);
+			return;
+		}
+		nanosleep(&ts, NULL);
+	}
+	if (got < 0)
+		log_err("mount: cannot wait for --on-complete '%s': %s", cmd,
+			strerror(errno));
+	else if (!WIFEXITED(status) || WEXITSTATUS(status))
 		log_warn("mount: --on-complete '%s' failed (status %d)", cmd,
 			 status);
+}
+
+/*
+ * The session is over (or start-up failed): stop all work in progress
+ * now.  Idempotent; any thread.
+ */
+static void abort_work(struct mount *m)
+{
+	pthread_mutex_lock(&m->lock);
+	if (m->aborted) {
+		pthread_mutex_unlock(&m->lock);
+		return;
+	}
+	m->aborted = true;
+	m->stop = true;
+	pthread_cond_broadcast(&m->wake);
+	pthread_mutex_unlock(&m->lock);
+	for (unsigned int i = 0; i < m->nimages; i++)
+		image_cancel(m->images[i]);
+	store_cancel(repo_snapshot_store(m->conf->snap));
+}
+
+/* Polls the FUSE session: its end starts the shutdown at once. */
+static void *watcher(void *arg)
+{
+	struct mount *m = arg;
+	struct timespec ts;
+
+	pthread_mutex_lock(&m->lock);
+	while (!m->stop) {
+		pthread_mutex_unlock(&m->lock);
+		if (fs_is_exited(m->fs)) {
+			log_debug(LOG_CAT_FS, "mount: FUSE session ended: "
+				  "aborting work in progress");
+			abort_work(m);
+		}
+		deadline_ms(CLOCK_MONOTONIC, 20, &ts);
+		pthread_mutex_lock(&m->lock);
+		if (!m->stop)
+			pthread_cond_timedwait(&m->wake, &m->lock, &ts);
+	}
+	pthread_mutex_unlock(&m->lock);
+	return NULL;
 }
 
 /* The stream is done: commit and announce now, not at the next tick. */
@@ -128,6 +209,8 @@ static void *checkpointer(void *arg)
 					vret |= image_verify(m->images[i], &bad);
 					total += bad;
 				}
+				if (stopping(m))
+					break;	/* unmounted: no verdict */
 				pthread_mutex_lock(&m->lock);
 				m->verdict = vret || total ? "verify-failed" :
 							     "verified";
@@ -142,11 +225,10 @@ static void *checkpointer(void *arg)
 						 "the guest did not write "
 						 "equals the backup");
 			}
-			if (m->conf->on_complete)
-				run_on_complete(m->conf->on_complete);
+			if (m->conf->on_complete && !stopping(m))
+				run_on_complete(m, m->conf->on_complete);
 		}
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += 1;
+		deadline_ms(CLOCK_MONOTONIC, 1000, &ts);
 		pthread_mutex_lock(&m->lock);
 		if (!m->stop)
 			pthread_cond_timedwait(&m->wake, &m->lock, &ts);
@@ -302,6 +384,8 @@ static int open_images(struct mount *m)
 		ic.state_path = c->target ? c->state : NULL;
 		ic.block_size = c->block_size;
 		ic.read_only = c->read_only;
+		ic.overwrite = c->overwrite;
+		ic.lock_wait_ms = c->lock_wait_ms;
 		ret = image_open(&ic, &m->images[i]);
 		free(stem);
 		free(fname);
@@ -328,7 +412,9 @@ int mount_run(const struct mount_conf *conf)
 	struct mount m = { .conf = conf, .started = time(NULL) };
 	pthread_condattr_t ca;
 	pthread_t cp;
+	pthread_t wt;
 	bool cp_started = false;
+	bool wt_started = false;
 	int ret;
 
 	pthread_mutex_init(&m.lock, NULL);
@@ -361,6 +447,7 @@ int mount_run(const struct mount_conf *conf)
 	ret = fs_new(&fc, &fs);
 	if (ret)
 		goto out;
+	m.fs = fs;
 	log_info("mount: %s mounted on %s (%u disk%s)",
 		 repo_snapshot_path(conf->snap), conf->mountpoint, m.nimages,
 		 m.nimages == 1 ? "" : "s");
@@ -378,15 +465,15 @@ int mount_run(const struct mount_conf *conf)
 	}
 	if (!pthread_create(&cp, NULL, checkpointer, &m))
 		cp_started = true;
+	if (!pthread_create(&wt, NULL, watcher, &m))
+		wt_started = true;
 	ret = fs_run(fs);
 out:
-	if (cp_started) {
-		pthread_mutex_lock(&m.lock);
-		m.stop = true;
-		pthread_cond_broadcast(&m.wake);
-		pthread_mutex_unlock(&m.lock);
+	abort_work(&m);
+	if (wt_started)
+		pthread_join(wt, NULL);
+	if (cp_started)
 		pthread_join(cp, NULL);
-	}
 	stream_stop(m.stream);
 	fs_free(fs);
 	readahead_stop(m.readahead);

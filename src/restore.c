@@ -28,10 +28,14 @@
 #include <linux/fs.h>
 
 #include "chunk.h"
+#include "excl.h"
 #include "log.h"
 #include "restore.h"
 #include "util.h"
 #include "banned.h"
+
+/* A mount unmounted a moment ago is gone within about a second. */
+#define LOCK_WAIT_MS 5000
 
 struct item {
 	uint64_t first;		/* index of the first position */
@@ -50,6 +54,7 @@ struct job {
 	const struct snap_fidx *fidx;	    /* immutable */
 	struct plan plan;		    /* immutable once workers run */
 	int fd;				    /* immutable */
+	int hold_fd;			    /* immutable: locks TARGET */
 	bool is_blk;			    /* immutable */
 	uint64_t next;			    /* atomic: next item */
 	int error;			    /* atomic: first -errno */
@@ -183,17 +188,34 @@ static void *worker(void *arg)
 	return NULL;
 }
 
+/*
+ * A live mount's target is never written behind its back: a block device
+ * is opened O_EXCL and locked; an existing file TARGET is locked until
+ * the finished TARGET.partial has been renamed over it, and
+ * TARGET.partial itself is locked against a second restore.
+ */
 static int open_target(struct job *job, const char *target, uint64_t size,
 		       char **partial)
 {
+	const char *hint = "; unmount that mount or wait for that restore";
 	struct stat sb;
 	uint64_t devsize;
+	int ret;
 
 	if (!stat(target, &sb) && S_ISBLK(sb.st_mode)) {
 		job->is_blk = true;
-		job->fd = open(target, O_RDWR | O_CLOEXEC);
+		job->fd = open(target, O_RDWR | O_EXCL | O_CLOEXEC);
+		if (job->fd < 0 && errno == EBUSY) {
+			log_err("restore: cannot use '%s': the device is in use "
+				"(mounted, or opened exclusively)", target);
+			return -EBUSY;
+		}
 		if (job->fd < 0)
 			goto err;
+		ret = excl_lock(job->fd, target, false, LOCK_WAIT_MS, "restore",
+				hint);
+		if (ret)
+			return ret;
 		if (ioctl(job->fd, BLKGETSIZE64, &devsize) < 0)
 			goto err;
 		if (devsize < size) {
@@ -205,11 +227,27 @@ static int open_target(struct job *job, const char *target, uint64_t size,
 		}
 		return 0;
 	}
+	job->hold_fd = open(target, O_RDONLY | O_CLOEXEC);
+	if (job->hold_fd >= 0) {
+		ret = excl_lock(job->hold_fd, target, false, LOCK_WAIT_MS,
+				"restore", hint);
+		if (ret)
+			return ret;
+	} else if (errno != ENOENT) {
+		goto err;
+	}
 	*partial = xasprintf("%s.partial", target);
-	job->fd = open(*partial, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	job->fd = open(*partial, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (job->fd < 0)
 		goto err;
-	if (ftruncate(job->fd, size) < 0)
+	ret = excl_lock(job->fd, *partial, false, LOCK_WAIT_MS, "restore",
+			hint);
+	if (ret) {
+		free(*partial);
+		*partial = NULL;	/* not ours to remove */
+		return ret;
+	}
+	if (ftruncate(job->fd, 0) < 0 || ftruncate(job->fd, size) < 0)
 		goto err;
 	return 0;
 err:
@@ -224,6 +262,7 @@ int restore_run(const struct restore_conf *conf)
 		.conf = conf,
 		.fidx = repo_archive_fidx(conf->archive),
 		.fd = -1,
+		.hold_fd = -1,
 	};
 	unsigned int nthreads = conf->threads ? conf->threads : 4;
 	uint64_t size = snap_fidx_size(job.fidx);
@@ -285,6 +324,8 @@ int restore_run(const struct restore_conf *conf)
 out:
 	if (job.fd >= 0)
 		close(job.fd);
+	if (job.hold_fd >= 0)
+		close(job.hold_fd);
 	plan_free(&job.plan);
 	free(partial);
 	return ret;
@@ -366,6 +407,11 @@ int verify_run(const struct verify_conf *conf)
 			strerror(errno));
 		goto out;
 	}
+	/* A target a live mount or restore still writes is not done. */
+	ret = excl_lock(j.fd, conf->image, true, LOCK_WAIT_MS, "verify",
+			"; it is still being written: verify it when done");
+	if (ret)
+		goto out;
 	if (S_ISBLK(sb.st_mode))
 		ioctl(j.fd, BLKGETSIZE64, &isize);
 	else

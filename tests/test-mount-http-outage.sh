@@ -11,7 +11,8 @@ $PROG pack -q --id 6 "$T/src.img:disk" "$T/ds"
 nginx_start "$T/ds" --tls --lua
 nginx_fault "delay 600"	# streaming (one slot of two) takes ~7 s
 lm_mount "$T/mnt" --fingerprint "$NGX_FP" --target "$T/tgt.raw" \
-	--connections 2 --remote-timeout 3 --request-timeout 2 "$NGX_URL" vm/6
+	--connections 2 --remote-timeout 3 --request-timeout 2 \
+	--debug "${LM_DEBUG:-stream}" "$NGX_URL" vm/6
 img=$T/mnt/disk.img
 # Read the first 8 MiB now: those blocks become present (copy-on-read).
 cmp -n $((8 << 20)) "$T/src.img" "$img" || fail "reads over https"
@@ -30,7 +31,10 @@ for _ in $(seq 1 50); do
 	[ "$(lm_state "$T/mnt")" = paused ] && break
 	sleep 0.2
 done
-[ "$(lm_state "$T/mnt")" = paused ] || fail "state during outage: $(lm_state "$T/mnt")"
+[ "$(lm_state "$T/mnt")" = paused ] || {
+	cat "$T/mnt/.status" "$T/lm.log"
+	fail "state during outage: $(lm_state "$T/mnt")"
+}
 nginx_restart
 nginx_fault off
 lm_wait_complete "$T/mnt" 120
