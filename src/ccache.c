@@ -10,8 +10,10 @@
  *     the count reaches 0, which can only happen after it left the hash,
  *     so RCU readers never touch freed memory;
  *   - a reader takes a reference only if the count is not already 0;
- *   - READY entries are on the CLOCK list; ->bytes counts READY and
- *     LOADING entries, so buffers being filled count against the budget;
+ *   - READY entries are on the CLOCK list; ->bytes counts READY entries
+ *     once and LOADING ones twice: the buffer being filled and the raw
+ *     chunk being downloaded into the fill, so that what is in flight
+ *     makes room in the cache rather than adding to the budget;
  *   - eviction frees only entries nobody else holds (refs == 1).
  * Locking: lookups are lock-free (RCU).  ->lock guards the CLOCK list,
  * ->bytes, entry state changes and the wait condition; it is never held
@@ -232,7 +234,7 @@ static int fill_entry(struct ccache *c, struct ccache_entry *e,
 	int ret = fill(arg, e->data, e->len);
 
 	pthread_mutex_lock(&c->lock);
-	c->bytes -= e->len;	/* counted while loading; re-added if READY */
+	c->bytes -= 2 * e->len;	/* counted while loading; re-added if READY */
 	if (ret) {
 		e->error = ret;
 		__atomic_store_n(&e->state, ENTRY_FAILED, __ATOMIC_RELEASE);
@@ -307,7 +309,7 @@ int ccache_get(struct ccache *c, const uint8_t key[32], size_t len,
 	__atomic_add_fetch(&c->misses, 1, __ATOMIC_RELAXED);
 	/* A loading buffer counts against the budget too: make room now. */
 	pthread_mutex_lock(&c->lock);
-	c->bytes += n->len;
+	c->bytes += 2 * n->len;
 	evict_locked(c);
 	pthread_mutex_unlock(&c->lock);
 	ret = fill_entry(c, n, fill, arg);

@@ -314,6 +314,15 @@ static int status_json(void *arg, char **out)
 	return 0;
 }
 
+static uint64_t max_chunk(const struct mount *m)
+{
+	uint64_t cs = 1;
+
+	for (unsigned int i = 0; i < m->nimages; i++)
+		cs = MAX(cs, image_chunk_size(m->images[i]));
+	return cs;
+}
+
 static char *archive_stem(const char *archive)
 {
 	char *s = xstrdup(archive);
@@ -456,7 +465,15 @@ int mount_run(const struct mount_conf *conf)
 	if (!conf->no_stream && !conf->read_only) {
 		sc.images = m.images;
 		sc.nimages = m.nimages;
-		sc.threads = conf->connections;
+		/*
+		 * Each stream worker may hold a decoded chunk and the raw
+		 * one in flight: at most half the cache budget goes to
+		 * them, so that memory follows --cache-size (16 workers at
+		 * the default 256 MiB, 4 at 64 MiB).
+		 */
+		sc.threads = MIN(conf->connections,
+				 MAX(2u, (unsigned int)(conf->cache_size /
+							(8 * max_chunk(&m)) * 2)));
 		sc.on_done = wake_checkpointer;
 		sc.done_arg = &m;
 		ret = stream_start(&sc, &m.stream);
