@@ -1,0 +1,276 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * What the commands share: repository and secret options, secrets from
+ * files, descriptors or the environment (never argv), opening the
+ * repository.  Main thread only.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "log.h"
+#include "util.h"
+#include "banned.h"
+
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "pbs-livemount %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see 'pbs-livemount %s --help')\n", cmd);
+	return EXIT_USAGE;
+}
+
+void cli_init(struct cli *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->store.connections = 16;
+	c->store.remote_timeout_ms = 60000;
+	c->store.request_timeout_ms = 30000;
+	c->passfd = -1;
+}
+
+void cli_release(struct cli *c)
+{
+	store_close(c->s);
+	key_free(c->key);
+	if (c->auth_header) {
+		explicit_bzero(c->auth_header, strlen(c->auth_header));
+		free(c->auth_header);
+	}
+}
+
+/* First line of a secret, without CR/LF; *out is malloc'ed. */
+int cli_read_secret_fd(int fd, char **out)
+{
+	char buf[4096];
+	size_t len = 0;
+	ssize_t n;
+
+	while (len < sizeof(buf) - 1) {
+		n = read(fd, buf + len, sizeof(buf) - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		len += n;
+		if (memchr(buf, '\n', len))
+			break;
+	}
+	buf[len] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	*out = xstrdup(buf);
+	explicit_bzero(buf, sizeof(buf));
+	return 0;
+}
+
+int cli_read_secret_file(const char *path, char **out)
+{
+	FILE *f = fopen(path, "re");
+	int ret;
+
+	if (!f)
+		return -errno;
+	ret = cli_read_secret_fd(fileno(f), out);
+	fclose(f);
+	return ret;
+}
+
+static int prompt_secret(const char *prompt, char **out)
+{
+	struct termios old;
+	struct termios quiet;
+	int fd = STDIN_FILENO;
+	int ret;
+
+	if (!isatty(fd) || tcgetattr(fd, &old) < 0)
+		return -ENOTTY;
+	quiet = old;
+	quiet.c_lflag &= ~(tcflag_t)ECHO;
+	fprintf(stderr, "%s", prompt);
+	tcsetattr(fd, TCSAFLUSH, &quiet);
+	ret = cli_read_secret_fd(fd, out);
+	tcsetattr(fd, TCSAFLUSH, &old);
+	fprintf(stderr, "\n");
+	return ret;
+}
+
+/* Passphrase from --passphrase-fd, --passphrase-file, env, or a tty. */
+int cli_get_passphrase(struct cli *c, char **out)
+{
+	const char *env = getenv("PBS_ENCRYPTION_PASSWORD");
+	int ret;
+
+	if (c->passfd >= 0)
+		return cli_read_secret_fd(c->passfd, out);
+	if (c->passfile) {
+		ret = cli_read_secret_file(c->passfile, out);
+		if (ret)
+			log_err("cannot read passphrase file '%s': %s",
+				c->passfile, strerror(-ret));
+		return ret;
+	}
+	if (env) {
+		*out = xstrdup(env);
+		return 0;
+	}
+	ret = prompt_secret("Encryption key password: ", out);
+	if (ret == -ENOTTY)
+		*out = NULL;	/* kdf-less key files need none */
+	return ret == -ENOTTY ? 0 : ret;
+}
+
+int cli_load_key(struct cli *c)
+{
+	char *pass = NULL;
+	int ret;
+
+	if (!c->keyfile)
+		return 0;
+	ret = cli_get_passphrase(c, &pass);
+	if (ret)
+		return ret;
+	ret = key_load_file(c->keyfile, pass, &c->key);
+	if (pass) {
+		explicit_bzero(pass, strlen(pass));
+		free(pass);
+	}
+	return ret;
+}
+
+/* Handle an option shared by repository commands; false if not ours. */
+int cli_parse_repo_opt(struct cli *c, const char *cmd, int opt,
+			  const char *arg, bool *handled)
+{
+	uint64_t v;
+	char *secret = NULL;
+	int ret;
+
+	*handled = true;
+	switch (opt) {
+	case OPT_NS:
+		c->ns = arg;
+		return 0;
+	case OPT_KEYFILE:
+		c->keyfile = arg;
+		return 0;
+	case OPT_KEYFD:
+		if (parse_u64(arg, &v) || v > 1024)
+			return cli_usage_error(cmd, "bad --keyfd '%s'", arg);
+		/* The descriptor's file, read like any key file. */
+		snprintf(c->keyfd_path, sizeof(c->keyfd_path),
+			 "/proc/self/fd/%u", (unsigned int)v);
+		c->keyfile = c->keyfd_path;
+		return 0;
+	case OPT_PASSFILE:
+		c->passfile = arg;
+		return 0;
+	case OPT_PASSFD:
+		if (parse_u64(arg, &v) || v > 1024)
+			return cli_usage_error(cmd, "bad --passphrase-fd '%s'", arg);
+		c->passfd = (int)v;
+		return 0;
+	case OPT_CONNECTIONS:
+		if (parse_u64(arg, &v) || !v || v > 256)
+			return cli_usage_error(cmd, "--connections takes 1..256");
+		c->store.connections = (unsigned int)v;
+		return 0;
+	case OPT_REMOTE_TIMEOUT:
+		if (parse_duration_ms(arg, &v) || !v)
+			return cli_usage_error(cmd, "bad --remote-timeout '%s'", arg);
+		c->store.remote_timeout_ms = v;
+		return 0;
+	case OPT_REQUEST_TIMEOUT:
+		if (parse_duration_ms(arg, &v) || !v)
+			return cli_usage_error(cmd, "bad --request-timeout '%s'", arg);
+		c->store.request_timeout_ms = v;
+		return 0;
+	case OPT_CA_FILE:
+		c->store.ca_file = arg;
+		return 0;
+	case OPT_FINGERPRINT:
+		c->store.fingerprint = arg;
+		return 0;
+	case OPT_INSECURE:
+		c->store.insecure = 1;
+		return 0;
+	case OPT_LIMIT_RATE:
+		if (parse_size(arg, &v))
+			return cli_usage_error(cmd, "bad --limit-rate '%s'", arg);
+		c->store.limit_rate = v;
+		return 0;
+	case OPT_AUTH_FILE:
+		ret = cli_read_secret_file(arg, &secret);
+		if (ret) {
+			log_err("cannot read auth file '%s': %s", arg,
+				strerror(-ret));
+			return 1;
+		}
+		free(c->auth_header);
+		c->auth_header = xasprintf("Authorization: %s", secret);
+		explicit_bzero(secret, strlen(secret));
+		free(secret);
+		return 0;
+	case OPT_DEBUG:
+		if (log_set_debug(arg))
+			return cli_usage_error(cmd, "unknown debug category in '%s'",
+					   arg);
+		return 0;
+	case 'q':
+		c->quiet = true;
+		log_init("pbs-livemount", false, LOG_WARNING);
+		return 0;
+	default:
+		*handled = false;
+		return 0;
+	}
+}
+
+/* Environment defaults, then open the store. */
+int cli_open_repo(struct cli *c, const char *repo)
+{
+	const char *env;
+	int ret;
+
+	if (!c->store.fingerprint)
+		c->store.fingerprint = getenv("PBS_FINGERPRINT");
+	env = getenv("PBSLM_AUTH");
+	if (!c->auth_header && env && *env)
+		c->auth_header = xasprintf("Authorization: %s", env);
+	c->store.auth_header = c->auth_header;
+	c->store.url = repo;
+	ret = cli_load_key(c);
+	if (ret)
+		return ret;
+	return store_open(&c->store, &c->s);
+}
+
+int cli_exit_code(int ret)
+{
+	return ret ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+/* Paths stay valid after the daemon changes to "/". */
+char *cli_abs_path(const char *p)
+{
+	char cwd[PATH_MAX];
+
+	if (!p || p[0] == '/' || !getcwd(cwd, sizeof(cwd)))
+		return p ? xstrdup(p) : NULL;
+	return xasprintf("%s/%s", cwd, p);
+}

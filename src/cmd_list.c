@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * pbs-livemount list: groups, snapshots and their archives.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "log.h"
+#include "repo.h"
+#include "snap.h"
+#include "util.h"
+#include "banned.h"
+
+static const char list_help[] =
+	"usage: pbs-livemount list [options] REPO [TYPE/ID]\n"
+	"\n"
+	"List backup groups, their snapshots and archives.  Over http(s) the\n"
+	"server must offer JSON directory listings (nginx: autoindex on;\n"
+	"autoindex_format json;).\n"
+	"\n"
+	REPO_HELP;
+
+static void print_snapshot(struct cli *c, const char *type, const char *id,
+			   int64_t t)
+{
+	struct repo_snapshot *snap = NULL;
+	const struct snap_manifest *m;
+	char spec[300];
+	char ts[21];
+
+	snap_format_time(t, ts);
+	snprintf(spec, sizeof(spec), "%s/%s/%s", type, id, ts);
+	if (repo_snapshot_open(c->s, c->ns, spec, c->key, &snap)) {
+		printf("%s  (unreadable)\n", spec);
+		return;
+	}
+	m = repo_snapshot_manifest(snap);
+	printf("%s", spec);
+	if (snap_manifest_key_fingerprint(m))
+		printf("  key %s", snap_manifest_key_fingerprint(m));
+	printf("\n");
+	for (size_t i = 0; i < snap_manifest_nfiles(m); i++) {
+		const struct snap_file *f = snap_manifest_file(m, i);
+
+		printf("    %-32s %14llu  %s\n", f->filename,
+		       (unsigned long long)f->size,
+		       snap_crypt_mode_name(f->crypt_mode));
+	}
+	repo_snapshot_close(snap);
+}
+
+int cmd_list(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		REPO_LONGOPTS,
+		{ NULL, 0, NULL, 0 },
+	};
+	struct repo_group *groups = NULL;
+	size_t ngroups = 0;
+	struct cli c;
+	bool handled;
+	int ret = 0;
+	int opt;
+
+	cli_init(&c);
+	while ((opt = getopt_long(argc, argv, "qh", longopts, NULL)) != -1) {
+		ret = cli_parse_repo_opt(&c, "list", opt, optarg, &handled);
+		if (ret)
+			goto out;
+		if (handled)
+			continue;
+		if (opt == 'h') {
+			fputs(list_help, stdout);
+			goto out;
+		}
+		ret = EXIT_USAGE;
+		goto out;
+	}
+	if (argc - optind < 1 || argc - optind > 2) {
+		ret = cli_usage_error("list", "needs REPO [TYPE/ID]");
+		goto out;
+	}
+	ret = cli_open_repo(&c, argv[optind]);
+	if (ret) {
+		ret = EXIT_FAILURE;
+		goto out;
+	}
+	if (c.key) {
+		char fp[96];
+
+		key_fingerprint_str(c.key, fp);
+		printf("key fingerprint: %s\n", fp);
+	}
+	if (argc - optind == 2) {
+		char *slash = strchr(argv[optind + 1], '/');
+
+		if (!slash || !snap_is_safe_id(slash + 1)) {
+			ret = cli_usage_error("list", "group must be TYPE/ID");
+			goto out;
+		}
+		groups = xcalloc(1, sizeof(*groups));
+		groups[0].type = strndup(argv[optind + 1],
+					 slash - argv[optind + 1]);
+		groups[0].id = xstrdup(slash + 1);
+		ngroups = 1;
+	} else {
+		ret = repo_list_groups(c.s, c.ns, &groups, &ngroups);
+		if (ret) {
+			log_err("list: cannot list '%s': %s", argv[optind],
+				ret == -ENOTSUP ?
+					"the server offers no directory listing" :
+					strerror(-ret));
+			ret = EXIT_FAILURE;
+			goto out;
+		}
+	}
+	for (size_t g = 0; g < ngroups; g++) {
+		int64_t *times = NULL;
+		size_t n = 0;
+
+		ret = repo_list_times(c.s, c.ns, groups[g].type, groups[g].id,
+				      &times, &n);
+		if (ret) {
+			log_err("list: cannot list '%s/%s': %s", groups[g].type,
+				groups[g].id, strerror(-ret));
+			ret = EXIT_FAILURE;
+			goto out;
+		}
+		for (size_t i = 0; i < n; i++)
+			print_snapshot(&c, groups[g].type, groups[g].id,
+				       times[i]);
+		free(times);
+	}
+out:
+	repo_free_groups(groups, ngroups);
+	cli_release(&c);
+	return ret;
+}

@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * pbs-livemount restore and verify: one archive into a target, or
+ * checked against an image.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "log.h"
+#include "repo.h"
+#include "restore.h"
+#include "util.h"
+#include "banned.h"
+
+static const char restore_help[] =
+	"usage: pbs-livemount restore [options] REPO SNAPSHOT ARCHIVE TARGET\n"
+	"\n"
+	"Restore one disk archive into TARGET, a file (written as\n"
+	"TARGET.partial and renamed when complete) or a block device.\n"
+	"SNAPSHOT is TYPE/ID/TIME or TYPE/ID for the newest; ARCHIVE is e.g.\n"
+	"drive-scsi0 or drive-scsi0.img.fidx.  REPO is a datastore directory,\n"
+	"file://PATH or http(s)://HOST[:PORT]/PATH.\n"
+	"\n"
+	"  --target-zeroed         block device already reads zeros: skip\n"
+	"                          zero chunks\n"
+	REPO_HELP;
+
+static const char verify_help[] =
+	"usage: pbs-livemount verify [options] REPO SNAPSHOT ARCHIVE IMAGE\n"
+	"\n"
+	"Check IMAGE against the backup chunk by chunk (hashes only, no\n"
+	"chunk download).  Exit 0 only if identical; otherwise names the\n"
+	"first differing chunk.\n"
+	"\n"
+	REPO_HELP;
+
+static int restore_verify(int argc, char **argv, bool verify)
+{
+	static const struct option longopts[] = {
+		{ "target-zeroed", no_argument, NULL, OPT_TARGET_ZEROED },
+		REPO_LONGOPTS,
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *cmd = verify ? "verify" : "restore";
+	struct repo_snapshot *snap = NULL;
+	struct repo_archive *a = NULL;
+	bool target_zeroed = false;
+	struct cli c;
+	bool handled;
+	int ret = 0;
+	int opt;
+
+	cli_init(&c);
+	while ((opt = getopt_long(argc, argv, "qh", longopts, NULL)) != -1) {
+		ret = cli_parse_repo_opt(&c, cmd, opt, optarg, &handled);
+		if (ret)
+			goto out;
+		if (handled)
+			continue;
+		switch (opt) {
+		case 'h':
+			fputs(verify ? verify_help : restore_help, stdout);
+			goto out;
+		case OPT_TARGET_ZEROED:
+			target_zeroed = true;
+			break;
+		default:
+			ret = EXIT_USAGE;
+			goto out;
+		}
+	}
+	if (argc - optind != 4) {
+		ret = cli_usage_error(cmd, "needs REPO SNAPSHOT ARCHIVE %s",
+				  verify ? "IMAGE" : "TARGET");
+		goto out;
+	}
+	ret = cli_open_repo(&c, argv[optind]);
+	if (!ret)
+		ret = repo_snapshot_open(c.s, c.ns, argv[optind + 1], c.key,
+					 &snap);
+	if (!ret)
+		ret = repo_archive_open(snap, argv[optind + 2], &a);
+	if (ret) {
+		ret = EXIT_FAILURE;
+		goto out;
+	}
+	if (verify) {
+		struct verify_conf vc = {
+			.archive = a,
+			.image = argv[optind + 3],
+			.threads = 2,
+		};
+
+		ret = verify_run(&vc);
+		if (!ret && !c.quiet)
+			log_info("verify: '%s' matches %s/%s", vc.image,
+				 repo_snapshot_path(snap), repo_archive_name(a));
+	} else {
+		struct restore_conf rc = {
+			.archive = a,
+			.target = argv[optind + 3],
+			/* Local chunks cost CPU, not round trips. */
+			.threads = store_is_local(c.s) ?
+				   MIN(c.store.connections,
+				       (unsigned int)sysconf(_SC_NPROCESSORS_ONLN)) :
+				   c.store.connections,
+			.target_zeroed = target_zeroed,
+			.quiet = c.quiet,
+		};
+
+		ret = restore_run(&rc);
+	}
+	ret = cli_exit_code(ret);
+out:
+	repo_archive_close(a);
+	repo_snapshot_close(snap);
+	cli_release(&c);
+	return ret;
+}
+
+
+int cmd_restore(int argc, char **argv)
+{
+	return restore_verify(argc, argv, false);
+}
+
+int cmd_verify(int argc, char **argv)
+{
+	return restore_verify(argc, argv, true);
+}
