@@ -28,7 +28,9 @@ struct fetch_conf {
 	uint64_t request_timeout_ms;	/* one attempt */
 	uint64_t limit_rate;		/* total bytes/s, 0 = none */
 	const char *ca_file;
-	const char *fingerprint;	/* "aa:bb:..": pin the leaf cert */
+	const char *fingerprint;	/* "aa:bb:..": pin as PBS does (tls.h) */
+	const char *host;		/* the server's name, for the pin's
+					   name check; NULL: none */
 	bool insecure;
 	const char *auth_header;	/* "Authorization: ...", or NULL */
 };
@@ -52,6 +54,35 @@ void fetch_free(struct fetch *f);
  * Any thread; does not wait.
  */
 void fetch_cancel(struct fetch *f);
+
+/* One request; strings and buffers borrowed for the call. */
+struct fetch_request {
+	const char *url;
+	const char *method;		/* NULL: GET, or POST with a body */
+	const char *const *headers;	/* NULL-terminated "Name: value"
+					   lines added to the conf's */
+	const void *body;		/* NULL: none */
+	size_t body_len;
+	enum fetch_prio prio;
+	size_t max;			/* response bodies over it: corrupt */
+	bool error_body;		/* a final HTTP error returns its body */
+};
+
+struct fetch_response {
+	long status;			/* last HTTP status, 0 if none */
+	uint8_t *body;			/* malloc'ed (NUL after len) or NULL */
+	size_t len;
+};
+
+/*
+ * Like fetch_get(), for any method and headers: 0 with the body in
+ * @resp (unless @check took it); -errno as fetch_get.  With
+ * rq->error_body, a final (non-retried) HTTP error also fills
+ * resp->status and resp->body and is not logged: the caller says what
+ * it means.  The caller frees resp->body in every case.
+ */
+int fetch_request(struct fetch *f, const struct fetch_request *rq,
+		  fetch_check_fn check, void *arg, struct fetch_response *resp);
 
 /*
  * GET @url.  With @check the body is handed to it (and freed here);

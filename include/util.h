@@ -62,6 +62,12 @@ int fsync_parent_dir(const char *path);
 /* mkdir -p; existing directories are fine. */
 int mkdir_p(const char *path, mode_t mode);
 
+/*
+ * The host of "scheme://[user@]host[:port][/...]" ("[v6]" without the
+ * brackets) into @out; -EINVAL if there is none or it does not fit.
+ */
+int url_host(const char *url, char *out, size_t len);
+
 /* "4096", "4K", "256M", "1G", "2T" (powers of 1024); -EINVAL, -ERANGE. */
 int parse_size(const char *s, uint64_t *out);
 /* Unsigned decimal with overflow and garbage checks. */

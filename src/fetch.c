@@ -43,12 +43,10 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
-#include <openssl/evp.h>
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
 
 #include "compiler.h"
 #include "fetch.h"
+#include "tls.h"
 #include "log.h"
 #include "util.h"
 #include "banned.h"
@@ -58,7 +56,8 @@
 #define BACKGROUND_NICE 19
 
 struct req {
-	const char *url;		/* borrowed from the caller */
+	const struct fetch_request *rq;	/* borrowed from the caller */
+	struct curl_slist *headers;	/* the caller's: conf's + rq's */
 	enum fetch_prio prio;
 	struct buf body;		/* loop thread while running */
 	CURL *easy;			/* loop thread */
@@ -73,8 +72,7 @@ struct req {
 
 struct fetch {
 	struct fetch_conf conf;		/* immutable; strings owned */
-	uint8_t pin[32];		/* immutable */
-	bool have_pin;			/* immutable */
+	struct tls_pin *pin;		/* immutable; NULL without a pin */
 	struct curl_slist *headers;	/* immutable after new */
 	CURLM *multi;			/* loop thread only */
 	CURL **pool;			/* loop thread only */
@@ -89,7 +87,6 @@ struct fetch {
 	bool cancel;			/* protected by ->lock: fetch_cancel */
 	struct req *running;		/* protected by ->lock: added to multi */
 	pthread_cond_t cancel_cond;	/* with ->lock: wakes back-off naps */
-	char last_cert[96];		/* protected by ->lock: last mismatch */
 	uint64_t last_giveup_ns;	/* atomic: when a give-up was logged */
 };
 
@@ -174,53 +171,33 @@ static bool cc_is_tls_refusal(CURLcode cc)
 	       cc == CURLE_SSL_PINNEDPUBKEYNOTMATCH;
 }
 
-/* ---- TLS pinning (FORMATS.md 8.4) ---- */
-
-/*
- * With a pin, the leaf certificate's SHA-256 alone decides (stricter than
- * PBS, which also takes any certificate that validates): chain errors on
- * intermediates are let through, and the leaf must match.
- */
-static int verify_cb(int ok, X509_STORE_CTX *x)
-{
-	SSL *ssl = X509_STORE_CTX_get_ex_data(
-		x, SSL_get_ex_data_X509_STORE_CTX_idx());
-	struct fetch *f = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
-	X509 *cert = X509_STORE_CTX_get_current_cert(x);
-	uint8_t md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-	char got[96];
-
-	if (!f || !f->have_pin)
-		return ok;
-	if (X509_STORE_CTX_get_error_depth(x) > 0)
-		return 1;
-	if (!cert || !X509_digest(cert, EVP_sha256(), md, &mdlen) ||
-	    mdlen != 32)
-		return 0;
-	if (!memcmp(md, f->pin, 32)) {
-		X509_STORE_CTX_set_error(x, X509_V_OK);
-		return 1;
-	}
-	fingerprint_encode(md, 32, got);
-	pthread_mutex_lock(&f->lock);
-	snprintf(f->last_cert, sizeof(f->last_cert), "%s", got);
-	pthread_mutex_unlock(&f->lock);
-	X509_STORE_CTX_set_error(x, X509_V_ERR_CERT_REJECTED);
-	return 0;
-}
+/* ---- TLS: PBS-style pinning (tls.c) ---- */
 
 static CURLcode ssl_ctx_cb(CURL *easy, void *sslctx, void *arg)
 {
-	SSL_CTX *ctx = sslctx;
-
 	(void)easy;
-	SSL_CTX_set_app_data(ctx, arg);
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_cb);
+	tls_pin_install(arg, sslctx);
 	return CURLE_OK;
 }
 
 /* ---- debug trace, credentials redacted ---- */
+
+/* Headers whose values are credentials. */
+static bool is_secret_header(const char *line, size_t n)
+{
+	static const char *const names[] = {
+		"authorization:", "cookie:", "set-cookie:",
+		"csrfpreventiontoken:", "x-amz-security-token:",
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+		size_t l = strlen(names[i]);
+
+		if (n >= l && !strncasecmp(line, names[i], l))
+			return true;
+	}
+	return false;
+}
 
 static int debug_cb(CURL *easy, curl_infotype type, char *data, size_t size,
 		    void *arg)
@@ -237,9 +214,9 @@ static int debug_cb(CURL *easy, curl_infotype type, char *data, size_t size,
 		n = strcspn(data, "\r\n");
 		n = MIN(n, size);
 		if (n) {
-			if (n > 14 && !strncasecmp(data, "authorization:", 14))
-				snprintf(line, sizeof(line),
-					 "Authorization: <redacted>");
+			if (is_secret_header(data, n))
+				snprintf(line, sizeof(line), "%.*s: <redacted>",
+					 (int)strcspn(data, ":"), data);
 			else
 				snprintf(line, sizeof(line), "%.*s",
 					 (int)MIN(n, sizeof(line) - 1), data);
@@ -290,17 +267,16 @@ static CURL *easy_get(struct fetch *f)
 			 (long)f->conf.request_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
 			 (long)MIN(f->conf.request_timeout_ms, 10000));
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, f->headers);
 	if (f->conf.ca_file)
 		curl_easy_setopt(e, CURLOPT_CAINFO, f->conf.ca_file);
 	if (f->conf.insecure) {
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
-	} else if (f->have_pin) {
-		/* The pin names the certificate; the host name is moot. */
+	} else if (f->pin) {
+		/* The callback checks the names unless the pin decides. */
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
 		curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
-		curl_easy_setopt(e, CURLOPT_SSL_CTX_DATA, f);
+		curl_easy_setopt(e, CURLOPT_SSL_CTX_DATA, f->pin);
 	}
 	if (log_debug_mask & LOG_CAT_HTTP) {
 		curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
@@ -359,7 +335,19 @@ static void start_queued(struct fetch *f)
 				pthread_cond_signal(&r->cond);
 				continue;
 			}
-			curl_easy_setopt(r->easy, CURLOPT_URL, r->url);
+			curl_easy_setopt(r->easy, CURLOPT_URL, r->rq->url);
+			curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER,
+					 r->headers ? r->headers : f->headers);
+			if (r->rq->body) {
+				curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE_LARGE,
+						 (curl_off_t)r->rq->body_len);
+				curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS,
+						 r->rq->body);
+			} else {
+				curl_easy_setopt(r->easy, CURLOPT_HTTPGET, 1L);
+			}
+			curl_easy_setopt(r->easy, CURLOPT_CUSTOMREQUEST,
+					 r->rq->method);
 			/*
 			 * Wait for a multiplexed HTTP/2 stream rather than
 			 * open connections, but only where h2 can happen:
@@ -367,7 +355,8 @@ static void start_queued(struct fetch *f)
 			 * one keep-alive connection.
 			 */
 			curl_easy_setopt(r->easy, CURLOPT_PIPEWAIT,
-					 strncmp(r->url, "https:", 6) ? 0L : 1L);
+					 strncmp(r->rq->url, "https:", 6) ? 0L :
+									    1L);
 			curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
 			curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
 			curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->errbuf);
@@ -534,14 +523,12 @@ int fetch_new(const struct fetch_conf *conf, struct fetch **out)
 	f->conf.fingerprint = conf->fingerprint ? xstrdup(conf->fingerprint) :
 						  NULL;
 	f->conf.auth_header = NULL;
-	if (conf->fingerprint) {
-		if (fingerprint_decode(conf->fingerprint, f->pin)) {
-			log_err("fetch: cannot use fingerprint '%s': want 32 "
-				"hex pairs joined by ':'", conf->fingerprint);
-			fetch_free(f);
-			return -EINVAL;
-		}
-		f->have_pin = true;
+	if (conf->fingerprint &&
+	    tls_pin_new(conf->fingerprint, conf->host, &f->pin)) {
+		log_err("fetch: cannot use fingerprint '%s': want 32 hex pairs "
+			"joined by ':'", conf->fingerprint);
+		fetch_free(f);
+		return -EINVAL;
 	}
 	if (conf->insecure)
 		log_warn("fetch: --insecure: server certificates are not "
@@ -592,6 +579,7 @@ void fetch_free(struct fetch *f)
 	curl_slist_free_all(f->headers);
 	free((char *)f->conf.ca_file);
 	free((char *)f->conf.fingerprint);
+	tls_pin_free(f->pin);
 	free(f);
 }
 
@@ -655,36 +643,71 @@ void fetch_cancel(struct fetch *f)
 	curl_multi_wakeup(f->multi);
 }
 
-int fetch_get(struct fetch *f, const char *url, enum fetch_prio prio,
-	      size_t max, fetch_check_fn check, void *arg, uint8_t **buf,
-	      size_t *len)
+/* The conf's headers and the request's own, for one request. */
+static int build_headers(struct fetch *f, const struct fetch_request *rq,
+			 struct curl_slist **out)
 {
-	struct req r = { .url = url, .prio = prio };
+	struct curl_slist *h = NULL;
+	struct curl_slist *n;
+
+	*out = NULL;
+	if (!rq->headers)
+		return 0;
+	for (struct curl_slist *c = f->headers; c; c = c->next) {
+		n = curl_slist_append(h, c->data);
+		if (!n)
+			goto err;
+		h = n;
+	}
+	for (const char *const *p = rq->headers; *p; p++) {
+		n = curl_slist_append(h, *p);
+		if (!n)
+			goto err;
+		h = n;
+	}
+	*out = h;
+	return 0;
+err:
+	curl_slist_free_all(h);
+	return -ENOMEM;
+}
+
+int fetch_request(struct fetch *f, const struct fetch_request *rq,
+		  fetch_check_fn check, void *arg, struct fetch_response *resp)
+{
+	struct req r = { .rq = rq, .prio = rq->prio };
 	uint64_t deadline = now_ns() + f->conf.remote_timeout_ms * 1000000;
 	uint64_t t0 = now_ns();
 	unsigned int attempt = 0;
 	char why[CURL_ERROR_SIZE + 64];
+	char seen[96];
 	uint32_t seed = (uint32_t)(uintptr_t)&r ^ (uint32_t)t0;
+	const char *url = rq->url;
 	bool bad_body;
 	int ret;
 
+	memset(resp, 0, sizeof(*resp));
+	ret = build_headers(f, rq, &r.headers);
+	if (ret)
+		return ret;
 	pthread_cond_init(&r.cond, NULL);
 	for (;;) {
 		uint64_t delay;
 
 		attempt++;
 		bad_body = false;
-		run_once(f, &r, max);
+		run_once(f, &r, rq->max);
+		resp->status = r.status;
 		if (r.cc == CURLE_ABORTED_BY_CALLBACK && is_cancelled(f)) {
 			ret = -ECANCELED;
 			goto out;
 		}
 		if (r.cc == CURLE_OK && r.status >= 200 && r.status < 300) {
 			if (!check) {
-				*buf = buf_steal(&r.body, len);
-				if (!*buf)
-					*buf = calloc(1, 1);
-				ret = *buf ? 0 : -ENOMEM;
+				resp->body = buf_steal(&r.body, &resp->len);
+				if (!resp->body)
+					resp->body = calloc(1, 1);
+				ret = resp->body ? 0 : -ENOMEM;
 				goto out;
 			}
 			ret = check(r.body.data ? r.body.data :
@@ -697,27 +720,31 @@ int fetch_get(struct fetch *f, const char *url, enum fetch_prio prio,
 		} else if (r.cc == CURLE_OK) {
 			ret = fetch_status_errno(r.status);
 			if (!fetch_status_retryable(r.status)) {
-				if (ret == -EACCES)
+				if (rq->error_body) {
+					/* The caller explains it. */
+					resp->body = buf_steal(&r.body,
+							       &resp->len);
+				} else if (ret == -EACCES) {
 					log_err("fetch: cannot get '%s': HTTP "
 						"%ld (access denied: check the "
 						"credentials)", url, r.status);
+				}
 				goto out;
 			}
 			snprintf(why, sizeof(why), "HTTP %ld", r.status);
 		} else if (cc_is_tls_refusal(r.cc)) {
-			pthread_mutex_lock(&f->lock);
-			if (f->have_pin && f->last_cert[0])
+			seen[0] = '\0';
+			if (f->pin)
+				tls_pin_last_refused(f->pin, seen, sizeof(seen));
+			if (seen[0])
 				log_err("fetch: cannot trust '%s': certificate "
 					"fingerprint %s is not the pinned %s",
-					url, f->last_cert,
-					f->conf.fingerprint ? f->conf.fingerprint :
-					"--fingerprint");
+					url, seen, tls_pin_str(f->pin));
 			else
 				log_err("fetch: cannot trust '%s': %s (pin it "
 					"with --fingerprint or give --ca-file)",
 					url, r.errbuf[0] ? r.errbuf :
 					curl_easy_strerror(r.cc));
-			pthread_mutex_unlock(&f->lock);
 			ret = -EACCES;
 			goto out;
 		} else if (!cc_retryable(r.cc)) {
@@ -757,6 +784,23 @@ int fetch_get(struct fetch *f, const char *url, enum fetch_prio prio,
 	}
 out:
 	buf_release(&r.body);
+	curl_slist_free_all(r.headers);
 	pthread_cond_destroy(&r.cond);
+	return ret;
+}
+
+int fetch_get(struct fetch *f, const char *url, enum fetch_prio prio,
+	      size_t max, fetch_check_fn check, void *arg, uint8_t **buf,
+	      size_t *len)
+{
+	struct fetch_request rq = { .url = url, .prio = prio, .max = max };
+	struct fetch_response resp;
+	int ret;
+
+	ret = fetch_request(f, &rq, check, arg, &resp);
+	if (!ret && !check) {
+		*buf = resp.body;
+		*len = resp.len;
+	}
 	return ret;
 }

@@ -170,9 +170,12 @@ int store_http_open(const struct store_conf *conf, struct store **out)
 		.auth_header = conf->auth_header,
 	};
 	struct store_http *h;
+	char host[256];
 	size_t len;
 	int ret;
 
+	if (!url_host(conf->url, host, sizeof(host)))
+		fc.host = host;
 	h = xcalloc(1, sizeof(*h));
 	h->url = xstrdup(conf->url);
 	len = strlen(h->url);

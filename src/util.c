@@ -306,6 +306,41 @@ int parse_u64(const char *s, uint64_t *out)
 	return 0;
 }
 
+int url_host(const char *url, char *out, size_t len)
+{
+	const char *p = strstr(url, "://");
+	const char *end;
+	const char *at;
+	size_t n;
+
+	if (!p)
+		return -EINVAL;
+	p += 3;
+	end = p + strcspn(p, "/?#");
+	at = memchr(p, '@', (size_t)(end - p));
+	if (at)
+		p = at + 1;
+	if (*p == '[') {
+		const char *rb = memchr(p, ']', (size_t)(end - p));
+
+		if (!rb)
+			return -EINVAL;
+		p++;
+		end = rb;
+	} else {
+		const char *colon = memchr(p, ':', (size_t)(end - p));
+
+		if (colon)
+			end = colon;
+	}
+	n = (size_t)(end - p);
+	if (!n || n >= len)
+		return -EINVAL;
+	memcpy(out, p, n);
+	out[n] = '\0';
+	return 0;
+}
+
 int parse_size(const char *s, uint64_t *out)
 {
 	unsigned long long v;
