@@ -527,6 +527,8 @@ int buf_append(struct buf *b, const void *p, size_t n)
 	size_t total;
 	int ret;
 
+	if (!n)
+		return 0;
 	if (__builtin_add_overflow(b->len, n, &total))
 		return -EFBIG;
 	ret = buf_reserve(b, total);
