@@ -56,8 +56,10 @@ void crypto_base64_encode(const uint8_t *in, size_t len, char *out);
 void crypto_wipe(void *p, size_t len);
 
 /*
- * Memory for key material: locked with mlock where permitted (a failure
- * is only logged once), wiped and unlocked by crypto_secure_free().
+ * Memory for key material and credentials: pages of its own, zeroed,
+ * left out of core dumps (MADV_DONTDUMP) and locked with mlock where
+ * permitted (a failure is only logged once); wiped, unlocked and
+ * unmapped by crypto_secure_free() with the same @len.
  */
 void *crypto_secure_alloc(size_t len);
 void crypto_secure_free(void *p, size_t len);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -216,14 +217,25 @@ void crypto_wipe(void *p, size_t len)
 		OPENSSL_cleanse(p, len);
 }
 
+/* Whole pages of their own: locked, and left out of core dumps. */
+static size_t secure_len(size_t len)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+
+	return (len + pg - 1) / pg * pg;
+}
+
 void *crypto_secure_alloc(size_t len)
 {
 	static bool warned;	/* racy on purpose: at worst two warnings */
-	void *p = calloc(1, len);
+	size_t n = secure_len(len ? len : 1);
+	void *p = mmap(NULL, n, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
-	if (!p)
+	if (p == MAP_FAILED)
 		return NULL;
-	if (mlock(p, len) < 0 && !warned) {
+	madvise(p, n, MADV_DONTDUMP);
+	if (mlock(p, n) < 0 && !warned) {
 		warned = true;
 		log_warn("crypto: cannot lock key memory: %s", strerror(errno));
 	}
@@ -232,9 +244,11 @@ void *crypto_secure_alloc(size_t len)
 
 void crypto_secure_free(void *p, size_t len)
 {
+	size_t n = secure_len(len ? len : 1);
+
 	if (!p)
 		return;
-	OPENSSL_cleanse(p, len);
-	munlock(p, len);
-	free(p);
+	OPENSSL_cleanse(p, n);
+	munlock(p, n);
+	munmap(p, n);
 }
