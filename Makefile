@@ -37,7 +37,7 @@ config.mk config.h: configure config.mk.in
 
 configure: configure.ac
 	@command -v autoconf >/dev/null && command -v aclocal >/dev/null \
-		&& pkg-config --exists fuse3 libcurl libzstd liburcu-cds json-c \
+		&& pkg-config --exists fuse3 libcurl libzstd liburcu-cds json-c libnghttp2 \
 		|| scripts/install-deps
 	mkdir -p m4 && aclocal -I m4 --install && autoheader && autoconf
 
