@@ -33,6 +33,8 @@ enum {
 	OPT_INSECURE,
 	OPT_LIMIT_RATE,
 	OPT_AUTH_FILE,
+	OPT_PASSWORD_FILE,
+	OPT_PASSWORD_FD,
 	OPT_DEBUG,
 	OPT_TYPE,
 	OPT_ID,
@@ -73,6 +75,8 @@ enum {
 	{ "insecure", no_argument, NULL, OPT_INSECURE },                   \
 	{ "limit-rate", required_argument, NULL, OPT_LIMIT_RATE },         \
 	{ "auth-file", required_argument, NULL, OPT_AUTH_FILE },           \
+	{ "password-file", required_argument, NULL, OPT_PASSWORD_FILE },   \
+	{ "password-fd", required_argument, NULL, OPT_PASSWORD_FD },       \
 	{ "debug", required_argument, NULL, OPT_DEBUG },                   \
 	{ "quiet", no_argument, NULL, 'q' },                               \
 	{ "help", no_argument, NULL, 'h' }
@@ -92,6 +96,9 @@ enum {
 	"  --insecure              do not verify the server certificate\n"       \
 	"  --limit-rate RATE       total download limit, bytes/s (K, M, G)\n"    \
 	"  --auth-file FILE        Authorization header value (also PBSLM_AUTH)\n" \
+	"  --password-file FILE    PBS password or API token secret (first\n"    \
+	"                          line); also --password-fd N, PBS_PASSWORD,\n" \
+	"                          PBS_PASSWORD_FILE, PBS_PASSWORD_FD\n"        \
 	"  --debug LIST            debug categories: fetch,http,store,... or all\n" \
 	"  -q, --quiet             only errors\n"
 
@@ -105,6 +112,9 @@ struct cli {
 	int passfd;
 	bool quiet;
 	char *auth_header;		/* owned */
+	const char *password_file;
+	int password_fd;
+	char *secret;			/* owned: PBS password or token */
 	struct key_material *key;	/* owned */
 	struct store *s;		/* owned */
 };
@@ -137,8 +147,25 @@ int cli_load_key(struct cli *c);
  */
 int cli_parse_repo_opt(struct cli *c, const char *cmd, int opt,
 		       const char *arg, bool *handled);
-/* Environment defaults, the key, then the store of @repo. */
+/*
+ * Environment defaults, the key, the PBS secret, then the store of
+ * @repo (a local path made absolute first).  NULL: PBS_REPOSITORY.
+ */
 int cli_open_repo(struct cli *c, const char *repo);
+/*
+ * For a PBS repository, read its secret now (before a daemon detaches
+ * from the terminal): --password-fd, --password-file, PBS_PASSWORD,
+ * PBS_PASSWORD_FD, PBS_PASSWORD_FILE, or a prompt.  PBS_PASSWORD is
+ * then removed from the environment.  0 for other repositories.
+ */
+int cli_read_secret(struct cli *c, const char *repo);
+/*
+ * The REPO argument: @argv[0] if the command got @nargs positionals
+ * and needs @want, or PBS_REPOSITORY when it got one fewer (then
+ * *@shift is 0: the other arguments start at @argv[0]).  NULL when
+ * neither applies.
+ */
+const char *cli_repo_arg(int nargs, int want, char **argv, int *shift);
 int cli_exit_code(int ret);
 /* @p made absolute against the current directory (malloc'ed). */
 char *cli_abs_path(const char *p);

@@ -9,7 +9,8 @@
 /*
  * Where a datastore lives: one interface, one backend per file
  * (store_dir.c: a directory on this machine; store_http.c: the same tree
- * under an http(s) URL).  Paths are relative to the datastore root, in
+ * under an http(s) URL; store_pbs.c: a datastore of a Proxmox Backup
+ * Server, through its API and reader protocol).  Paths are relative to the datastore root, in
  * FORMATS.md section 6 layout ("vm/100/<time>/index.json.blob").
  *
  * Every function may block and may be called from any thread at once.
@@ -75,6 +76,7 @@ struct store_conf {
 	const char *fingerprint;	/* "aa:bb:..", SHA-256 of leaf cert */
 	int insecure;			/* skip verification (warned) */
 	const char *auth_header;	/* full "Authorization: ..." or NULL */
+	const char *secret;		/* PBS: password or token secret */
 };
 
 int store_open(const struct store_conf *conf, struct store **out);
@@ -88,13 +90,49 @@ int store_list(struct store *s, const char *path, char ***names, size_t *n);
 void store_describe(struct store *s, const char *path, char *out,
 		    size_t outlen);
 void store_free_names(char **names, size_t n);
+/*
+ * Errors the network layers log themselves, with the detail (URL,
+ * status, the server's text): -EIO (gave up), -EACCES (credentials or
+ * certificate refused), -EREMOTEIO (the server refused, saying why).
+ * Callers pass these on without a second line.
+ */
+bool store_err_logged(int err);
 void store_cancel(struct store *s);
 /* True for a store on this machine: parallelism then costs CPU only. */
 bool store_is_local(const struct store *s);
+
+/*
+ * What a REPO argument names.  "scheme://..." is a URL; a path starting
+ * with '/', "./", "../" or "~" is a local directory; a name without ':'
+ * is a local directory if one exists (otherwise refused: PBS would take
+ * it for a datastore on localhost, write "localhost:NAME" for that);
+ * anything else is a PBS repository [[USER@REALM[!TOKEN]@]HOST[:PORT]:]
+ * DATASTORE, refused as ambiguous if a local directory of that name
+ * exists too.  A refusal is logged in one line: -EINVAL.
+ */
+enum store_kind {
+	STORE_KIND_URL,
+	STORE_KIND_DIR,
+	STORE_KIND_PBS,
+};
+int store_repo_kind(const char *repo, enum store_kind *kind);
+
+/* A PBS repository string, parsed. */
+struct pbs_repo {
+	char auth_id[256];		/* "root@pam" or "u@realm!token" */
+	bool token;			/* auth_id names an API token */
+	char host[256];			/* name or address, no brackets */
+	unsigned int port;		/* default 8007 */
+	char store[128];
+};
+/* 0, or -EINVAL with the reason in @why. */
+int pbs_repo_parse(const char *spec, struct pbs_repo *r, char *why,
+		   size_t whylen);
 
 /* Backends: called by store_open() only. */
 int store_dir_open(const struct store_conf *conf, const char *root,
 		   struct store **out);
 int store_http_open(const struct store_conf *conf, struct store **out);
+int store_pbs_open(const struct store_conf *conf, struct store **out);
 
 #endif

@@ -41,6 +41,7 @@ void cli_init(struct cli *c)
 	c->store.remote_timeout_ms = 60000;
 	c->store.request_timeout_ms = 30000;
 	c->passfd = -1;
+	c->password_fd = -1;
 }
 
 void cli_release(struct cli *c)
@@ -50,6 +51,10 @@ void cli_release(struct cli *c)
 	if (c->auth_header) {
 		explicit_bzero(c->auth_header, strlen(c->auth_header));
 		free(c->auth_header);
+	}
+	if (c->secret) {
+		explicit_bzero(c->secret, strlen(c->secret));
+		free(c->secret);
 	}
 }
 
@@ -226,6 +231,15 @@ int cli_parse_repo_opt(struct cli *c, const char *cmd, int opt,
 		explicit_bzero(secret, strlen(secret));
 		free(secret);
 		return 0;
+	case OPT_PASSWORD_FILE:
+		c->password_file = arg;
+		return 0;
+	case OPT_PASSWORD_FD:
+		if (parse_u64(arg, &v) || v > 1024)
+			return cli_usage_error(cmd, "bad --password-fd '%s'",
+					       arg);
+		c->password_fd = (int)v;
+		return 0;
 	case OPT_DEBUG:
 		if (log_set_debug(arg))
 			return cli_usage_error(cmd, "unknown debug category in '%s'",
@@ -241,9 +255,97 @@ int cli_parse_repo_opt(struct cli *c, const char *cmd, int opt,
 	}
 }
 
-/* Environment defaults, then open the store. */
+static int secret_from_fd_env(const char *name, char **out)
+{
+	const char *v = getenv(name);
+	uint64_t fd;
+
+	if (!v || !*v)
+		return -ENOENT;
+	if (parse_u64(v, &fd) || fd > 1024) {
+		log_err("cannot use %s='%s': not a file descriptor", name, v);
+		return -EINVAL;
+	}
+	return cli_read_secret_fd((int)fd, out);
+}
+
+int cli_read_secret(struct cli *c, const char *repo)
+{
+	struct pbs_repo r;
+	enum store_kind kind;
+	const char *env;
+	char why[200];
+	char *prompt;
+	int ret;
+
+	if (c->secret || !repo || store_repo_kind(repo, &kind) ||
+	    kind != STORE_KIND_PBS || pbs_repo_parse(repo, &r, why, sizeof(why)))
+		return 0;	/* store_open() says what is wrong */
+	if (c->password_fd >= 0) {
+		ret = cli_read_secret_fd(c->password_fd, &c->secret);
+		if (ret)
+			log_err("cannot read the password from descriptor %d: %s",
+				c->password_fd, strerror(-ret));
+		return ret;
+	}
+	if (c->password_file) {
+		ret = cli_read_secret_file(c->password_file, &c->secret);
+		if (ret)
+			log_err("cannot read password file '%s': %s",
+				c->password_file, strerror(-ret));
+		return ret;
+	}
+	env = getenv("PBS_PASSWORD");
+	if (env && *env) {
+		c->secret = xstrdup(env);
+		/*
+		 * Wiped where it is (the block /proc/PID/environ shows),
+		 * then unset: not for --on-complete or anything we start.
+		 */
+		explicit_bzero((char *)env, strlen(env));
+		unsetenv("PBS_PASSWORD");
+		return 0;
+	}
+	ret = secret_from_fd_env("PBS_PASSWORD_FD", &c->secret);
+	if (ret != -ENOENT)
+		return ret;
+	env = getenv("PBS_PASSWORD_FILE");
+	if (env && *env) {
+		ret = cli_read_secret_file(env, &c->secret);
+		if (ret)
+			log_err("cannot read PBS_PASSWORD_FILE '%s': %s", env,
+				strerror(-ret));
+		return ret;
+	}
+	prompt = xasprintf("%s for \"%s\": ", r.token ? "Secret" : "Password",
+			   r.auth_id);
+	ret = prompt_secret(prompt, &c->secret);
+	free(prompt);
+	if (ret == -ENOTTY)
+		return 0;	/* store_open() names what is missing */
+	return ret;
+}
+
+const char *cli_repo_arg(int nargs, int want, char **argv, int *shift)
+{
+	const char *env = getenv("PBS_REPOSITORY");
+
+	if (nargs == want) {
+		*shift = 1;
+		return argv[0];
+	}
+	if (nargs == want - 1 && env && *env) {
+		*shift = 0;
+		return env;
+	}
+	*shift = 1;
+	return NULL;
+}
+
 int cli_open_repo(struct cli *c, const char *repo)
 {
+	enum store_kind kind;
+	char *path = NULL;
 	const char *env;
 	int ret;
 
@@ -253,11 +355,24 @@ int cli_open_repo(struct cli *c, const char *repo)
 	if (!c->auth_header && env && *env)
 		c->auth_header = xasprintf("Authorization: %s", env);
 	c->store.auth_header = c->auth_header;
-	c->store.url = repo;
-	ret = cli_load_key(c);
+	ret = store_repo_kind(repo, &kind);
 	if (ret)
 		return ret;
-	return store_open(&c->store, &c->s);
+	if (kind == STORE_KIND_DIR) {
+		/* Valid after a daemon changes to "/". */
+		path = cli_abs_path(repo);
+		repo = path;
+	}
+	ret = cli_read_secret(c, repo);
+	if (!ret)
+		ret = cli_load_key(c);
+	c->store.url = repo;
+	c->store.secret = c->secret;
+	if (!ret)
+		ret = store_open(&c->store, &c->s);
+	c->store.url = NULL;	/* the store has its own copy */
+	free(path);
+	return ret;
 }
 
 int cli_exit_code(int ret)

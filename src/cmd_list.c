@@ -69,6 +69,14 @@ int cmd_list(int argc, char **argv)
 	struct cli c;
 	bool handled;
 	int ret = 0;
+	struct snap_error serr = { "" };
+	const char *repo = NULL;
+	const char *group = NULL;
+	char *gt = NULL;
+	char *gi = NULL;
+	int64_t gtime = 0;
+	int nargs;
+	int shift;
 	int opt;
 
 	cli_init(&c);
@@ -85,11 +93,26 @@ int cmd_list(int argc, char **argv)
 		ret = EXIT_USAGE;
 		goto out;
 	}
-	if (argc - optind < 1 || argc - optind > 2) {
-		ret = cli_usage_error("list", "needs REPO [TYPE/ID]");
+	/* With PBS_REPOSITORY, a lone TYPE/ID argument is a group. */
+	nargs = argc - optind;
+	if (nargs == 1 && getenv("PBS_REPOSITORY") &&
+	    snap_parse_spec(argv[optind], &gt, &gi, &gtime, &serr) == 0 &&
+	    gtime < 0) {
+		repo = getenv("PBS_REPOSITORY");
+		group = argv[optind];
+	} else if (nargs == 0 || nargs == 1 || nargs == 2) {
+		repo = cli_repo_arg(nargs, nargs ? nargs : 1, argv + optind,
+				    &shift);
+		group = nargs == 2 ? argv[optind + 1] : NULL;
+	}
+	free(gt);
+	free(gi);
+	if (!repo) {
+		ret = cli_usage_error("list", "needs REPO [TYPE/ID] (or "
+				      "PBS_REPOSITORY)");
 		goto out;
 	}
-	ret = cli_open_repo(&c, argv[optind]);
+	ret = cli_open_repo(&c, repo);
 	if (ret) {
 		ret = EXIT_FAILURE;
 		goto out;
@@ -100,23 +123,23 @@ int cmd_list(int argc, char **argv)
 		key_fingerprint_str(c.key, fp);
 		printf("key fingerprint: %s\n", fp);
 	}
-	if (argc - optind == 2) {
-		char *slash = strchr(argv[optind + 1], '/');
+	if (group) {
+		char *slash = strchr(group, '/');
 
 		if (!slash || !snap_is_safe_id(slash + 1)) {
 			ret = cli_usage_error("list", "group must be TYPE/ID");
 			goto out;
 		}
 		groups = xcalloc(1, sizeof(*groups));
-		groups[0].type = strndup(argv[optind + 1],
-					 slash - argv[optind + 1]);
+		groups[0].type = strndup(group, slash - group);
 		groups[0].id = xstrdup(slash + 1);
 		ngroups = 1;
 	} else {
 		ret = repo_list_groups(c.s, c.ns, &groups, &ngroups);
 		if (ret) {
-			log_err("list: cannot list '%s': %s", argv[optind],
-				ret == -ENOTSUP ?
+			if (!store_err_logged(ret))
+				log_err("list: cannot list '%s': %s", repo,
+					ret == -ENOTSUP ?
 					"the server offers no directory listing" :
 					strerror(-ret));
 			ret = EXIT_FAILURE;
@@ -130,8 +153,10 @@ int cmd_list(int argc, char **argv)
 		ret = repo_list_times(c.s, c.ns, groups[g].type, groups[g].id,
 				      &times, &n);
 		if (ret) {
-			log_err("list: cannot list '%s/%s': %s", groups[g].type,
-				groups[g].id, strerror(-ret));
+			if (!store_err_logged(ret))
+				log_err("list: cannot list '%s/%s': %s",
+					groups[g].type, groups[g].id,
+					strerror(-ret));
 			ret = EXIT_FAILURE;
 			goto out;
 		}

@@ -146,7 +146,9 @@ int cmd_mount(int argc, char **argv)
 	char *target_dir = NULL;
 	char *state = NULL;
 	char *mnt = NULL;
-	char *repo = NULL;
+	const char *repo = NULL;
+	char **args = NULL;
+	int shift = 1;
 	bool foreground = false;
 	struct cli c;
 	bool handled;
@@ -227,10 +229,13 @@ int cmd_mount(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (argc - optind != 3) {
-		ret = cli_usage_error("mount", "needs REPO SNAPSHOT MOUNTPOINT");
+	repo = cli_repo_arg(argc - optind, 3, argv + optind, &shift);
+	if (!repo) {
+		ret = cli_usage_error("mount", "needs REPO SNAPSHOT MOUNTPOINT "
+				      "(or PBS_REPOSITORY)");
 		goto out;
 	}
+	args = argv + optind + shift;
 	if (!mc.read_only && !target && !target_dir) {
 		ret = cli_usage_error("mount", "needs --target, --target-dir or "
 				  "--read-only");
@@ -245,19 +250,21 @@ int cmd_mount(int argc, char **argv)
 		ret = cli_usage_error("mount", "--state goes with --target");
 		goto out;
 	}
-	mnt = cli_abs_path(argv[optind + 2]);
+	mnt = cli_abs_path(args[1]);
+	/* The terminal is still ours: ask for a missing password now. */
+	if (cli_read_secret(&c, repo)) {
+		ret = EXIT_FAILURE;
+		goto out;
+	}
 	/* Before any thread exists (the http store starts one). */
 	if (!foreground && daemonize(&rp)) {
 		log_err("mount: cannot detach: %s", strerror(errno));
 		ret = EXIT_FAILURE;
 		goto out;
 	}
-	repo = strstr(argv[optind], "://") ? xstrdup(argv[optind]) :
-					     cli_abs_path(argv[optind]);
 	ret = cli_open_repo(&c, repo);
 	if (!ret)
-		ret = repo_snapshot_open(c.s, c.ns, argv[optind + 1], c.key,
-					 &snap);
+		ret = repo_snapshot_open(c.s, c.ns, args[0], c.key, &snap);
 	if (ret) {
 		ret = EXIT_FAILURE;
 		goto out;
@@ -281,7 +288,6 @@ int cmd_mount(int argc, char **argv)
 out:
 	repo_snapshot_close(snap);
 	cli_release(&c);
-	free(repo);
 	free(archives);
 	free(target);
 	free(target_dir);

@@ -57,6 +57,9 @@ static int restore_verify(int argc, char **argv, bool verify)
 	struct cli c;
 	bool handled;
 	int ret = 0;
+	const char *repo;
+	char **args;
+	int shift;
 	int opt;
 
 	cli_init(&c);
@@ -78,17 +81,19 @@ static int restore_verify(int argc, char **argv, bool verify)
 			goto out;
 		}
 	}
-	if (argc - optind != 4) {
-		ret = cli_usage_error(cmd, "needs REPO SNAPSHOT ARCHIVE %s",
-				  verify ? "IMAGE" : "TARGET");
+	repo = cli_repo_arg(argc - optind, 4, argv + optind, &shift);
+	if (!repo) {
+		ret = cli_usage_error(cmd, "needs REPO SNAPSHOT ARCHIVE %s (or "
+				      "PBS_REPOSITORY)", verify ? "IMAGE" :
+				      "TARGET");
 		goto out;
 	}
-	ret = cli_open_repo(&c, argv[optind]);
+	args = argv + optind + shift;
+	ret = cli_open_repo(&c, repo);
 	if (!ret)
-		ret = repo_snapshot_open(c.s, c.ns, argv[optind + 1], c.key,
-					 &snap);
+		ret = repo_snapshot_open(c.s, c.ns, args[0], c.key, &snap);
 	if (!ret)
-		ret = repo_archive_open(snap, argv[optind + 2], &a);
+		ret = repo_archive_open(snap, args[1], &a);
 	if (ret) {
 		ret = EXIT_FAILURE;
 		goto out;
@@ -96,7 +101,7 @@ static int restore_verify(int argc, char **argv, bool verify)
 	if (verify) {
 		struct verify_conf vc = {
 			.archive = a,
-			.image = argv[optind + 3],
+			.image = args[2],
 			.threads = 2,
 		};
 
@@ -107,7 +112,7 @@ static int restore_verify(int argc, char **argv, bool verify)
 	} else {
 		struct restore_conf rc = {
 			.archive = a,
-			.target = argv[optind + 3],
+			.target = args[2],
 			/* Local chunks cost CPU, not round trips. */
 			.threads = store_is_local(c.s) ?
 				   MIN(c.store.connections,

@@ -180,7 +180,7 @@ static int load_manifest(struct repo_snapshot *snap)
 		goto out;
 	}
 	if (ret) {
-		if (ret != -EIO && ret != -EACCES)	/* fetch said why */
+		if (!store_err_logged(ret))	/* the store said why */
 			log_err("repo: cannot read '%s': %s", where,
 				strerror(-ret));
 		goto out;
@@ -244,7 +244,7 @@ int repo_snapshot_open(struct store *s, const char *ns, const char *spec,
 	if (time < 0) {
 		ret = repo_list_times(s, ns, type, id, &times, &ntimes);
 		if (ret || !ntimes) {
-			if (ret != -EIO && ret != -EACCES)
+			if (!store_err_logged(ret))
 				log_err("repo: cannot find the newest snapshot "
 					"of '%s/%s': %s", type, id,
 					ret == -ENOTSUP ?
@@ -352,7 +352,7 @@ static int load_fidx(struct repo_snapshot *snap, const char *fname,
 	store_describe(snap->store, path, where, sizeof(where));
 	ret = store_get_file(snap->store, path, FIDX_MAX, &raw, &len);
 	if (ret) {
-		if (ret != -EIO && ret != -EACCES)	/* fetch said why */
+		if (!store_err_logged(ret))	/* the store said why */
 			log_err("repo: cannot read '%s': %s", where,
 				strerror(-ret));
 		goto out;
@@ -550,7 +550,7 @@ int repo_archive_read_chunk(const struct repo_archive *a, uint64_t i,
 			return -ECANCELED;
 	}
 	/* -EIO and -EACCES from the network layer were logged there. */
-	if (ret != -EIO && ret != -EACCES && log_ratelimit(&rl)) {
+	if (!store_err_logged(ret) && log_ratelimit(&rl)) {
 		hex_encode(ctx.digest, 32, hex);
 		snap_chunk_path(ctx.digest, rel);
 		store_describe(a->snap->store, rel, where, sizeof(where));

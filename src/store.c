@@ -9,25 +9,71 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "log.h"
 #include "store.h"
 #include "banned.h"
 
+static bool is_dir(const char *path)
+{
+	struct stat st;
+
+	return !stat(path, &st) && S_ISDIR(st.st_mode);
+}
+
+int store_repo_kind(const char *repo, enum store_kind *kind)
+{
+	if (strstr(repo, "://")) {
+		*kind = STORE_KIND_URL;
+		return 0;
+	}
+	if (repo[0] == '/' || repo[0] == '~' || !strncmp(repo, "./", 2) ||
+	    !strncmp(repo, "../", 3) || !strcmp(repo, ".") ||
+	    !strcmp(repo, "..")) {
+		*kind = STORE_KIND_DIR;
+		return 0;
+	}
+	if (!strchr(repo, ':')) {
+		/* A PBS datastore name has no '/': a relative path has. */
+		if (strchr(repo, '/') || is_dir(repo)) {
+			*kind = STORE_KIND_DIR;
+			return 0;
+		}
+		log_err("store: cannot open '%s': no such directory here; for a "
+			"datastore on a PBS server write HOST:%s (e.g. "
+			"localhost:%s)", repo, repo, repo);
+		return -EINVAL;
+	}
+	if (is_dir(repo)) {
+		log_err("store: cannot open '%s': both a directory here and a "
+			"PBS repository; write ./%s for the directory", repo,
+			repo);
+		return -EINVAL;
+	}
+	*kind = STORE_KIND_PBS;
+	return 0;
+}
+
 int store_open(const struct store_conf *conf, struct store **out)
 {
 	const char *url = conf->url;
+	enum store_kind kind;
+	int ret;
 
+	ret = store_repo_kind(url, &kind);
+	if (ret)
+		return ret;
+	if (kind == STORE_KIND_PBS)
+		return store_pbs_open(conf, out);
+	if (kind == STORE_KIND_DIR)
+		return store_dir_open(conf, url, out);
 	if (!strncmp(url, "http://", 7) || !strncmp(url, "https://", 8))
 		return store_http_open(conf, out);
 	if (!strncmp(url, "file://", 7))
 		return store_dir_open(conf, url + 7, out);
-	if (strstr(url, "://")) {
-		log_err("store: cannot open '%s': unsupported repository scheme",
-			url);
-		return -EPROTONOSUPPORT;
-	}
-	return store_dir_open(conf, url, out);
+	log_err("store: cannot open '%s': unsupported repository scheme", url);
+	return -EPROTONOSUPPORT;
 }
 
 void store_close(struct store *s)
@@ -59,6 +105,11 @@ void store_describe(struct store *s, const char *path, char *out,
 		    size_t outlen)
 {
 	s->ops->describe(s, path, out, outlen);
+}
+
+bool store_err_logged(int err)
+{
+	return err == -EIO || err == -EACCES || err == -EREMOTEIO;
 }
 
 void store_cancel(struct store *s)

@@ -1,0 +1,978 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * A datastore on a Proxmox Backup Server, through its API (PBS-PROTOCOL.md
+ * section 1): REST calls over HTTP/1.1 (fetch.c) for listings and the
+ * login, and a reader session (h2.c: the HTTP/1.1 upgrade to
+ * proxmox-backup-reader-protocol-v1, then HTTP/2) per snapshot for the
+ * manifest, the indexes and the chunks.
+ *
+ * Store paths map onto the API: "[ns/a/ns/b/]TYPE" lists groups,
+ * "[..]TYPE/ID" snapshot times, "[..]TYPE/ID/TIME/FILE" is a file of
+ * that snapshot, downloaded on its reader session (opened on first
+ * use; another snapshot replaces it).  Every index downloaded is
+ * remembered, with its SHA-256, and downloaded again first on each new
+ * session: that registers its chunks with the server, so no /chunk
+ * request ever meets PBS's 3 s 401; a changed index is an error.
+ *
+ * Credentials: an API token ("user@realm!name", header PBSAPIToken, no
+ * login) or a password, exchanged for a ticket at
+ * /api2/json/access/ticket and renewed with the ticket itself once it is
+ * an hour old (PBS tickets live two), so reconnects after hours work.
+ * The secret lives in crypto_secure_alloc() memory (locked, not dumped)
+ * and never in a log line, a debug trace (fetch redacts the headers) or
+ * a message: ->label has the auth id, never the secret.
+ *
+ * Locking: ->sess_lock (rwlock) guards the session pointer and the
+ * snapshot it is for: chunk reads hold it shared, a switch to another
+ * snapshot exclusively; the snapshot fields are also read, unlocked, by
+ * the session's own thread (upgrade_cb), which use_snapshot() joins
+ * before it changes them.  ->idx_lock guards the list of indexes.
+ * ->auth_lock guards the ticket.  Order: sess_lock -> idx_lock;
+ * auth_lock alone.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "crypto.h"
+#include "fetch.h"
+#include "h2.h"
+#include "log.h"
+#include "snap.h"
+#include "store.h"
+#include "util.h"
+#include "banned.h"
+
+#define CHUNK_MAX ((16u << 20) + 4096)
+#define FILE_MAX (64u << 20)
+#define REST_MAX (32u << 20)
+#define TICKET_RENEW_NS (3600ull * 1000000000ull)
+#define SECRET_MAX 4096
+
+struct pbs_index {
+	char *name;			/* "drive-scsi0.img.fidx" */
+	uint8_t sha256[32];		/* of the bytes first downloaded */
+};
+
+struct store_pbs {
+	struct store base;
+	struct pbs_repo repo;		/* immutable */
+	char *label;			/* immutable: "auth@host:port:store" */
+	char *server;			/* immutable: "host:port" */
+	char *base_url;			/* immutable: "https://host:port" */
+	struct store_conf conf;		/* immutable; strings owned */
+	char *secret;			/* immutable; secure memory */
+	struct fetch *fetch;		/* immutable pointer */
+	pthread_mutex_t auth_lock;
+	char *ticket;			/* protected by ->auth_lock */
+	char *csrf;			/* protected by ->auth_lock */
+	uint64_t ticket_ns;		/* protected by ->auth_lock */
+	pthread_rwlock_t sess_lock;
+	struct h2 *h2;			/* protected by ->sess_lock */
+	char *ns;			/* protected by ->sess_lock */
+	char *type;			/* protected by ->sess_lock */
+	char *id;			/* protected by ->sess_lock */
+	int64_t time;			/* protected by ->sess_lock */
+	pthread_mutex_t idx_lock;
+	struct pbs_index *idx;		/* protected by ->idx_lock */
+	size_t nidx;			/* protected by ->idx_lock */
+};
+
+static struct store_pbs *to_pbs(struct store *s)
+{
+	return container_of(s, struct store_pbs, base);
+}
+
+/* ---- the repository string ---- */
+
+static bool name_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+}
+
+/* PBS's SAFE_ID: [A-Za-z0-9_][A-Za-z0-9._-]* */
+static bool safe_id(const char *s, size_t n)
+{
+	if (!n || n > 64 || s[0] == '.' || s[0] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!name_char(s[i]))
+			return false;
+	return true;
+}
+
+/* "user@realm" or "user@realm!token" (PBS's Authid). */
+static bool auth_id_ok(const char *s, size_t n)
+{
+	const char *at = memchr(s, '@', n);
+	const char *bang;
+	size_t un;
+
+	if (!at || at == s)
+		return false;
+	un = (size_t)(at - s);
+	for (size_t i = 0; i < un; i++)
+		if (s[i] <= ' ' || s[i] == ':' || s[i] == '/' || s[i] == '@' ||
+		    s[i] == '!')
+			return false;
+	bang = memchr(at, '!', n - un);
+	if (!bang)
+		return safe_id(at + 1, n - un - 1);
+	return safe_id(at + 1, (size_t)(bang - at - 1)) &&
+	       safe_id(bang + 1, n - (size_t)(bang - s) - 1);
+}
+
+static bool host_ok(const char *s, size_t n)
+{
+	if (!n || n > 253)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!name_char(s[i]))
+			return false;
+	return true;
+}
+
+int pbs_repo_parse(const char *spec, struct pbs_repo *r, char *why,
+		   size_t whylen)
+{
+	const char *rest = spec;
+	const char *at = strrchr(spec, '@');
+	const char *colon;
+	size_t n;
+
+	memset(r, 0, sizeof(*r));
+	snprintf(r->auth_id, sizeof(r->auth_id), "root@pam");
+	snprintf(r->host, sizeof(r->host), "localhost");
+	r->port = 8007;
+	if (at) {
+		n = (size_t)(at - spec);
+		if (n >= sizeof(r->auth_id) || !auth_id_ok(spec, n)) {
+			snprintf(why, whylen, "bad user or token '%.*s' (want "
+				 "USER@REALM or USER@REALM!TOKEN)", (int)n,
+				 spec);
+			return -EINVAL;
+		}
+		memcpy(r->auth_id, spec, n);
+		r->auth_id[n] = '\0';
+		r->token = memchr(spec, '!', n) != NULL;
+		rest = at + 1;
+	}
+	if (*rest == '[') {
+		const char *rb = strchr(rest, ']');
+
+		n = rb ? (size_t)(rb - rest - 1) : 0;
+		if (!rb || !n || n >= sizeof(r->host) || rb[1] != ':') {
+			snprintf(why, whylen, "bad IPv6 host in '%s' (want "
+				 "[ADDRESS]:STORE or [ADDRESS]:PORT:STORE)",
+				 spec);
+			return -EINVAL;
+		}
+		for (size_t i = 1; i <= n; i++) {
+			if (!strchr("0123456789abcdefABCDEF:.", rest[i])) {
+				snprintf(why, whylen, "bad IPv6 address in "
+					 "'%s'", spec);
+				return -EINVAL;
+			}
+		}
+		memcpy(r->host, rest + 1, n);
+		r->host[n] = '\0';
+		rest = rb + 2;
+		colon = strchr(rest, ':');
+	} else {
+		colon = strchr(rest, ':');
+		if (colon) {
+			n = (size_t)(colon - rest);
+			if (n >= sizeof(r->host) || !host_ok(rest, n)) {
+				snprintf(why, whylen, "bad host '%.*s'", (int)n,
+					 rest);
+				return -EINVAL;
+			}
+			memcpy(r->host, rest, n);
+			r->host[n] = '\0';
+			rest = colon + 1;
+			colon = strchr(rest, ':');
+		}
+	}
+	if (colon) {
+		uint64_t port;
+		char num[8];
+
+		n = (size_t)(colon - rest);
+		if (!n || n >= sizeof(num)) {
+			snprintf(why, whylen, "bad port in '%s'", spec);
+			return -EINVAL;
+		}
+		memcpy(num, rest, n);
+		num[n] = '\0';
+		if (parse_u64(num, &port) || !port || port > 65535) {
+			snprintf(why, whylen, "bad port '%s'", num);
+			return -EINVAL;
+		}
+		r->port = (unsigned int)port;
+		rest = colon + 1;
+	}
+	n = strlen(rest);
+	if (n >= sizeof(r->store) || !safe_id(rest, n)) {
+		snprintf(why, whylen, "bad datastore name '%s'", rest);
+		return -EINVAL;
+	}
+	memcpy(r->store, rest, n + 1);
+	return 0;
+}
+
+/* ---- helpers ---- */
+
+/* Percent-encode all but RFC 3986's unreserved characters. */
+static char *url_encode(const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char *out = xmalloc(3 * strlen(s) + 1);
+	char *o = out;
+
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+		    c == '.' || c == '~') {
+			*o++ = (char)c;
+		} else {
+			*o++ = '%';
+			*o++ = hex[c >> 4];
+			*o++ = hex[c & 15];
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+/*
+ * "[ns/a/ns/b/]rest" -> namespace "a/b" (malloc'ed, "" at the root) and
+ * the rest split at '/' into up to 4 components.  -EINVAL otherwise.
+ */
+static int split_path(const char *path, char **ns, char *comp[4],
+		      size_t *ncomp)
+{
+	struct buf b;
+	char *copy = xstrdup(path);
+	char *p = copy;
+	int ret = 0;
+
+	buf_init(&b, 4096);
+	*ncomp = 0;
+	while (!strncmp(p, "ns/", 3)) {
+		char *end = strchr(p + 3, '/');
+		size_t n = end ? (size_t)(end - p - 3) : strlen(p + 3);
+
+		if (!safe_id(p + 3, n)) {
+			ret = -EINVAL;
+			goto out;
+		}
+		if ((b.len && buf_append(&b, "/", 1)) ||
+		    buf_append(&b, p + 3, n)) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		p = end ? end + 1 : p + 3 + n;
+	}
+	while (*p) {
+		char *end = strchr(p, '/');
+
+		if (*ncomp == 4) {
+			ret = -EINVAL;
+			goto out;
+		}
+		if (end)
+			*end = '\0';
+		comp[(*ncomp)++] = xstrdup(p);
+		p = end ? end + 1 : p + strlen(p);
+	}
+	if (buf_append(&b, "", 1))
+		ret = -ENOMEM;
+out:
+	if (ret) {
+		for (size_t i = 0; i < *ncomp; i++)
+			free(comp[i]);
+		*ncomp = 0;
+		buf_release(&b);
+	} else {
+		*ns = (char *)buf_steal(&b, NULL);
+	}
+	free(copy);
+	return ret;
+}
+
+/* ---- authentication ---- */
+
+/* ->auth_lock held: log in (or renew) for a ticket. */
+static int login_locked(struct store_pbs *p)
+{
+	const char *hdrs[] = { "Content-Type: application/json", NULL };
+	json_object *req = json_object_new_object();
+	json_object *root = NULL;
+	json_object *data;
+	json_object *t;
+	json_object *c;
+	struct fetch_request rq = {
+		.method = "POST",
+		.headers = hdrs,
+		.prio = FETCH_DEMAND,
+		.max = 1 << 20,
+		.error_body = true,
+	};
+	struct fetch_response resp = { 0 };
+	const char *body;
+	char *url;
+	int ret;
+
+	json_object_object_add(req, "username",
+			       json_object_new_string(p->repo.auth_id));
+	/* An hour-old ticket renews itself (PBS takes it as the password). */
+	json_object_object_add(req, "password",
+			       json_object_new_string(p->ticket ? p->ticket :
+							     p->secret));
+	body = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
+	url = xasprintf("%s/api2/json/access/ticket", p->base_url);
+	rq.url = url;
+	rq.body = body;
+	rq.body_len = strlen(body);
+	ret = fetch_request(p->fetch, &rq, NULL, NULL, &resp);
+	/* json-c keeps the serialised copy inside the object: wipe both. */
+	crypto_wipe((char *)body, strlen(body));
+	json_object_put(req);
+	free(url);
+	if (ret || resp.status != 200) {
+		if (!ret || resp.body)
+			log_err("pbs: cannot log in to '%s' as '%s': HTTP %ld%s%s",
+				p->server, p->repo.auth_id, resp.status,
+				resp.body ? ": " : "",
+				resp.body ? (const char *)resp.body : "");
+		ret = ret ? ret : -EACCES;
+		goto out;
+	}
+	root = json_tokener_parse((const char *)resp.body);
+	if (!root || !json_object_object_get_ex(root, "data", &data) ||
+	    !json_object_object_get_ex(data, "ticket", &t) ||
+	    !json_object_object_get_ex(data, "CSRFPreventionToken", &c) ||
+	    !json_object_is_type(t, json_type_string) ||
+	    !json_object_is_type(c, json_type_string)) {
+		log_err("pbs: cannot log in to '%s': the answer has no ticket",
+			p->server);
+		ret = -EBADMSG;
+		goto out;
+	}
+	if (p->ticket) {
+		crypto_wipe(p->ticket, strlen(p->ticket));
+		free(p->ticket);
+	}
+	free(p->csrf);
+	p->ticket = xstrdup(json_object_get_string(t));
+	p->csrf = xstrdup(json_object_get_string(c));
+	p->ticket_ns = now_ns();
+out:
+	json_object_put(root);
+	if (resp.body) {
+		crypto_wipe(resp.body, resp.len);
+		free(resp.body);
+	}
+	return ret;
+}
+
+/*
+ * The credential header lines of a request: *@l1, and *@l2 or NULL
+ * (malloc'ed; wipe them with free_line).  Logs in first, or renews an
+ * hour-old ticket.
+ */
+static int auth_lines(struct store_pbs *p, char **l1, char **l2)
+{
+	int ret = 0;
+
+	*l1 = *l2 = NULL;
+	if (p->repo.token) {
+		*l1 = xasprintf("Authorization: PBSAPIToken %s:%s",
+				p->repo.auth_id, p->secret);
+		return 0;
+	}
+	pthread_mutex_lock(&p->auth_lock);
+	if (!p->ticket || now_ns() - p->ticket_ns > TICKET_RENEW_NS) {
+		ret = login_locked(p);
+		/* A renewal that fails: a fresh login with the password. */
+		if (ret && p->ticket) {
+			crypto_wipe(p->ticket, strlen(p->ticket));
+			free(p->ticket);
+			p->ticket = NULL;
+			ret = login_locked(p);
+		}
+	}
+	if (!ret) {
+		char *enc = url_encode(p->ticket);
+
+		*l1 = xasprintf("Cookie: PBSAuthCookie=%s", enc);
+		*l2 = xasprintf("CSRFPreventionToken: %s", p->csrf);
+		crypto_wipe(enc, strlen(enc));
+		free(enc);
+	}
+	pthread_mutex_unlock(&p->auth_lock);
+	return ret;
+}
+
+static void free_line(char *l)
+{
+	if (l) {
+		crypto_wipe(l, strlen(l));
+		free(l);
+	}
+}
+
+/* ---- REST ---- */
+
+/* GET /api2/json/@path: the parsed "data" member (caller puts root). */
+static int rest_get(struct store_pbs *p, const char *path, const char *what,
+		    json_object **root, json_object **data)
+{
+	struct fetch_request rq = {
+		.prio = FETCH_DEMAND,
+		.max = REST_MAX,
+		.error_body = true,
+	};
+	struct fetch_response resp = { 0 };
+	const char *hdrs[3];
+	char *l1;
+	char *l2;
+	char *url;
+	int ret;
+
+	*root = NULL;
+	ret = auth_lines(p, &l1, &l2);
+	if (ret)
+		return ret;
+	hdrs[0] = l1;
+	hdrs[1] = l2;
+	hdrs[2] = NULL;
+	url = xasprintf("%s/api2/json/%s", p->base_url, path);
+	rq.url = url;
+	rq.headers = hdrs;
+	ret = fetch_request(p->fetch, &rq, NULL, NULL, &resp);
+	free_line(l1);
+	free_line(l2);
+	free(url);
+	if (!ret && resp.status == 200) {
+		*root = json_tokener_parse((const char *)resp.body);
+		if (!*root || !json_object_object_get_ex(*root, "data", data)) {
+			log_err("pbs: cannot %s on '%s': the answer is not "
+				"JSON with a \"data\" member", what, p->label);
+			json_object_put(*root);
+			*root = NULL;
+			ret = -EBADMSG;
+		}
+	} else if (resp.status) {
+		char text[256];
+		size_t n = 0;
+
+		for (; resp.body && n < resp.len && n + 1 < sizeof(text) &&
+		       resp.body[n] != '\n'; n++)
+			text[n] = (char)resp.body[n];
+		text[n] = '\0';
+		log_err("pbs: cannot %s on '%s': HTTP %ld%s%s", what, p->label,
+			resp.status, n ? ": " : "", text);
+		/* Said why, just now. */
+		ret = resp.status == 401 || resp.status == 403 ? -EACCES :
+								  -EREMOTEIO;
+	}
+	free(resp.body);
+	return ret;
+}
+
+static int add_name(char ***v, size_t *n, const char *s)
+{
+	char **nv = realloc(*v, (*n + 2) * sizeof(**v));
+
+	if (!nv)
+		return -ENOMEM;
+	*v = nv;
+	nv[(*n)++] = xstrdup(s);
+	nv[*n] = NULL;
+	return 0;
+}
+
+static const char *jstr(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+static int pbs_list(struct store *s, const char *path, char ***names,
+		    size_t *n)
+{
+	struct store_pbs *p = to_pbs(s);
+	json_object *root = NULL;
+	json_object *data;
+	char *comp[4];
+	size_t ncomp = 0;
+	char *ns = NULL;
+	char *ens = NULL;
+	char *q = NULL;
+	char what[300];
+	char **v = NULL;
+	size_t cnt = 0;
+	int ret;
+
+	*names = NULL;
+	*n = 0;
+	ret = split_path(path, &ns, comp, &ncomp);
+	if (ret || !ncomp || ncomp > 2 || !snap_is_backup_type(comp[0])) {
+		ret = ret ? ret : -ENOTSUP;
+		goto out;
+	}
+	ens = url_encode(ns);
+	if (ncomp == 1) {
+		q = xasprintf("admin/datastore/%s/groups%s%s", p->repo.store,
+			      *ns ? "?ns=" : "", ens);
+		snprintf(what, sizeof(what), "list the groups%s%s", *ns ?
+			 " of namespace " : "", ns);
+	} else {
+		char *eid = url_encode(comp[1]);
+
+		q = xasprintf("admin/datastore/%s/snapshots?backup-type=%s&"
+			      "backup-id=%s%s%s", p->repo.store, comp[0], eid,
+			      *ns ? "&ns=" : "", ens);
+		snprintf(what, sizeof(what), "list the snapshots of '%s/%s'%s%s",
+			 comp[0], comp[1], *ns ? " in namespace " : "", ns);
+		free(eid);
+	}
+	ret = rest_get(p, q, what, &root, &data);
+	if (ret)
+		goto out;
+	if (!json_object_is_type(data, json_type_array)) {
+		ret = -EBADMSG;
+		goto out;
+	}
+	for (size_t i = 0; !ret && i < json_object_array_length(data); i++) {
+		json_object *e = json_object_array_get_idx(data, i);
+		const char *type = jstr(e, "backup-type");
+		json_object *t;
+		char ts[21];
+
+		if (!type || strcmp(type, comp[0]))
+			continue;
+		if (ncomp == 1) {
+			const char *id = jstr(e, "backup-id");
+
+			if (id)
+				ret = add_name(&v, &cnt, id);
+			continue;
+		}
+		if (json_object_object_get_ex(e, "backup-time", &t) &&
+		    json_object_is_type(t, json_type_int) &&
+		    !snap_format_time(json_object_get_int64(t), ts))
+			ret = add_name(&v, &cnt, ts);
+	}
+	if (!ret) {
+		*names = v ? v : xcalloc(1, sizeof(*v));
+		*n = cnt;
+		v = NULL;
+		cnt = 0;
+	}
+out:
+	store_free_names(v, cnt);
+	json_object_put(root);
+	for (size_t i = 0; i < ncomp; i++)
+		free(comp[i]);
+	free(ns);
+	free(ens);
+	free(q);
+	return ret;
+}
+
+/* ---- reader sessions ---- */
+
+/* h2 conf.upgrade: the request for the current snapshot. */
+static int upgrade_cb(void *arg, struct buf *out)
+{
+	struct store_pbs *p = arg;
+	char *l1;
+	char *l2;
+	char *ens;
+	char *eid;
+	char *req;
+	int ret;
+
+	ret = auth_lines(p, &l1, &l2);
+	if (ret)
+		return ret;
+	/*
+	 * The snapshot fields do not change while this session exists:
+	 * use_snapshot() frees it (joining this thread) first.
+	 */
+	ens = url_encode(p->ns);
+	eid = url_encode(p->id);
+	req = xasprintf("GET /api2/json/reader?backup-type=%s&backup-id=%s&"
+			"backup-time=%lld&debug=false&store=%s%s%s HTTP/1.1\r\n"
+			"Host: %s\r\n"
+			"User-Agent: pbs-livemount/%s\r\n"
+			"Content-Type: application/x-www-form-urlencoded\r\n"
+			"%s\r\n%s%s"
+			"Connection: upgrade\r\n"
+			"Upgrade: proxmox-backup-reader-protocol-v1\r\n\r\n",
+			p->type, eid, (long long)p->time, p->repo.store,
+			*p->ns ? "&ns=" : "", ens, p->server, PROG_VERSION, l1,
+			l2 ? l2 : "", l2 ? "\r\n" : "");
+	ret = buf_append(out, req, strlen(req));
+	crypto_wipe(req, strlen(req));
+	free(req);
+	free(ens);
+	free(eid);
+	free_line(l1);
+	free_line(l2);
+	return ret;
+}
+
+static char *download_path(const char *name)
+{
+	char *e = url_encode(name);
+	char *path = xasprintf("/download?file-name=%s", e);
+
+	free(e);
+	return path;
+}
+
+/* h2 conf.prepare: every index again, on the new session. */
+static int prepare_cb(void *arg, struct h2 *h, uint64_t session)
+{
+	struct store_pbs *p = arg;
+	struct pbs_index *list;
+	size_t n;
+	int ret = 0;
+
+	pthread_mutex_lock(&p->idx_lock);
+	n = p->nidx;
+	list = xcalloc(n ? n : 1, sizeof(*list));
+	for (size_t i = 0; i < n; i++) {
+		list[i].name = xstrdup(p->idx[i].name);
+		memcpy(list[i].sha256, p->idx[i].sha256, 32);
+	}
+	pthread_mutex_unlock(&p->idx_lock);
+	for (size_t i = 0; !ret && i < n; i++) {
+		char *path = download_path(list[i].name);
+		uint8_t *buf = NULL;
+		uint8_t d[32];
+		size_t len = 0;
+
+		ret = h2_get_on(h, session, path, FILE_MAX, &buf, &len);
+		free(path);
+		if (!ret) {
+			crypto_sha256(buf, len, d);
+			if (memcmp(d, list[i].sha256, 32)) {
+				log_err("pbs: cannot read on from '%s': index "
+					"'%s' changed on the server since the "
+					"mount began", p->label, list[i].name);
+				ret = -EBADMSG;
+			}
+		} else if (ret == -ENOENT) {
+			log_err("pbs: cannot read on from '%s': index '%s' is "
+				"gone (the snapshot was removed?)", p->label,
+				list[i].name);
+		}
+		free(buf);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(list[i].name);
+	free(list);
+	return ret;
+}
+
+static int new_session(struct store_pbs *p)
+{
+	char label[600];
+	char ts[21] = "";
+	struct h2_conf hc = {
+		.label = label,
+		.host = p->repo.host,
+		.port = p->repo.port,
+		.ca_file = p->conf.ca_file,
+		.fingerprint = p->conf.fingerprint,
+		.insecure = p->conf.insecure,
+		.streams = p->conf.connections,
+		.remote_timeout_ms = p->conf.remote_timeout_ms,
+		.request_timeout_ms = p->conf.request_timeout_ms,
+		.limit_rate = p->conf.limit_rate,
+		.upgrade = upgrade_cb,
+		.prepare = prepare_cb,
+		.arg = p,
+	};
+
+	snap_format_time(p->time, ts);
+	snprintf(label, sizeof(label), "%s (%s%s%s/%s/%s)", p->label, p->ns,
+		 *p->ns ? ":" : "", p->type, p->id, ts);
+	return h2_new(&hc, &p->h2);
+}
+
+static void clear_indexes(struct store_pbs *p)
+{
+	pthread_mutex_lock(&p->idx_lock);
+	for (size_t i = 0; i < p->nidx; i++)
+		free(p->idx[i].name);
+	free(p->idx);
+	p->idx = NULL;
+	p->nidx = 0;
+	pthread_mutex_unlock(&p->idx_lock);
+}
+
+/* ->sess_lock held for writing: the session of this snapshot. */
+static int use_snapshot(struct store_pbs *p, const char *ns, const char *type,
+			const char *id, int64_t time)
+{
+	if (p->h2 && !strcmp(p->ns, ns) && !strcmp(p->type, type) &&
+	    !strcmp(p->id, id) && p->time == time)
+		return 0;
+	h2_free(p->h2);
+	p->h2 = NULL;
+	clear_indexes(p);
+	free(p->ns);
+	free(p->type);
+	free(p->id);
+	p->ns = xstrdup(ns);
+	p->type = xstrdup(type);
+	p->id = xstrdup(id);
+	p->time = time;
+	return new_session(p);
+}
+
+static bool is_index(const char *name)
+{
+	size_t n = strlen(name);
+
+	return (n > 5 && !strcmp(name + n - 5, ".fidx")) ||
+	       (n > 5 && !strcmp(name + n - 5, ".didx"));
+}
+
+static int pbs_get_file(struct store *s, const char *path, size_t max,
+			uint8_t **buf, size_t *len)
+{
+	struct store_pbs *p = to_pbs(s);
+	char *comp[4];
+	size_t ncomp = 0;
+	char *ns = NULL;
+	char *dl = NULL;
+	int64_t time;
+	int ret;
+
+	ret = split_path(path, &ns, comp, &ncomp);
+	if (ret || ncomp != 4 || !snap_is_backup_type(comp[0]) ||
+	    snap_parse_time(comp[2], &time) || !snap_is_safe_id(comp[3])) {
+		ret = ret ? ret : -EINVAL;
+		goto out;
+	}
+	pthread_rwlock_wrlock(&p->sess_lock);
+	ret = use_snapshot(p, ns, comp[0], comp[1], time);
+	pthread_rwlock_unlock(&p->sess_lock);
+	if (ret)
+		goto out;
+	dl = download_path(comp[3]);
+	pthread_rwlock_rdlock(&p->sess_lock);
+	ret = h2_get(p->h2, dl, FETCH_DEMAND, MIN(max, (size_t)FILE_MAX), NULL,
+		     NULL, buf, len);
+	pthread_rwlock_unlock(&p->sess_lock);
+	if (!ret && is_index(comp[3])) {
+		struct pbs_index *ni;
+
+		/* Registered on this session now; on every later one too. */
+		pthread_mutex_lock(&p->idx_lock);
+		ni = realloc(p->idx, (p->nidx + 1) * sizeof(*ni));
+		if (ni) {
+			p->idx = ni;
+			ni[p->nidx].name = xstrdup(comp[3]);
+			crypto_sha256(*buf, *len, ni[p->nidx].sha256);
+			p->nidx++;
+		}
+		pthread_mutex_unlock(&p->idx_lock);
+		if (!ni) {
+			free(*buf);
+			ret = -ENOMEM;
+		}
+	}
+out:
+	for (size_t i = 0; i < ncomp; i++)
+		free(comp[i]);
+	free(ns);
+	free(dl);
+	return ret;
+}
+
+struct chunk_check {
+	store_check_fn check;
+	void *arg;
+};
+
+static int chunk_check_cb(const uint8_t *body, size_t len, void *arg)
+{
+	struct chunk_check *cc = arg;
+
+	return cc->check(body, len, cc->arg);
+}
+
+static enum fetch_prio fprio(enum store_prio p)
+{
+	return p == STORE_PRIO_DEMAND	 ? FETCH_DEMAND :
+	       p == STORE_PRIO_READAHEAD ? FETCH_READAHEAD :
+					   FETCH_STREAM;
+}
+
+static int pbs_get_chunk(struct store *s, const uint8_t digest[32],
+			 enum store_prio prio, store_check_fn check, void *arg)
+{
+	struct store_pbs *p = to_pbs(s);
+	struct chunk_check cc = { check, arg };
+	char hex[65];
+	char path[96];
+	int ret;
+
+	hex_encode(digest, 32, hex);
+	snprintf(path, sizeof(path), "/chunk?digest=%s", hex);
+	pthread_rwlock_rdlock(&p->sess_lock);
+	ret = p->h2 ? h2_get(p->h2, path, fprio(prio), CHUNK_MAX,
+			     chunk_check_cb, &cc, NULL, NULL) :
+		      -EINVAL;
+	pthread_rwlock_unlock(&p->sess_lock);
+	return ret;
+}
+
+static void pbs_describe(struct store *s, const char *path, char *out,
+			 size_t outlen)
+{
+	snprintf(out, outlen, "%s/%s", to_pbs(s)->label, path);
+}
+
+static void pbs_cancel(struct store *s)
+{
+	struct store_pbs *p = to_pbs(s);
+
+	fetch_cancel(p->fetch);
+	pthread_rwlock_rdlock(&p->sess_lock);
+	if (p->h2)
+		h2_cancel(p->h2);
+	pthread_rwlock_unlock(&p->sess_lock);
+}
+
+static void pbs_close(struct store *s)
+{
+	struct store_pbs *p = to_pbs(s);
+
+	/* Ends the session cleanly (GOAWAY) and the server's reader task. */
+	h2_free(p->h2);
+	fetch_free(p->fetch);
+	clear_indexes(p);
+	if (p->secret)
+		crypto_secure_free(p->secret, SECRET_MAX);
+	if (p->ticket) {
+		crypto_wipe(p->ticket, strlen(p->ticket));
+		free(p->ticket);
+	}
+	free(p->csrf);
+	free(p->ns);
+	free(p->type);
+	free(p->id);
+	free(p->label);
+	free(p->server);
+	free(p->base_url);
+	free((char *)p->conf.ca_file);
+	free((char *)p->conf.fingerprint);
+	pthread_rwlock_destroy(&p->sess_lock);
+	pthread_mutex_destroy(&p->idx_lock);
+	pthread_mutex_destroy(&p->auth_lock);
+	free(p);
+}
+
+static const struct store_ops pbs_ops = {
+	.name = "pbs",
+	.get_file = pbs_get_file,
+	.get_chunk = pbs_get_chunk,
+	.list = pbs_list,
+	.describe = pbs_describe,
+	.cancel = pbs_cancel,
+	.close = pbs_close,
+};
+
+int store_pbs_open(const struct store_conf *conf, struct store **out)
+{
+	struct fetch_conf fc = { 0 };
+	struct store_pbs *p;
+	char why[200];
+	bool v6;
+	int ret;
+
+	p = xcalloc(1, sizeof(*p));
+	ret = pbs_repo_parse(conf->url, &p->repo, why, sizeof(why));
+	if (ret) {
+		log_err("pbs: cannot use repository '%s': %s", conf->url, why);
+		free(p);
+		return ret;
+	}
+	if (!conf->secret || !*conf->secret) {
+		log_err("pbs: cannot log in as '%s': no %s (PBS_PASSWORD, "
+			"PBS_PASSWORD_FILE, --password-file or --password-fd)",
+			p->repo.auth_id, p->repo.token ? "token secret" :
+			"password");
+		free(p);
+		return -EACCES;
+	}
+	if (strlen(conf->secret) >= SECRET_MAX) {
+		log_err("pbs: cannot use the secret for '%s': longer than %u "
+			"bytes", p->repo.auth_id, SECRET_MAX - 1);
+		free(p);
+		return -EINVAL;
+	}
+	p->conf = *conf;
+	p->conf.ca_file = conf->ca_file ? xstrdup(conf->ca_file) : NULL;
+	p->conf.fingerprint = conf->fingerprint ? xstrdup(conf->fingerprint) :
+						  NULL;
+	p->conf.url = NULL;
+	p->conf.secret = NULL;
+	p->conf.auth_header = NULL;
+	p->secret = crypto_secure_alloc(SECRET_MAX);
+	if (!p->secret) {
+		free(p);
+		return -ENOMEM;
+	}
+	memcpy(p->secret, conf->secret, strlen(conf->secret) + 1);
+	v6 = strchr(p->repo.host, ':') != NULL;
+	p->server = xasprintf(v6 ? "[%s]:%u" : "%s:%u", p->repo.host,
+			      p->repo.port);
+	p->base_url = xasprintf("https://%s", p->server);
+	p->label = xasprintf("%s@%s:%s", p->repo.auth_id, p->server,
+			     p->repo.store);
+	p->ns = xstrdup("");
+	pthread_mutex_init(&p->auth_lock, NULL);
+	pthread_mutex_init(&p->idx_lock, NULL);
+	pthread_rwlock_init(&p->sess_lock, NULL);
+	fc.connections = 4;
+	fc.remote_timeout_ms = conf->remote_timeout_ms;
+	fc.request_timeout_ms = conf->request_timeout_ms;
+	fc.ca_file = conf->ca_file;
+	fc.fingerprint = conf->fingerprint;
+	fc.host = p->repo.host;
+	fc.insecure = conf->insecure;
+	ret = fetch_new(&fc, &p->fetch);
+	if (ret) {
+		p->base.ops = &pbs_ops;
+		pbs_close(&p->base);
+		return ret;
+	}
+	p->base.ops = &pbs_ops;
+	*out = &p->base;
+	return 0;
+}
