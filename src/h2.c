@@ -840,8 +840,12 @@ static void *loop_main(void *arg)
 			fail_queued(h, -ECANCELED);
 			if (h->state == H2_UP) {
 				pthread_mutex_unlock(&h->lock);
-				if (h->ngs && !h->cancel) {
-					/* A clean goodbye on unmount. */
+				if (h->ngs) {
+					/*
+					 * A goodbye the server can log, also
+					 * when cancelled: one non-blocking
+					 * flush, nothing waited for.
+					 */
 					nghttp2_session_terminate_session(
 						h->ngs, NGHTTP2_NO_ERROR);
 					flush_out(h);
