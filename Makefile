@@ -6,6 +6,7 @@
 #   make check SANITIZE=address|thread   the same under a sanitizer
 #   make demo             the main job end to end
 #   make bench            performance figures (bench/results/latest.md)
+#   make fuzz             libFuzzer targets, FUZZ_SECONDS each (default 60)
 #   V=1                   show the commands
 
 .DEFAULT_GOAL := all
@@ -110,6 +111,8 @@ deps:
 
 check: deps
 	$(MAKE) all unit
+	@command -v $(FUZZ_CC) >/dev/null && $(MAKE) fuzz-build || \
+		echo "fuzz: $(FUZZ_CC) missing: the corpus replay test will skip"
 	PROG=$(abspath $(TEST_PROG)) BUILD=$(abspath $(B)) \
 		SANITIZE=$(SANITIZE) tests/run-tests $(TESTS)
 
@@ -120,6 +123,36 @@ check-unit: unit
 valgrind: unit
 	PROG=$(abspath $(TEST_PROG)) BUILD=$(abspath $(B)) \
 		VALGRIND=1 tests/run-tests --unit-only
+
+# libFuzzer targets (tests/fuzz): clang, ASan + UBSan, the library built
+# again with FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION (checksums a fuzzer
+# cannot forge are not checked).
+FUZZ_CC ?= clang
+FUZZ_B := build-fuzz
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -pthread -Wall -Wextra \
+	-fsanitize=fuzzer-no-link $(FUZZ_SAN) \
+	-DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION $(DEP_CFLAGS) $(CPPFLAGS_ALL)
+FUZZ_OBJS := $(patsubst src/%.c,$(FUZZ_B)/%.o,$(LIB_SRCS))
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz-*.c)
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(FUZZ_B)/%,$(FUZZ_SRCS))
+FUZZ_SECONDS ?= 60
+
+$(FUZZ_B)/%.o: src/%.c config.mk config.h
+	@mkdir -p $(@D)
+	@echo "  FUZZCC  $<"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_B)/fuzz-%: tests/fuzz/fuzz-%.c tests/fuzz/fuzz.h $(FUZZ_OBJS)
+	@echo "  FUZZLD  $@"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) \
+		-pthread $(LIBS_ALL)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: deps
+	$(MAKE) fuzz-build
+	tests/fuzz/run $(FUZZ_SECONDS)
 
 demo: deps
 	$(MAKE) all
@@ -155,5 +188,6 @@ distclean: clean
 		aclocal.m4 autom4te.cache m4
 
 .PHONY: all unit deps check check-unit valgrind demo bench check-headers \
+	fuzz fuzz-build \
 	check-format lint install clean distclean
 .DELETE_ON_ERROR:

@@ -12,4 +12,11 @@
 #define container_of(ptr, type, member) \
 	((type *)((char *)(ptr) - __builtin_offsetof(type, member)))
 
+/* Fuzz builds skip checksums a fuzzer cannot forge (tests/fuzz). */
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+#define FUZZING 1
+#else
+#define FUZZING 0
+#endif
+
 #endif

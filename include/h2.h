@@ -87,6 +87,15 @@ int h2_get(struct h2 *h, const char *path, enum fetch_prio prio, size_t max,
 int h2_get_on(struct h2 *h, uint64_t session, const char *path, size_t max,
 	      uint8_t **buf, size_t *len);
 
+/*
+ * The head of an HTTP/1.1 answer in @p: 0 with the status, the
+ * Content-Length (0 if none) and the head's length; -EAGAIN if it is
+ * not complete yet; -EBADMSG if it is not one (or over 64 KiB).  For
+ * the fuzz target; untrusted input.
+ */
+int h2_parse_head(const uint8_t *p, size_t len, long *status, size_t *clen,
+		  size_t *headlen);
+
 /* The server's MAX_CONCURRENT_STREAMS of the current session (0: none
  * yet), and how many sessions were opened: for tests and .status. */
 unsigned int h2_remote_streams(struct h2 *h);

@@ -129,6 +129,22 @@ struct pbs_repo {
 int pbs_repo_parse(const char *spec, struct pbs_repo *r, char *why,
 		   size_t whylen);
 
+/*
+ * Parsers of what servers send, exposed for the unit tests and fuzz
+ * targets (tests/fuzz).  Untrusted input; never crash, never trust.
+ * An nginx JSON directory listing: entry names (no "", ".", "..", no
+ * '/', no NUL); -ENOTSUP if it is not one.
+ */
+int store_http_parse_listing(const char *body, size_t len, char ***names,
+			     size_t *n);
+/*
+ * A PBS REST answer {"data": [...]} of groups (@ncomp 1: the backup ids
+ * of @type) or snapshots (@ncomp 2: their times as directory names).
+ * -EBADMSG if it is not one.
+ */
+int store_pbs_parse_list(const char *body, size_t len, const char *type,
+			 int ncomp, char ***names, size_t *n);
+
 /* Backends: called by store_open() only. */
 int store_dir_open(const struct store_conf *conf, const char *root,
 		   struct store **out);

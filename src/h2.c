@@ -271,6 +271,49 @@ static void error_text(const uint8_t *p, size_t n, char *out, size_t len)
 	out[i] = '\0';
 }
 
+int h2_parse_head(const uint8_t *p, size_t len, long *status, size_t *clen,
+		  size_t *headlen)
+{
+	const uint8_t *end = memmem(p, len, "\r\n\r\n", 4);
+	const uint8_t *line;
+	long st = 0;
+	size_t n;
+
+	*clen = 0;
+	if (!end)
+		return len >= HEAD_MAX ? -EBADMSG : -EAGAIN;
+	n = (size_t)(end - p) + 4;
+	if (n < 12 || memcmp(p, "HTTP/1.", 7) || p[8] != ' ')
+		return -EBADMSG;
+	for (int i = 9; i < 12; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return -EBADMSG;
+		st = st * 10 + (p[i] - '0');
+	}
+	for (line = p; line < end;) {
+		const uint8_t *nl = memchr(line, '\n', (size_t)(end - line));
+
+		line = nl ? nl + 1 : end;
+		if ((size_t)(end - line) > 15 &&
+		    !strncasecmp((const char *)line, "content-length:", 15)) {
+			const uint8_t *d = line + 15;
+			size_t v = 0;
+
+			while (d < end && *d == ' ')
+				d++;
+			for (; d < end && *d >= '0' && *d <= '9'; d++) {
+				if (v > HEAD_MAX)
+					break;	/* capped by the caller anyway */
+				v = v * 10 + (size_t)(*d - '0');
+			}
+			*clen = v;
+		}
+	}
+	*status = st;
+	*headlen = n;
+	return 0;
+}
+
 /* The upgrade was refused with @status: the errno and whether to retry. */
 static int refusal_errno(long status, const char *text, bool *retry)
 {
@@ -292,8 +335,7 @@ static int do_upgrade(struct h2 *h, struct buf *rest, bool *retry)
 	struct buf req;
 	struct buf in;
 	char text[256];
-	const char *end;
-	size_t head;
+	size_t head = 0;
 	long status = 0;
 	size_t clen = 0;
 	int ret;
@@ -310,21 +352,17 @@ static int do_upgrade(struct h2 *h, struct buf *rest, bool *retry)
 	if (ret)
 		goto out;
 	for (;;) {
-		if (in.len &&
-		    (end = memmem(in.data, in.len, "\r\n\r\n", 4)) != NULL)
+		ret = in.len ? h2_parse_head(in.data, in.len, &status, &clen,
+					     &head) : -EAGAIN;
+		if (ret != -EAGAIN)
 			break;
-		if (in.len >= HEAD_MAX) {
-			ret = -EBADMSG;
-			goto out;
-		}
 		ret = recv_some(h, &in, deadline);
 		if (ret)
 			goto out;
 	}
-	head = (size_t)(end - (const char *)in.data) + 4;
-	in.data[head - 1] = '\0';
-	if (sscanf((const char *)in.data, "HTTP/1.%*d %ld", &status) != 1) {
-		ret = -EBADMSG;
+	if (ret) {
+		log_err("h2: cannot open a session with '%s': the answer to "
+			"the upgrade is not HTTP/1.1", h->conf.label);
 		goto out;
 	}
 	if (status == 101) {
@@ -332,12 +370,6 @@ static int do_upgrade(struct h2 *h, struct buf *rest, bool *retry)
 		goto out;
 	}
 	/* Refused: the body is the server's reason, in plain text. */
-	for (const char *p = (const char *)in.data; p; p = strchr(p, '\n')) {
-		while (*p == '\n' || *p == '\r')
-			p++;
-		if (!strncasecmp(p, "content-length:", 15))
-			clen = strtoul(p + 15, NULL, 10);
-	}
 	clen = MIN(clen, (size_t)(1 << 16));
 	while (in.len - head < clen && !recv_some(h, &in, deadline))
 		;

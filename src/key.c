@@ -113,9 +113,14 @@ static int derive(const char *path, json_object *kdf, const char *pass,
 		if (!salt64 || crypto_base64_decode(salt64, salt, sizeof(salt),
 						    &saltlen))
 			return bad_field(path, "kdf.Scrypt.salt");
+		/*
+		 * PBS writes n=65536 r=8 p=1.  Bound the work a key file
+		 * can ask for (memory 128*n*r, time n*r*p): about 15 s.
+		 */
 		if (get_uint(params, "n", &n) || get_uint(params, "r", &r) ||
-		    get_uint(params, "p", &p) || (n & (n - 1)) ||
-		    n > (1u << 20) || r > 64 || p > 64)
+		    get_uint(params, "p", &p) || n < 2 || (n & (n - 1)) ||
+		    n > (1u << 20) || !r || r > 32 || !p || p > 16 ||
+		    n * r * p > (1ull << 25))
 			return bad_field(path, "kdf.Scrypt.n/r/p");
 		return crypto_scrypt(pass, strlen(pass), salt, saltlen, n, r, p,
 				     out, 32);
@@ -125,7 +130,9 @@ static int derive(const char *path, json_object *kdf, const char *pass,
 		if (!salt64 || crypto_base64_decode(salt64, salt, sizeof(salt),
 						    &saltlen))
 			return bad_field(path, "kdf.PBKDF2.salt");
-		if (get_uint(params, "iter", &iter) || iter > 100000000)
+		/* PBS writes 65535; ten million take seconds already. */
+		if (get_uint(params, "iter", &iter) || !iter ||
+		    iter > 10000000)
 			return bad_field(path, "kdf.PBKDF2.iter");
 		return crypto_pbkdf2_sha256(pass, strlen(pass), salt, saltlen,
 					    (unsigned int)iter, out, 32);

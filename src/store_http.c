@@ -86,24 +86,22 @@ static int http_get_chunk(struct store *s, const uint8_t digest[32],
 	return ret;
 }
 
-static int http_list(struct store *s, const char *path, char ***names,
-		     size_t *n)
+int store_http_parse_listing(const char *body, size_t len, char ***names,
+			     size_t *n)
 {
+	struct json_tokener *tok = json_tokener_new();
 	json_object *root = NULL;
-	uint8_t *body = NULL;
-	size_t len = 0;
 	char **v = NULL;
 	size_t cnt = 0;
-	char *url;
-	int ret;
+	int ret = 0;
 
-	url = xasprintf("%s/%s/", to_http(s)->url, path);
-	ret = fetch_get(to_http(s)->fetch, url, FETCH_DEMAND, LIST_MAX, NULL,
-			NULL, &body, &len);
-	if (ret)
-		goto out;
-	root = json_tokener_parse((const char *)body);
-	if (!root || !json_object_is_type(root, json_type_array)) {
+	if (!tok)
+		return -ENOMEM;
+	/* Not NUL-terminated necessarily: the tokener takes a length. */
+	if (len <= INT32_MAX)
+		root = json_tokener_parse_ex(tok, body, (int)len);
+	if (!root || json_tokener_get_error(tok) != json_tokener_success ||
+	    !json_object_is_type(root, json_type_array)) {
 		ret = -ENOTSUP;		/* not a JSON listing */
 		goto out;
 	}
@@ -111,17 +109,40 @@ static int http_list(struct store *s, const char *path, char ***names,
 	for (size_t i = 0; i < json_object_array_length(root); i++) {
 		json_object *e = json_object_array_get_idx(root, i);
 		json_object *name;
+		const char *s;
 
-		if (json_object_object_get_ex(e, "name", &name) &&
-		    json_object_is_type(name, json_type_string) &&
-		    strcmp(json_object_get_string(name), ".") &&
-		    strcmp(json_object_get_string(name), ".."))
-			v[cnt++] = xstrdup(json_object_get_string(name));
+		if (!json_object_object_get_ex(e, "name", &name) ||
+		    !json_object_is_type(name, json_type_string))
+			continue;
+		s = json_object_get_string(name);
+		/* An entry name, never a path: the caller joins it. */
+		if (!*s || !strcmp(s, ".") || !strcmp(s, "..") ||
+		    strchr(s, '/') ||
+		    strlen(s) != (size_t)json_object_get_string_len(name))
+			continue;
+		v[cnt++] = xstrdup(s);
 	}
 	*names = v;
 	*n = cnt;
 out:
 	json_object_put(root);
+	json_tokener_free(tok);
+	return ret;
+}
+
+static int http_list(struct store *s, const char *path, char ***names,
+		     size_t *n)
+{
+	uint8_t *body = NULL;
+	size_t len = 0;
+	char *url;
+	int ret;
+
+	url = xasprintf("%s/%s/", to_http(s)->url, path);
+	ret = fetch_get(to_http(s)->fetch, url, FETCH_DEMAND, LIST_MAX, NULL,
+			NULL, &body, &len);
+	if (!ret)
+		ret = store_http_parse_listing((const char *)body, len, names, n);
 	free(body);
 	free(url);
 	return ret;

@@ -436,9 +436,9 @@ static void free_line(char *l)
 
 /* ---- REST ---- */
 
-/* GET /api2/json/@path: the parsed "data" member (caller puts root). */
+/* GET /api2/json/@path: the body of a 200 (malloc'ed). */
 static int rest_get(struct store_pbs *p, const char *path, const char *what,
-		    json_object **root, json_object **data)
+		    uint8_t **body, size_t *len)
 {
 	struct fetch_request rq = {
 		.prio = FETCH_DEMAND,
@@ -452,7 +452,6 @@ static int rest_get(struct store_pbs *p, const char *path, const char *what,
 	char *url;
 	int ret;
 
-	*root = NULL;
 	ret = auth_lines(p, &l1, &l2);
 	if (ret)
 		return ret;
@@ -467,21 +466,17 @@ static int rest_get(struct store_pbs *p, const char *path, const char *what,
 	free_line(l2);
 	free(url);
 	if (!ret && resp.status == 200) {
-		*root = json_tokener_parse((const char *)resp.body);
-		if (!*root || !json_object_object_get_ex(*root, "data", data)) {
-			log_err("pbs: cannot %s on '%s': the answer is not "
-				"JSON with a \"data\" member", what, p->label);
-			json_object_put(*root);
-			*root = NULL;
-			ret = -EBADMSG;
-		}
-	} else if (resp.status) {
+		*body = resp.body;
+		*len = resp.len;
+		return 0;
+	}
+	if (resp.status) {
 		char text[256];
 		size_t n = 0;
 
 		for (; resp.body && n < resp.len && n + 1 < sizeof(text) &&
 		       resp.body[n] != '\n'; n++)
-			text[n] = (char)resp.body[n];
+			text[n] = resp.body[n] >= ' ' ? (char)resp.body[n] : '?';
 		text[n] = '\0';
 		log_err("pbs: cannot %s on '%s': HTTP %ld%s%s", what, p->label,
 			resp.status, n ? ": " : "", text);
@@ -515,20 +510,73 @@ static const char *jstr(json_object *o, const char *key)
 	return json_object_get_string(v);
 }
 
+int store_pbs_parse_list(const char *body, size_t len, const char *type,
+			 int ncomp, char ***names, size_t *n)
+{
+	struct json_tokener *tok = json_tokener_new();
+	json_object *root = NULL;
+	json_object *data;
+	char **v = NULL;
+	size_t cnt = 0;
+	int ret = 0;
+
+	*names = NULL;
+	*n = 0;
+	if (!tok)
+		return -ENOMEM;
+	if (len <= INT32_MAX)
+		root = json_tokener_parse_ex(tok, body, (int)len);
+	if (!root || json_tokener_get_error(tok) != json_tokener_success ||
+	    !json_object_object_get_ex(root, "data", &data) ||
+	    !json_object_is_type(data, json_type_array)) {
+		ret = -EBADMSG;
+		goto out;
+	}
+	for (size_t i = 0; !ret && i < json_object_array_length(data); i++) {
+		json_object *e = json_object_array_get_idx(data, i);
+		const char *t = jstr(e, "backup-type");
+		json_object *bt;
+		char ts[21];
+
+		if (!t || strcmp(t, type))
+			continue;
+		if (ncomp == 1) {
+			const char *id = jstr(e, "backup-id");
+
+			if (id && snap_is_safe_id(id))
+				ret = add_name(&v, &cnt, id);
+			continue;
+		}
+		if (json_object_object_get_ex(e, "backup-time", &bt) &&
+		    json_object_is_type(bt, json_type_int) &&
+		    !snap_format_time(json_object_get_int64(bt), ts))
+			ret = add_name(&v, &cnt, ts);
+	}
+	if (!ret) {
+		*names = v ? v : xcalloc(1, sizeof(*v));
+		*n = cnt;
+		v = NULL;
+		cnt = 0;
+	}
+out:
+	store_free_names(v, cnt);
+	json_object_put(root);
+	json_tokener_free(tok);
+	return ret;
+}
+
 static int pbs_list(struct store *s, const char *path, char ***names,
 		    size_t *n)
 {
 	struct store_pbs *p = to_pbs(s);
-	json_object *root = NULL;
-	json_object *data;
+	uint8_t *body = NULL;
+	size_t len = 0;
 	char *comp[4];
 	size_t ncomp = 0;
 	char *ns = NULL;
 	char *ens = NULL;
 	char *q = NULL;
 	char what[300];
-	char **v = NULL;
-	size_t cnt = 0;
 	int ret;
 
 	*names = NULL;
@@ -554,42 +602,18 @@ static int pbs_list(struct store *s, const char *path, char ***names,
 			 comp[0], comp[1], *ns ? " in namespace " : "", ns);
 		free(eid);
 	}
-	ret = rest_get(p, q, what, &root, &data);
+	ret = rest_get(p, q, what, &body, &len);
 	if (ret)
 		goto out;
-	if (!json_object_is_type(data, json_type_array)) {
-		ret = -EBADMSG;
-		goto out;
-	}
-	for (size_t i = 0; !ret && i < json_object_array_length(data); i++) {
-		json_object *e = json_object_array_get_idx(data, i);
-		const char *type = jstr(e, "backup-type");
-		json_object *t;
-		char ts[21];
-
-		if (!type || strcmp(type, comp[0]))
-			continue;
-		if (ncomp == 1) {
-			const char *id = jstr(e, "backup-id");
-
-			if (id)
-				ret = add_name(&v, &cnt, id);
-			continue;
-		}
-		if (json_object_object_get_ex(e, "backup-time", &t) &&
-		    json_object_is_type(t, json_type_int) &&
-		    !snap_format_time(json_object_get_int64(t), ts))
-			ret = add_name(&v, &cnt, ts);
-	}
-	if (!ret) {
-		*names = v ? v : xcalloc(1, sizeof(*v));
-		*n = cnt;
-		v = NULL;
-		cnt = 0;
+	ret = store_pbs_parse_list((const char *)body, len, comp[0],
+				   (int)ncomp, names, n);
+	if (ret == -EBADMSG) {
+		log_err("pbs: cannot %s on '%s': the answer is not a JSON "
+			"\"data\" list", what, p->label);
+		ret = -EREMOTEIO;
 	}
 out:
-	store_free_names(v, cnt);
-	json_object_put(root);
+	free(body);
 	for (size_t i = 0; i < ncomp; i++)
 		free(comp[i]);
 	free(ns);
