@@ -35,6 +35,9 @@ enum {
 	OPT_AUTH_FILE,
 	OPT_PASSWORD_FILE,
 	OPT_PASSWORD_FD,
+	OPT_S3_ENDPOINT,
+	OPT_S3_REGION,
+	OPT_S3_ADDRESSING,
 	OPT_DEBUG,
 	OPT_TYPE,
 	OPT_ID,
@@ -77,6 +80,9 @@ enum {
 	{ "auth-file", required_argument, NULL, OPT_AUTH_FILE },           \
 	{ "password-file", required_argument, NULL, OPT_PASSWORD_FILE },   \
 	{ "password-fd", required_argument, NULL, OPT_PASSWORD_FD },       \
+	{ "s3-endpoint", required_argument, NULL, OPT_S3_ENDPOINT },       \
+	{ "s3-region", required_argument, NULL, OPT_S3_REGION },           \
+	{ "s3-addressing", required_argument, NULL, OPT_S3_ADDRESSING },   \
 	{ "debug", required_argument, NULL, OPT_DEBUG },                   \
 	{ "quiet", no_argument, NULL, 'q' },                               \
 	{ "help", no_argument, NULL, 'h' }
@@ -99,6 +105,9 @@ enum {
 	"  --password-file FILE    PBS password or API token secret (first\n"    \
 	"                          line); also --password-fd N, PBS_PASSWORD,\n" \
 	"                          PBS_PASSWORD_FILE, PBS_PASSWORD_FD\n"        \
+	"  --s3-endpoint URL       s3:// on another S3 server than AWS\n"       \
+	"  --s3-region REGION      (default AWS_REGION or us-east-1)\n"         \
+	"  --s3-addressing MODE    path or vhost (default: vhost on AWS)\n"     \
 	"  --debug LIST            debug categories: fetch,http,store,... or all\n" \
 	"  -q, --quiet             only errors\n"
 
@@ -115,6 +124,10 @@ struct cli {
 	const char *password_file;
 	int password_fd;
 	char *secret;			/* owned: PBS password or token */
+	char *s3_key_id;		/* owned */
+	char *s3_secret;		/* owned */
+	char *s3_token;			/* owned */
+	char *s3_region;		/* owned */
 	struct key_material *key;	/* owned */
 	struct store *s;		/* owned */
 };

@@ -33,6 +33,16 @@ struct fetch_conf {
 					   name check; NULL: none */
 	bool insecure;
 	const char *auth_header;	/* "Authorization: ...", or NULL */
+	/*
+	 * AWS Signature V4 by libcurl (CURLOPT_AWS_SIGV4): provider string
+	 * "aws:amz:REGION:s3", or NULL; the key id and secret (kept in
+	 * locked memory, wiped at fetch_free), and a session token sent as
+	 * x-amz-security-token.  Each request adds x-amz-content-sha256.
+	 */
+	const char *aws_sigv4;
+	const char *aws_key_id;
+	const char *aws_secret;
+	const char *aws_token;
 };
 
 /*

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "key.h"
+#include "store.h"
 
 /*
  * Write a snapshot in PBS datastore layout (FORMATS.md section 6) from
@@ -13,7 +14,10 @@
  * chunks already in the store), zstd level 1, optional encryption, one
  * .img.fidx per image, the manifest last.  The snapshot directory is
  * built under a temporary name and renamed into place after everything
- * in it is durable, so a crash never leaves a half snapshot.
+ * in it is durable, so a crash never leaves a half snapshot.  Into a
+ * store (an S3 bucket) the chunks go with If-None-Match (dedup against
+ * the bucket), then the indexes, then the manifest: readers count a
+ * snapshot only once its manifest exists.
  */
 struct pack_image {
 	const char *path;	/* raw image or block device */
@@ -31,6 +35,9 @@ struct pack_conf {
 	uint64_t chunk_size;		/* power of two, default 4 MiB */
 	const struct key_material *key; /* NULL: not encrypted */
 	const char *owner;		/* "root@pam" by default */
+	struct store *dest;		/* NULL: datastore is a directory;
+					   else written through this store
+					   (an S3 bucket) */
 	bool quiet;
 };
 

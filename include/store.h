@@ -10,7 +10,8 @@
  * Where a datastore lives: one interface, one backend per file
  * (store_dir.c: a directory on this machine; store_http.c: the same tree
  * under an http(s) URL; store_pbs.c: a datastore of a Proxmox Backup
- * Server, through its API and reader protocol).  Paths are relative to the datastore root, in
+ * Server, through its API and reader protocol; store_s3.c: a PBS 4 S3
+ * datastore in a bucket).  Paths are relative to the datastore root, in
  * FORMATS.md section 6 layout ("vm/100/<time>/index.json.blob").
  *
  * Every function may block and may be called from any thread at once.
@@ -48,6 +49,13 @@ struct store_ops {
 	 */
 	int (*list)(struct store *s, const char *path, char ***names,
 		    size_t *n);
+	/*
+	 * Write @path (a file of a snapshot or ".chunks/XXXX/<hex>"): pack
+	 * to a bucket.  With @if_absent an existing object is kept and
+	 * -EEXIST returned (dedup).  NULL where pack writes directly.
+	 */
+	int (*put)(struct store *s, const char *path, const void *buf,
+		   size_t len, bool if_absent);
 	/* Where a path or chunk lives, for log lines (URL or file path). */
 	void (*describe)(struct store *s, const char *path, char *out,
 			 size_t outlen);
@@ -77,6 +85,12 @@ struct store_conf {
 	int insecure;			/* skip verification (warned) */
 	const char *auth_header;	/* full "Authorization: ..." or NULL */
 	const char *secret;		/* PBS: password or token secret */
+	const char *s3_endpoint;	/* NULL: AWS for s3_region */
+	const char *s3_region;		/* NULL: us-east-1 */
+	const char *s3_addressing;	/* "path", "vhost" or NULL: default */
+	const char *s3_key_id;
+	const char *s3_secret;
+	const char *s3_token;		/* session token or NULL */
 };
 
 int store_open(const struct store_conf *conf, struct store **out);
@@ -90,6 +104,9 @@ int store_list(struct store *s, const char *path, char ***names, size_t *n);
 void store_describe(struct store *s, const char *path, char *out,
 		    size_t outlen);
 void store_free_names(char **names, size_t n);
+/* -ENOTSUP for stores without put. */
+int store_put(struct store *s, const char *path, const void *buf,
+	      size_t len, bool if_absent);
 /*
  * Errors the network layers log themselves, with the detail (URL,
  * status, the server's text): -EIO (gave up), -EACCES (credentials or
@@ -144,11 +161,20 @@ int store_http_parse_listing(const char *body, size_t len, char ***names,
  */
 int store_pbs_parse_list(const char *body, size_t len, const char *type,
 			 int ncomp, char ***names, size_t *n);
+/*
+ * One ListObjectsV2 answer for keys under @prefix: the subdirectories
+ * (CommonPrefixes) or, with @times, the snapshot times that have an
+ * index.json.blob; *@token the continuation token if truncated (NULL at
+ * the end), malloc'ed.  -EBADMSG if it is not one.
+ */
+int store_s3_parse_list(const char *body, size_t len, const char *prefix,
+			bool times, char ***names, size_t *n, char **token);
 
 /* Backends: called by store_open() only. */
 int store_dir_open(const struct store_conf *conf, const char *root,
 		   struct store **out);
 int store_http_open(const struct store_conf *conf, struct store **out);
 int store_pbs_open(const struct store_conf *conf, struct store **out);
+int store_s3_open(const struct store_conf *conf, struct store **out);
 
 #endif

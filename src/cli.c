@@ -56,6 +56,16 @@ void cli_release(struct cli *c)
 		explicit_bzero(c->secret, strlen(c->secret));
 		free(c->secret);
 	}
+	if (c->s3_secret) {
+		explicit_bzero(c->s3_secret, strlen(c->s3_secret));
+		free(c->s3_secret);
+	}
+	if (c->s3_token) {
+		explicit_bzero(c->s3_token, strlen(c->s3_token));
+		free(c->s3_token);
+	}
+	free(c->s3_key_id);
+	free(c->s3_region);
 }
 
 /* First line of a secret, without CR/LF; *out is malloc'ed. */
@@ -240,6 +250,19 @@ int cli_parse_repo_opt(struct cli *c, const char *cmd, int opt,
 					       arg);
 		c->password_fd = (int)v;
 		return 0;
+	case OPT_S3_ENDPOINT:
+		c->store.s3_endpoint = arg;
+		return 0;
+	case OPT_S3_REGION:
+		free(c->s3_region);
+		c->s3_region = xstrdup(arg);
+		return 0;
+	case OPT_S3_ADDRESSING:
+		if (strcmp(arg, "path") && strcmp(arg, "vhost"))
+			return cli_usage_error(cmd, "--s3-addressing takes path "
+					       "or vhost");
+		c->store.s3_addressing = arg;
+		return 0;
 	case OPT_DEBUG:
 		if (log_set_debug(arg))
 			return cli_usage_error(cmd, "unknown debug category in '%s'",
@@ -342,6 +365,109 @@ const char *cli_repo_arg(int nargs, int want, char **argv, int *shift)
 	return NULL;
 }
 
+/*
+ * KEY from section [@section] of an AWS-style INI file, malloc'ed, or
+ * NULL.  "key = value" lines; '#' and ';' comments.
+ */
+static char *ini_get(const char *path, const char *section, const char *key)
+{
+	char line[4096];
+	bool in = false;
+	char *val = NULL;
+	FILE *f;
+
+	f = fopen(path, "re");
+	if (!f)
+		return NULL;
+	while (!val && fgets(line, sizeof(line), f)) {
+		char *p = line + strspn(line, " \t");
+		char *eq;
+		char *e;
+
+		p[strcspn(p, "\r\n")] = '\0';
+		if (*p == '[') {
+			e = strchr(p, ']');
+			if (e)
+				*e = '\0';
+			in = !strcmp(p + 1, section);
+			continue;
+		}
+		eq = strchr(p, '=');
+		if (!in || !eq || *p == '#' || *p == ';')
+			continue;
+		for (e = eq; e > p && (e[-1] == ' ' || e[-1] == '\t'); e--)
+			;
+		if ((size_t)(e - p) != strlen(key) || strncmp(p, key, e - p))
+			continue;
+		eq++;
+		eq += strspn(eq, " \t");
+		for (e = eq + strlen(eq); e > eq && (e[-1] == ' ' ||
+						      e[-1] == '\t'); e--)
+			;
+		val = strndup(eq, (size_t)(e - eq));
+	}
+	explicit_bzero(line, sizeof(line));
+	fclose(f);
+	return val;
+}
+
+static char *home_file(const char *env, const char *rel)
+{
+	const char *v = getenv(env);
+	const char *home = getenv("HOME");
+
+	if (v && *v)
+		return xstrdup(v);
+	return home ? xasprintf("%s/%s", home, rel) : NULL;
+}
+
+/* Credentials and region for s3://, as the AWS tools find them. */
+static void read_s3_credentials(struct cli *c)
+{
+	const char *profile = getenv("AWS_PROFILE");
+	const char *v;
+	char *file;
+	char *section;
+
+	if (!profile || !*profile)
+		profile = "default";
+	v = getenv("AWS_ACCESS_KEY_ID");
+	if (v && *v && getenv("AWS_SECRET_ACCESS_KEY")) {
+		c->s3_key_id = xstrdup(v);
+		c->s3_secret = xstrdup(getenv("AWS_SECRET_ACCESS_KEY"));
+		v = getenv("AWS_SESSION_TOKEN");
+		c->s3_token = v && *v ? xstrdup(v) : NULL;
+	} else {
+		file = home_file("AWS_SHARED_CREDENTIALS_FILE",
+				 ".aws/credentials");
+		if (file) {
+			c->s3_key_id = ini_get(file, profile,
+					       "aws_access_key_id");
+			c->s3_secret = ini_get(file, profile,
+					       "aws_secret_access_key");
+			c->s3_token = ini_get(file, profile,
+					      "aws_session_token");
+		}
+		free(file);
+	}
+	if (c->s3_region)
+		return;
+	v = getenv("AWS_REGION");
+	if (!v || !*v)
+		v = getenv("AWS_DEFAULT_REGION");
+	if (v && *v) {
+		c->s3_region = xstrdup(v);
+		return;
+	}
+	file = home_file("AWS_CONFIG_FILE", ".aws/config");
+	section = strcmp(profile, "default") ? xasprintf("profile %s", profile) :
+					       xstrdup("default");
+	if (file)
+		c->s3_region = ini_get(file, section, "region");
+	free(file);
+	free(section);
+}
+
 int cli_open_repo(struct cli *c, const char *repo)
 {
 	enum store_kind kind;
@@ -366,6 +492,19 @@ int cli_open_repo(struct cli *c, const char *repo)
 	ret = cli_read_secret(c, repo);
 	if (!ret)
 		ret = cli_load_key(c);
+	if (!strncmp(repo, "s3://", 5)) {
+		const char *ep = getenv("AWS_ENDPOINT_URL_S3");
+
+		read_s3_credentials(c);
+		if (!ep || !*ep)
+			ep = getenv("AWS_ENDPOINT_URL");
+		if (!c->store.s3_endpoint && ep && *ep)
+			c->store.s3_endpoint = ep;
+		c->store.s3_key_id = c->s3_key_id;
+		c->store.s3_secret = c->s3_secret;
+		c->store.s3_token = c->s3_token;
+		c->store.s3_region = c->s3_region;
+	}
 	c->store.url = repo;
 	c->store.secret = c->secret;
 	if (!ret)

@@ -136,7 +136,13 @@ int cmd_pack(int argc, char **argv)
 		imgs[i].path = paths[i];
 		imgs[i].archive = names[i];
 	}
-	ret = cli_load_key(&c);
+	if (!strncmp(argv[argc - 1], "s3://", 5)) {
+		/* Into a bucket: the S3 store writes it (key loaded too). */
+		ret = cli_open_repo(&c, argv[argc - 1]);
+		conf.dest = c.s;
+	} else {
+		ret = cli_load_key(&c);
+	}
 	if (ret) {
 		ret = EXIT_FAILURE;
 		goto out;

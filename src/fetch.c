@@ -45,6 +45,7 @@
 #include <curl/curl.h>
 
 #include "compiler.h"
+#include "crypto.h"
 #include "fetch.h"
 #include "tls.h"
 #include "log.h"
@@ -73,6 +74,9 @@ struct req {
 struct fetch {
 	struct fetch_conf conf;		/* immutable; strings owned */
 	struct tls_pin *pin;		/* immutable; NULL without a pin */
+	char *userpwd;			/* immutable: "KEY:SECRET", secure
+					   memory of userpwd_len bytes */
+	size_t userpwd_len;		/* immutable */
 	struct curl_slist *headers;	/* immutable after new */
 	CURLM *multi;			/* loop thread only */
 	CURL **pool;			/* loop thread only */
@@ -277,6 +281,10 @@ static CURL *easy_get(struct fetch *f)
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
 		curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
 		curl_easy_setopt(e, CURLOPT_SSL_CTX_DATA, f->pin);
+	}
+	if (f->conf.aws_sigv4) {
+		curl_easy_setopt(e, CURLOPT_AWS_SIGV4, f->conf.aws_sigv4);
+		curl_easy_setopt(e, CURLOPT_USERPWD, f->userpwd);
 	}
 	if (log_debug_mask & LOG_CAT_HTTP) {
 		curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
@@ -535,6 +543,29 @@ int fetch_new(const struct fetch_conf *conf, struct fetch **out)
 			 "verified");
 	if (conf->auth_header)
 		f->headers = curl_slist_append(NULL, conf->auth_header);
+	f->conf.aws_sigv4 = conf->aws_sigv4 ? xstrdup(conf->aws_sigv4) : NULL;
+	f->conf.aws_key_id = NULL;
+	f->conf.aws_secret = NULL;
+	f->conf.aws_token = NULL;
+	if (conf->aws_sigv4) {
+		f->userpwd_len = strlen(conf->aws_key_id) +
+				 strlen(conf->aws_secret) + 2;
+		f->userpwd = crypto_secure_alloc(f->userpwd_len);
+		if (!f->userpwd) {
+			fetch_free(f);
+			return -ENOMEM;
+		}
+		snprintf(f->userpwd, f->userpwd_len, "%s:%s", conf->aws_key_id,
+			 conf->aws_secret);
+		if (conf->aws_token && *conf->aws_token) {
+			char *h = xasprintf("x-amz-security-token: %s",
+					    conf->aws_token);
+
+			f->headers = curl_slist_append(f->headers, h);
+			crypto_wipe(h, strlen(h));
+			free(h);
+		}
+	}
 	f->multi = curl_multi_init();
 	if (!f->multi) {
 		fetch_free(f);
@@ -580,6 +611,8 @@ void fetch_free(struct fetch *f)
 	free((char *)f->conf.ca_file);
 	free((char *)f->conf.fingerprint);
 	tls_pin_free(f->pin);
+	crypto_secure_free(f->userpwd, f->userpwd_len);
+	free((char *)f->conf.aws_sigv4);
 	free(f);
 }
 

@@ -143,6 +143,21 @@ static int store_chunk(const char *ds, const uint8_t *data, size_t len,
 	int ret;
 
 	snap_chunk_path(digest, rel);
+	if (conf->dest) {
+		ret = chunk_encode(data, len, true, conf->key, &blob, &bloblen);
+		if (!ret)
+			ret = store_put(conf->dest, rel, blob, bloblen, true);
+		free(blob);
+		if (ret == -EEXIST) {
+			st->reused++;
+			return 0;
+		}
+		if (!ret) {
+			st->written++;
+			st->bytes_stored += bloblen;
+		}
+		return ret;	/* the store said why */
+	}
 	snprintf(path, sizeof(path), "%s/%s", ds, rel);
 	if (!stat(path, &sb) && sb.st_size > 0) {
 		st->reused++;
@@ -258,8 +273,11 @@ static int pack_image(const struct pack_conf *conf,
 	if (ret)
 		goto out_free;
 	path = xasprintf("%s/%s", tmpdir, img->archive);
-	ret = write_file_atomic(path, fidx, fidxlen, 0640);
-	if (ret)
+	if (conf->dest)
+		ret = store_put(conf->dest, path, fidx, fidxlen, false);
+	else
+		ret = write_file_atomic(path, fidx, fidxlen, 0640);
+	if (ret && !conf->dest)
 		log_err("pack: cannot write '%s': %s", path, strerror(-ret));
 	free(path);
 	if (ret)
@@ -310,8 +328,11 @@ static int write_manifest(const struct pack_conf *conf,
 	if (ret)
 		return ret;
 	path = xasprintf("%s/index.json.blob", tmpdir);
-	ret = write_file_atomic(path, blob, bloblen, 0640);
-	if (ret)
+	if (conf->dest)
+		ret = store_put(conf->dest, path, blob, bloblen, false);
+	else
+		ret = write_file_atomic(path, blob, bloblen, 0640);
+	if (ret && !conf->dest)
 		log_err("pack: cannot write '%s': %s", path, strerror(-ret));
 	free(path);
 	free(blob);
@@ -348,6 +369,47 @@ static void remove_tmpdir(const char *dir)
 	rmdir(dir);
 }
 
+/*
+ * Into a store (an S3 bucket): no rename there, so the order is the
+ * atomicity: chunks, indexes, then the manifest that makes the snapshot
+ * visible.  A failure leaves chunks (garbage for PBS's GC) and perhaps
+ * indexes, never a manifest.
+ */
+static int pack_to_store(const struct pack_conf *conf, const char *snappath,
+			 const char *grouppath, struct snap_manifest *m,
+			 struct digest_set *seen, struct pack_stats *st)
+{
+	char *owner = xasprintf("%s/owner", grouppath);
+	char *text = xasprintf("%s\n", conf->owner ? conf->owner : "root@pam");
+	char *manifest = xasprintf("%s/index.json.blob", snappath);
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int ret;
+
+	ret = store_get_file(conf->dest, manifest, 1 << 20, &buf, &len);
+	free(buf);
+	if (!ret) {
+		log_err("pack: cannot create snapshot '%s': it exists",
+			snappath);
+		ret = -EEXIST;
+		goto out;
+	}
+	if (ret != -ENOENT)
+		goto out;
+	ret = store_put(conf->dest, owner, text, strlen(text), true);
+	if (ret == -EEXIST)
+		ret = 0;
+	for (unsigned int i = 0; !ret && i < conf->nimages; i++)
+		ret = pack_image(conf, &conf->images[i], snappath, m, seen, st);
+	if (!ret)
+		ret = write_manifest(conf, m, snappath);
+out:
+	free(owner);
+	free(text);
+	free(manifest);
+	return ret;
+}
+
 int pack_run(const struct pack_conf *conf)
 {
 	struct pack_stats st = { 0 };
@@ -370,6 +432,19 @@ int pack_run(const struct pack_conf *conf)
 		return ret;
 	}
 	snap_format_time(conf->time, timestr);
+	if (conf->dest) {
+		/* Store paths are relative to the datastore. */
+		groupdir = xasprintf("%s%s%s/%s", nspath, *nspath ? "/" : "",
+				     conf->type, conf->id);
+		snapdir = xasprintf("%s/%s", groupdir, timestr);
+		ret = snap_manifest_new(conf->type, conf->id, conf->time, &m);
+		if (!ret)
+			ret = pack_to_store(conf, snapdir, groupdir, m, &seen,
+					    &st);
+		if (!ret)
+			goto done;
+		goto out;
+	}
 	groupdir = xasprintf("%s/%s%s%s/%s", conf->datastore, nspath,
 			     *nspath ? "/" : "", conf->type, conf->id);
 	snapdir = xasprintf("%s/%s", groupdir, timestr);
@@ -418,6 +493,7 @@ int pack_run(const struct pack_conf *conf)
 		goto err_tmp;
 	}
 	fsync_parent_dir(snapdir);
+done:
 	if (!conf->quiet)
 		log_info("pack: %s/%s/%s: %llu chunks, %llu new, %llu deduplicated, "
 			 "%.1f MiB in, %.1f MiB stored, %.1f s",

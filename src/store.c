@@ -72,6 +72,8 @@ int store_open(const struct store_conf *conf, struct store **out)
 		return store_http_open(conf, out);
 	if (!strncmp(url, "file://", 7))
 		return store_dir_open(conf, url + 7, out);
+	if (!strncmp(url, "s3://", 5))
+		return store_s3_open(conf, out);
 	log_err("store: cannot open '%s': unsupported repository scheme", url);
 	return -EPROTONOSUPPORT;
 }
@@ -110,6 +112,14 @@ void store_describe(struct store *s, const char *path, char *out,
 bool store_err_logged(int err)
 {
 	return err == -EIO || err == -EACCES || err == -EREMOTEIO;
+}
+
+int store_put(struct store *s, const char *path, const void *buf,
+	      size_t len, bool if_absent)
+{
+	if (!s->ops->put)
+		return -ENOTSUP;
+	return s->ops->put(s, path, buf, len, if_absent);
 }
 
 void store_cancel(struct store *s)

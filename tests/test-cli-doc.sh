@@ -11,7 +11,7 @@ for c in $cmds; do
 	$PROG "$c" --help >"$T/help" || fail "$c --help failed"
 	grep -q "^usage: pbs-livemount $c" "$T/help" || fail "$c usage line"
 	grep -q "^\.Cm $c" "$man" || fail "command $c missing from man page"
-	for o in $(grep -o -- '--[a-z][a-z-]*' "$T/help" | sort -u); do
+	for o in $(grep -o -- '--[a-z][a-z0-9-]*' "$T/help" | sort -u); do
 		grep -q -- "^\.It .*Fl -${o#--}\b" "$man" ||
 			fail "option $o of '$c' missing from the man page"
 	done

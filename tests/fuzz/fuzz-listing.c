@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * What servers answer to listings: nginx JSON directory indexes and the
- * PBS API's group and snapshot lists.  Every name returned is a safe
- * single path component.
+ * What servers answer to listings: nginx JSON directory indexes, the PBS
+ * API's group and snapshot lists, and S3 ListObjectsV2 results.  Every
+ * name returned is a safe single path component.
  */
 #include "config.h"
 
@@ -39,5 +39,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check(names, n);
 	if (!store_pbs_parse_list((const char *)data, size, "ct", 2, &names, &n))
 		check(names, n);
+	for (int times = 0; times < 2; times++) {
+		char *token = NULL;
+
+		if (!store_s3_parse_list((const char *)data, size,
+					 "store/.cnt/vm/", times, &names, &n,
+					 &token)) {
+			check(names, n);
+			free(token);
+		}
+	}
 	return 0;
 }
