@@ -35,6 +35,8 @@ struct pack_conf {
 	uint64_t chunk_size;		/* power of two, default 4 MiB */
 	const struct key_material *key; /* NULL: not encrypted */
 	const char *owner;		/* "root@pam" by default */
+	bool lazy_chunk_dirs;		/* a new datastore gets .chunks/XXXX
+					   only as needed, not all 65,536 */
 	struct store *dest;		/* NULL: datastore is a directory;
 					   else written through this store
 					   (an S3 bucket) */

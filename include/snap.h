@@ -117,6 +117,10 @@ int snap_manifest_add_file(struct snap_manifest *m, const char *filename,
 			   const uint8_t csum[32]);
 /* @hex is 64 lowercase hex digits, or NULL to clear. */
 int snap_manifest_set_signature(struct snap_manifest *m, const char *hex);
+/* unprotected.chunk_upload_stats, as a PBS server adds it. */
+int snap_manifest_set_upload_stats(struct snap_manifest *m, uint64_t count,
+				   uint64_t size, uint64_t compressed_size,
+				   uint64_t duplicates);
 int snap_manifest_set_key_fingerprint(struct snap_manifest *m,
 				      const char *fp);
 /*

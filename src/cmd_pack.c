@@ -25,6 +25,8 @@ static const char pack_help[] =
 	"\n"
 	"Write a snapshot of raw images in PBS datastore layout.  Each IMAGE\n"
 	"becomes NAME.img.fidx (default: the file name without .img/.raw).\n"
+	"DATASTORE is a directory (created as PBS creates one) or\n"
+	"s3://BUCKET/NAME (with --s3-endpoint, --s3-region, as for reading).\n"
 	"\n"
 	"  --type TYPE             vm (default), ct or host\n"
 	"  --id ID                 backup id (required), e.g. 100\n"
@@ -32,6 +34,8 @@ static const char pack_help[] =
 	"                          (default: now)\n"
 	"  --ns NS                 namespace (a/b), created as needed\n"
 	"  --chunk-size SIZE       power of two, 4K..16M (default 4M)\n"
+	"  --lazy-chunk-dirs       a new datastore gets .chunks/XXXX as chunks\n"
+	"                          need them, not all 65,536 (scratch stores)\n"
 	"  --keyfile FILE          encrypt with this key (passphrase as for\n"
 	"                          restore)\n"
 	"  --passphrase-file FILE, --passphrase-fd N\n"
@@ -44,6 +48,7 @@ int cmd_pack(int argc, char **argv)
 		{ "id", required_argument, NULL, OPT_ID },
 		{ "time", required_argument, NULL, OPT_TIME },
 		{ "chunk-size", required_argument, NULL, OPT_CHUNK_SIZE },
+		{ "lazy-chunk-dirs", no_argument, NULL, OPT_LAZY_DIRS },
 		REPO_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
@@ -97,6 +102,9 @@ int cmd_pack(int argc, char **argv)
 				goto out;
 			}
 			conf.chunk_size = v;
+			break;
+		case OPT_LAZY_DIRS:
+			conf.lazy_chunk_dirs = true;
 			break;
 		default:
 			ret = EXIT_USAGE;

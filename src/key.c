@@ -304,7 +304,8 @@ int key_create_file(const char *path, const char *passphrase,
 	json_object_object_add(root, "modified", json_object_new_string(now));
 	json_object_object_add(root, "data", json_object_new_string(data64));
 	json_object_object_add(root, "fingerprint", json_object_new_string(fp));
-	text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
+	/* As PBS writes KeyConfig: compact serde_json, fields in order. */
+	text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN |
 						    JSON_C_TO_STRING_NOSLASHESCAPE);
 	ret = write_file_atomic(path, text, strlen(text), 0600);
 	if (ret)

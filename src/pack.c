@@ -40,6 +40,11 @@ struct pack_stats {
 	uint64_t reused;	/* dedup hits */
 	uint64_t bytes_in;
 	uint64_t bytes_stored;
+	/* PBS's chunk_upload_stats: each distinct chunk "uploaded" once. */
+	uint64_t up_count;
+	uint64_t up_size;
+	uint64_t up_compressed;
+	uint64_t up_duplicates;	/* already in the datastore */
 };
 
 /*
@@ -143,13 +148,18 @@ static int store_chunk(const char *ds, const uint8_t *data, size_t len,
 	int ret;
 
 	snap_chunk_path(digest, rel);
+	st->up_count++;
+	st->up_size += len;
 	if (conf->dest) {
 		ret = chunk_encode(data, len, true, conf->key, &blob, &bloblen);
 		if (!ret)
 			ret = store_put(conf->dest, rel, blob, bloblen, true);
 		free(blob);
+		if (!ret || ret == -EEXIST)
+			st->up_compressed += bloblen;
 		if (ret == -EEXIST) {
 			st->reused++;
+			st->up_duplicates++;
 			return 0;
 		}
 		if (!ret) {
@@ -161,17 +171,20 @@ static int store_chunk(const char *ds, const uint8_t *data, size_t len,
 	snprintf(path, sizeof(path), "%s/%s", ds, rel);
 	if (!stat(path, &sb) && sb.st_size > 0) {
 		st->reused++;
+		st->up_duplicates++;
+		st->up_compressed += (uint64_t)sb.st_size;
 		return 0;
 	}
 	snprintf(dir, sizeof(dir), "%s/%.12s", ds, rel);
-	ret = mkdir_p(dir, 0750);
+	ret = mkdir_p(dir, 0755);
 	if (ret)
 		goto out_err;
 	ret = chunk_encode(data, len, true, conf->key, &blob, &bloblen);
 	if (ret)
 		goto out_err;
+	st->up_compressed += bloblen;
 	/* No fsync per chunk: pack_run() syncs the file system once. */
-	ret = write_file_rename(path, blob, bloblen, 0640);
+	ret = write_file_rename(path, blob, bloblen, 0644);
 	if (ret)
 		goto out_err;
 	st->written++;
@@ -267,7 +280,10 @@ static int pack_image(const struct pack_conf *conf,
 			goto out_free;
 		set_add(seen, d);
 	}
+	/* A random (version 4, RFC 4122 variant) UUID, as PBS's uuid crate. */
 	crypto_random(uuid, sizeof(uuid));
+	uuid[6] = (uuid[6] & 0x0f) | 0x40;
+	uuid[8] = (uuid[8] & 0x3f) | 0x80;
 	ret = snap_fidx_encode(size, cs, digests, n, uuid, time(NULL), &fidx,
 			       &fidxlen, csum);
 	if (ret)
@@ -276,7 +292,7 @@ static int pack_image(const struct pack_conf *conf,
 	if (conf->dest)
 		ret = store_put(conf->dest, path, fidx, fidxlen, false);
 	else
-		ret = write_file_atomic(path, fidx, fidxlen, 0640);
+		ret = write_file_atomic(path, fidx, fidxlen, 0644);
 	if (ret && !conf->dest)
 		log_err("pack: cannot write '%s': %s", path, strerror(-ret));
 	free(path);
@@ -296,7 +312,8 @@ out_close:
 }
 
 static int write_manifest(const struct pack_conf *conf,
-			  struct snap_manifest *m, const char *tmpdir)
+			  struct snap_manifest *m, const char *tmpdir,
+			  const struct pack_stats *st)
 {
 	char fp[96];
 	char sig[65];
@@ -319,6 +336,12 @@ static int write_manifest(const struct pack_conf *conf,
 		if (ret)
 			return ret;
 	}
+	/* What a PBS server adds when the backup finishes. */
+	ret = snap_manifest_set_upload_stats(m, st->up_count, st->up_size,
+					     st->up_compressed,
+					     st->up_duplicates);
+	if (ret)
+		return ret;
 	ret = snap_manifest_encode(m, &json, &jsonlen);
 	if (ret)
 		return ret;
@@ -331,7 +354,7 @@ static int write_manifest(const struct pack_conf *conf,
 	if (conf->dest)
 		ret = store_put(conf->dest, path, blob, bloblen, false);
 	else
-		ret = write_file_atomic(path, blob, bloblen, 0640);
+		ret = write_file_atomic(path, blob, bloblen, 0644);
 	if (ret && !conf->dest)
 		log_err("pack: cannot write '%s': %s", path, strerror(-ret));
 	free(path);
@@ -347,9 +370,44 @@ static int write_owner(const char *groupdir, const char *owner)
 	int ret = 0;
 
 	if (stat(path, &sb) < 0)
-		ret = write_file_atomic(path, text, strlen(text), 0640);
+		ret = write_file_atomic(path, text, strlen(text), 0644);
 	free(path);
 	free(text);
+	return ret;
+}
+
+/*
+ * A new datastore as PBS's chunk store creates one: .chunks with all
+ * 65,536 XXXX subdirectories (1.5 s and 256 MiB of directory blocks on
+ * ext4 here), an empty .lock; directories 0755.  With lazy_chunk_dirs
+ * the subdirectories come as chunks need them (scratch datastores).
+ */
+static int create_datastore(const struct pack_conf *conf)
+{
+	char *chunks = xasprintf("%s/.chunks", conf->datastore);
+	char *lock = xasprintf("%s/.lock", conf->datastore);
+	struct stat sb;
+	int ret = 0;
+
+	if (!stat(chunks, &sb))
+		goto out;	/* exists: adopt it as it is */
+	ret = mkdir_p(chunks, 0755);
+	for (unsigned int i = 0; !ret && !conf->lazy_chunk_dirs && i < 65536;
+	     i++) {
+		char *d = xasprintf("%s/%04x", chunks, i);
+
+		if (mkdir(d, 0755) < 0 && errno != EEXIST)
+			ret = -errno;
+		free(d);
+	}
+	if (!ret && stat(lock, &sb))
+		ret = write_file_rename(lock, "", 0, 0644);
+	if (ret)
+		log_err("pack: cannot create datastore '%s': %s",
+			conf->datastore, strerror(-ret));
+out:
+	free(chunks);
+	free(lock);
 	return ret;
 }
 
@@ -402,7 +460,7 @@ static int pack_to_store(const struct pack_conf *conf, const char *snappath,
 	for (unsigned int i = 0; !ret && i < conf->nimages; i++)
 		ret = pack_image(conf, &conf->images[i], snappath, m, seen, st);
 	if (!ret)
-		ret = write_manifest(conf, m, snappath);
+		ret = write_manifest(conf, m, snappath, st);
 out:
 	free(owner);
 	free(text);
@@ -454,9 +512,13 @@ int pack_run(const struct pack_conf *conf)
 		ret = -EEXIST;
 		goto out;
 	}
-	ret = mkdir_p(tmpdir, 0750);
-	if (!ret)
-		ret = mkdir_p(conf->datastore, 0750);
+	ret = mkdir_p(conf->datastore, 0755);
+	if (!ret) {
+		ret = create_datastore(conf);
+		if (ret)
+			goto out;	/* it said why */
+		ret = mkdir_p(tmpdir, 0755);
+	}
 	if (ret) {
 		log_err("pack: cannot create '%s': %s", tmpdir, strerror(-ret));
 		goto out;
@@ -472,7 +534,7 @@ int pack_run(const struct pack_conf *conf)
 		if (ret)
 			goto err_tmp;
 	}
-	ret = write_manifest(conf, m, tmpdir);
+	ret = write_manifest(conf, m, tmpdir, &st);
 	if (ret)
 		goto err_tmp;
 	/* Everything durable before the snapshot appears. */

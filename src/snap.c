@@ -726,9 +726,24 @@ static int cmp_keys(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Canonical form: sorted keys, no white space; null is an error. */
-static int put_canonical(struct buf *b, json_object *o)
+static int put_indent(struct buf *b, int indent)
 {
+	int ret = buf_append(b, "\n", 1);
+
+	for (int i = 0; !ret && i < indent; i++)
+		ret = buf_append(b, " ", 1);
+	return ret;
+}
+
+/*
+ * JSON with sorted object keys.  @indent < 0: the canonical form of the
+ * signature, no white space, null an error.  @indent >= 0: serde_json's
+ * to_string_pretty of a Value (what PBS writes): two-space indentation,
+ * ": " after keys, "{}" and "[]" when empty, null allowed.
+ */
+static int put_json(struct buf *b, json_object *o, int indent)
+{
+	bool pretty = indent >= 0;
 	const char **keys;
 	size_t n = 0;
 	size_t i;
@@ -737,7 +752,7 @@ static int put_canonical(struct buf *b, json_object *o)
 
 	switch (json_object_get_type(o)) {
 	case json_type_null:
-		return -EINVAL;
+		return pretty ? buf_append(b, "null", 4) : -EINVAL;
 	case json_type_boolean:
 		return buf_append(b, json_object_get_boolean(o) ? "true" :
 								  "false",
@@ -751,16 +766,24 @@ static int put_canonical(struct buf *b, json_object *o)
 	case json_type_string:
 		return put_string(b, json_object_get_string(o));
 	case json_type_array:
+		if (!json_object_array_length(o))
+			return buf_append(b, "[]", 2);
 		ret = buf_append(b, "[", 1);
 		for (i = 0; !ret && i < json_object_array_length(o); i++) {
 			if (i)
 				ret = buf_append(b, ",", 1);
+			if (!ret && pretty)
+				ret = put_indent(b, indent + 2);
 			if (!ret)
-				ret = put_canonical(
-					b, json_object_array_get_idx(o, i));
+				ret = put_json(b, json_object_array_get_idx(o, i),
+					       pretty ? indent + 2 : -1);
 		}
+		if (!ret && pretty)
+			ret = put_indent(b, indent);
 		return ret ? ret : buf_append(b, "]", 1);
 	case json_type_object:
+		if (!json_object_object_length(o))
+			return buf_append(b, "{}", 2);
 		keys = xcalloc(json_object_object_length(o) + 1,
 			       sizeof(*keys));
 		{
@@ -774,15 +797,21 @@ static int put_canonical(struct buf *b, json_object *o)
 		for (i = 0; !ret && i < n; i++) {
 			if (i)
 				ret = buf_append(b, ",", 1);
+			if (!ret && pretty)
+				ret = put_indent(b, indent + 2);
 			if (!ret)
 				ret = put_string(b, keys[i]);
 			if (!ret)
-				ret = buf_append(b, ":", 1);
+				ret = buf_append(b, pretty ? ": " : ":",
+						 pretty ? 2 : 1);
 			if (!ret)
-				ret = put_canonical(
-					b, json_object_object_get(o, keys[i]));
+				ret = put_json(b,
+					       json_object_object_get(o, keys[i]),
+					       pretty ? indent + 2 : -1);
 		}
 		free(keys);
+		if (!ret && pretty)
+			ret = put_indent(b, indent);
 		return ret ? ret : buf_append(b, "}", 1);
 	}
 	return -EINVAL;
@@ -837,7 +866,7 @@ int snap_manifest_canonical(const struct snap_manifest *m, char **out,
 	int ret;
 
 	buf_init(&b, SNAP_MAX_BLOB_SIZE);
-	ret = put_canonical(&b, root);
+	ret = put_json(&b, root, -1);
 	json_object_put(root);
 	if (!ret)
 		ret = buf_reserve(&b, b.len + 1);
@@ -854,16 +883,35 @@ int snap_manifest_encode(const struct snap_manifest *m, char **out,
 			 size_t *outlen)
 {
 	json_object *root = to_json(m, true);
-	const char *s;
-	size_t len;
+	struct buf b;
+	int ret;
 
-	s = json_object_to_json_string_length(
-		root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-			      JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-	*out = s ? strndup(s, len) : NULL;
+	/* As PBS writes it: serde_json's pretty form of a sorted Value. */
+	buf_init(&b, SNAP_MAX_BLOB_SIZE);
+	ret = put_json(&b, root, 0);
 	json_object_put(root);
-	if (!*out)
+	if (ret) {
+		buf_release(&b);
+		return ret;
+	}
+	*out = (char *)buf_steal(&b, outlen);
+	return *out ? 0 : -ENOMEM;
+}
+
+int snap_manifest_set_upload_stats(struct snap_manifest *m, uint64_t count,
+				   uint64_t size, uint64_t compressed_size,
+				   uint64_t duplicates)
+{
+	json_object *st = json_object_new_object();
+
+	if (!st)
 		return -ENOMEM;
-	*outlen = len;
-	return 0;
+	json_object_object_add(st, "count", json_object_new_uint64(count));
+	json_object_object_add(st, "size", json_object_new_uint64(size));
+	json_object_object_add(st, "compressed_size",
+			       json_object_new_uint64(compressed_size));
+	json_object_object_add(st, "duplicates",
+			       json_object_new_uint64(duplicates));
+	return json_object_object_add(m->unprotected, "chunk_upload_stats",
+				      st) ? -ENOMEM : 0;
 }

@@ -5,7 +5,7 @@
 source "$(dirname "$0")/lib/functions.sh"
 
 make_image "$T/img" 20 7
-$PROG pack -q --id 1 --time 1700000000 "$T/img:disk" "$T/good"
+$PROG pack --lazy-chunk-dirs -q --id 1 --time 1700000000 "$T/img:disk" "$T/good"
 snap=vm/1/2023-11-14T22:13:20Z
 fidx=$snap/disk.img.fidx
 

@@ -13,7 +13,7 @@ grep -Eq '^([0-9a-f]{2}:){31}[0-9a-f]{2}$' "$T/fp" || fail "fingerprint: $(cat "
 grep -q "$(cat "$T/fp")" "$T/key.json" || fail "fingerprint not stored"
 
 make_image "$T/src.img" 24 51
-$PROG pack -q --keyfile "$T/key.json" --id 42 --time 1700000000 \
+$PROG pack --lazy-chunk-dirs -q --keyfile "$T/key.json" --id 42 --time 1700000000 \
 	"$T/src.img:drive-scsi0" "$T/ds"
 snap=vm/42/2023-11-14T22:13:20Z
 # Chunks carry the encrypted magics; the manifest records the key.

@@ -7,7 +7,7 @@
 source "$(dirname "$0")/lib/functions.sh"
 source "$TESTS_DIR/lib/nginx.sh"
 make_image "$T/src.img" 24 71
-$PROG pack -q --id 4 --time 1700000000 "$T/src.img:disk" "$T/ds"
+$PROG pack --lazy-chunk-dirs -q --id 4 --time 1700000000 "$T/src.img:disk" "$T/ds"
 nginx_start "$T/ds" --lua
 opts="--request-timeout 2 --remote-timeout 30 --connections 4"
 

@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib/functions.sh"
 source "$TESTS_DIR/lib/nginx.sh"
 requires curl
 make_image "$T/src.img" 40 61
-$PROG pack -q --id 9 --time 1700000000 "$T/src.img:drive-scsi0" "$T/ds"
+$PROG pack --lazy-chunk-dirs -q --id 9 --time 1700000000 "$T/src.img:drive-scsi0" "$T/ds"
 
 # Plain HTTP, with a bearer token the server insists on.
 echo "Bearer s3cret-token" >"$T/auth"

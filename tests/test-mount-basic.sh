@@ -4,7 +4,7 @@
 source "$(dirname "$0")/lib/functions.sh"
 requires_fuse
 make_image "$T/src.img" 64 11
-$PROG pack -q --id 7 "$T/src.img:drive-scsi0" "$T/ds"
+$PROG pack --lazy-chunk-dirs -q --id 7 "$T/src.img:drive-scsi0" "$T/ds"
 
 # --no-stream first: reads come from the backup, on demand.
 lm_mount "$T/mnt" --target "$T/tgt.raw" --no-stream "$T/ds" vm/7

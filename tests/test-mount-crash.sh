@@ -18,7 +18,7 @@ gm() { python3 "$TESTS_DIR/lib/guestmodel.py" "$@"; }
 # (not the function: $! must be python itself, to be killed)
 GM="python3 $TESTS_DIR/lib/guestmodel.py"
 make_image "$T/src.img" 48 31
-$PROG pack -q --id 5 "$T/src.img:disk" "$T/ds"
+$PROG pack --lazy-chunk-dirs -q --id 5 "$T/src.img:disk" "$T/ds"
 cp "$T/src.img" "$T/model"
 : >"$T/journal"
 seed=${SEED:-$RANDOM}

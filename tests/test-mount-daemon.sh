@@ -5,8 +5,8 @@ source "$(dirname "$0")/lib/functions.sh"
 requires_fuse
 make_image "$T/a.img" 8 1
 make_image "$T/b.img" 8 2
-$PROG pack -q --id 1 "$T/a.img:disk" "$T/ds"
-$PROG pack -q --id 2 "$T/b.img:disk" "$T/ds"
+$PROG pack --lazy-chunk-dirs -q --id 1 "$T/a.img:disk" "$T/ds"
+$PROG pack --lazy-chunk-dirs -q --id 2 "$T/b.img:disk" "$T/ds"
 mkdir -p "$T/mnt"
 cleanup_fn "fusermount3 -u -z '$T/mnt'"
 $PROG mount --target "$T/t.raw" "$T/ds" vm/1 "$T/mnt" 2>"$T/err" ||

@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib/functions.sh"
 requires_fuse
 requires fio
 make_image "$T/src.img" 64 41
-$PROG pack -q --id 3 "$T/src.img:disk" "$T/ds"
+$PROG pack --lazy-chunk-dirs -q --id 3 "$T/src.img:disk" "$T/ds"
 lm_mount "$T/mnt" --target "$T/tgt.raw" --connections 4 "$T/ds" vm/3
 
 job() {

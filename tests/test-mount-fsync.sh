@@ -8,7 +8,7 @@
 source "$(dirname "$0")/lib/functions.sh"
 requires_fuse
 make_image "$T/src.img" 16 51
-$PROG pack -q --id 4 "$T/src.img:disk" "$T/ds"
+$PROG pack --lazy-chunk-dirs -q --id 4 "$T/src.img:disk" "$T/ds"
 img=$T/mnt/disk.img
 cs() { python3 "$TESTS_DIR/lib/cachestat.py" "$T/tgt.raw" "$1" 4096; }
 python3 "$TESTS_DIR/lib/cachestat.py" "$T/src.img" 0 4096 >/dev/null ||

@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib/functions.sh"
 source "$TESTS_DIR/lib/nginx.sh"
 requires_fuse
 make_image "$T/src.img" 48 81
-$PROG pack -q --id 6 "$T/src.img:disk" "$T/ds"
+$PROG pack --lazy-chunk-dirs -q --id 6 "$T/src.img:disk" "$T/ds"
 nginx_start "$T/ds" --tls --lua
 nginx_fault "delay 600"	# streaming (one slot of two) takes ~7 s
 lm_mount "$T/mnt" --fingerprint "$NGX_FP" --target "$T/tgt.raw" \

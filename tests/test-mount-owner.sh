@@ -9,7 +9,7 @@
 source "$(dirname "$0")/lib/functions.sh"
 requires_fuse
 make_image "$T/src.img" 16 61
-$PROG pack -q --id 7 "$T/src.img:disk" "$T/ds"
+$PROG pack --lazy-chunk-dirs -q --id 7 "$T/src.img:disk" "$T/ds"
 size=$((16 << 20))
 mkdir -p "$T/mnt2"
 sum() { sha256sum "$1" | cut -c1-64; }

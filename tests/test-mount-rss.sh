@@ -13,7 +13,7 @@ with open(sys.argv[1], "wb") as f:
     for i in range(1024):
         f.write(rng.randbytes(65536) * 64)
 PY
-$PROG pack -q --id 44 "$T/big.img:disk" "$T/ds"
+$PROG pack --lazy-chunk-dirs -q --id 44 "$T/big.img:disk" "$T/ds"
 rm "$T/big.img"
 lm_mount "$T/mnt" --target "$T/tgt.raw" --cache-size 64M --connections 16 \
 	"$T/ds" vm/44

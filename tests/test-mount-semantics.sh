@@ -5,7 +5,7 @@
 source "$(dirname "$0")/lib/functions.sh"
 requires_fuse
 make_image "$T/src.img" 24 21
-$PROG pack -q --id 8 "$T/src.img:disk" "$T/ds"
+$PROG pack --lazy-chunk-dirs -q --id 8 "$T/src.img:disk" "$T/ds"
 cp "$T/src.img" "$T/expect.img"
 
 lm_mount "$T/mnt" --target "$T/tgt.raw" --no-stream "$T/ds" vm/8
@@ -35,7 +35,7 @@ cmp "$T/expect.img" "$T/tgt.raw" || fail "target after completion"
 
 # A state file that belongs to another backup is refused, by name.
 make_image "$T/other.img" 24 99
-$PROG pack -q --id 9 "$T/other.img:disk" "$T/ds"
+$PROG pack --lazy-chunk-dirs -q --id 9 "$T/other.img:disk" "$T/ds"
 mkdir -p "$T/mnt2"
 expect_fail $PROG mount -f --target "$T/tgt.raw" "$T/ds" vm/9 "$T/mnt2"
 assert_err_contains "tgt.raw.lmstate"

@@ -10,7 +10,7 @@ source "$(dirname "$0")/lib/functions.sh"
 source "$TESTS_DIR/lib/nginx.sh"
 requires_fuse
 make_image "$T/src.img" 32 71
-$PROG pack -q --id 9 "$T/src.img:disk" "$T/ds"
+$PROG pack --lazy-chunk-dirs -q --id 9 "$T/src.img:disk" "$T/ds"
 nginx_start "$T/ds" --lua
 opts=(--target "$T/tgt.raw" --limit-rate 1M --remote-timeout 60 "$NGX_URL" vm/9)
 

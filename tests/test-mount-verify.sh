@@ -5,7 +5,7 @@
 source "$(dirname "$0")/lib/functions.sh"
 requires_fuse
 make_image "$T/src.img" 32 91
-$PROG pack -q --id 12 "$T/src.img:disk" "$T/ds"
+$PROG pack --lazy-chunk-dirs -q --id 12 "$T/src.img:disk" "$T/ds"
 lm_mount "$T/mnt" --target "$T/tgt.raw" --no-stream "$T/ds" vm/12
 head -c 8192 /dev/urandom | dd of="$T/mnt/disk.img" bs=4096 seek=300 \
 	conv=notrunc,fsync status=none

@@ -11,7 +11,7 @@ requires_fuse
 requires qemu-io
 gm() { python3 "$TESTS_DIR/lib/guestmodel.py" "$@"; }
 make_image "$T/src.img" 24 41
-$PROG pack -q --id 3 "$T/src.img:disk" "$T/ds"
+$PROG pack --lazy-chunk-dirs -q --id 3 "$T/src.img:disk" "$T/ds"
 cp "$T/src.img" "$T/model"
 img=$T/mnt/disk.img
 

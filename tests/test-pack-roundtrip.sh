@@ -9,7 +9,7 @@ make_image "$T/exact.img" B:4194304 2
 make_image "$T/plus1.img" B:4194305 3
 make_image "$T/mixed.img" 100 4
 
-$PROG pack --id 100 --time 1700000000 "$T/one.img" "$T/exact.img" \
+$PROG pack --lazy-chunk-dirs --id 100 --time 1700000000 "$T/one.img" "$T/exact.img" \
 	"$T/plus1.img" "$T/mixed.img:drive-scsi0" "$ds"
 snap=vm/100/2023-11-14T22:13:20Z
 [ -f "$ds/$snap/index.json.blob" ] || fail "no manifest at $ds/$snap"
@@ -44,7 +44,7 @@ assert_err_contains "chunk 9 (offset 37748736"
 head -c 4194304 /dev/urandom >"$T/c"
 { cat "$T/c" "$T/c"; head -c 8388608 /dev/zero; cat "$T/c" "$T/c"; } \
 	>"$T/dup.img"
-$PROG pack -q --id dup "$T/dup.img" "$T/ds2"
+$PROG pack --lazy-chunk-dirs -q --id dup "$T/dup.img" "$T/ds2"
 n=$(find "$T/ds2/.chunks" -type f | wc -l)
 [ "$n" = 2 ] || fail "dedup: $n chunk files, want 2"
 [ -f "$T/ds2/.chunks/bb9f/bb9f8df61474d25e71fa00722318cd387396ca1736605e1248821cc0de3d3af8" ] ||
@@ -52,9 +52,48 @@ n=$(find "$T/ds2/.chunks" -type f | wc -l)
 $PROG restore -q "$T/ds2" vm/dup dup "$T/dup.out"
 cmp "$T/dup.img" "$T/dup.out"
 # A second pack into the same store reuses every chunk.
-$PROG pack --id dup --time 1800000000 "$T/dup.img" "$T/ds2" 2>"$T/log"
+$PROG pack --lazy-chunk-dirs --id dup --time 1800000000 "$T/dup.img" "$T/ds2" 2>"$T/log"
 grep -q "0 new" "$T/log" || fail "second pack wrote chunks again: $(cat "$T/log")"
 # Packing over an existing snapshot is refused.
-expect_fail $PROG pack --id dup --time 1800000000 "$T/dup.img" "$T/ds2"
+expect_fail $PROG pack --lazy-chunk-dirs --id dup --time 1800000000 "$T/dup.img" "$T/ds2"
 assert_one_line_error
+
+# A new datastore as PBS's chunk store makes one, and files as PBS writes
+# them: all 65,536 .chunks/XXXX directories, an empty .lock, directories
+# 0755 and files 0644, a version-4 UUID in each index, the manifest as
+# serde_json pretty-prints a sorted Value with chunk_upload_stats, key
+# files compact.
+export PBS_ENCRYPTION_PASSWORD=key-pass
+$PROG key create "$T/key.json" >/dev/null
+$PROG pack -q --id 7 --time 1700000000 --keyfile "$T/key.json" \
+	"$T/exact.img:disk" "$T/pbs"
+[ "$(find "$T/pbs/.chunks" -mindepth 1 -maxdepth 1 -type d | wc -l)" = 65536 ] ||
+	fail "not all 65,536 chunk directories"
+[ -f "$T/pbs/.lock" ] && [ ! -s "$T/pbs/.lock" ] || fail "no empty .lock"
+bad=$(find "$T/pbs" \( -type d ! -perm 0755 \) -o \( -type f ! -perm 0644 \) |
+	head -3)
+[ -z "$bad" ] || fail "modes: $bad"
+python3 - "$T/pbs/vm/7/2023-11-14T22:13:20Z" "$T/key.json" <<'PY' ||
+import json, os, subprocess, sys
+d, key = sys.argv[1], sys.argv[2]
+fidx = open(os.path.join(d, "disk.img.fidx"), "rb").read()
+assert fidx[14] >> 4 == 4 and fidx[16] & 0xC0 == 0x80, "uuid not version 4"
+blob = open(os.path.join(d, "index.json.blob"), "rb").read()
+body = blob[12:]
+if blob[:8] == bytes([49, 185, 88, 66, 111, 182, 163, 127]):
+    body = subprocess.run(["zstd", "-dc"], input=body, check=True,
+                          capture_output=True).stdout
+text = body.decode()
+want = json.dumps(json.loads(text), indent=2, sort_keys=True,
+                  separators=(",", ": "), ensure_ascii=False)
+assert text == want, f"manifest not serde_json's form:\n{text}"
+m = json.loads(text)
+st = m["unprotected"]["chunk_upload_stats"]
+assert sorted(st) == ["compressed_size", "count", "duplicates", "size"], st
+assert st["count"] == 1 and st["size"] == 4194304 and st["duplicates"] == 0, st
+assert m["unprotected"]["key-fingerprint"], m
+k = open(key).read()
+assert k == json.dumps(json.loads(k), separators=(",", ":")), "key not compact"
+PY
+	fail "files not as PBS writes them"
 echo ok

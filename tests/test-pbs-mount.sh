@@ -13,8 +13,8 @@ requires_fuse
 requires fio
 make_image "$T/src.img" 64 21
 PBS_ENCRYPTION_PASSWORD=key-pass $PROG key create "$T/key.json" >/dev/null
-$PROG pack -q --id 200 "$T/src.img:drive-scsi0" "$T/ds"
-PBS_ENCRYPTION_PASSWORD=key-pass $PROG pack -q --id 201 \
+$PROG pack --lazy-chunk-dirs -q --id 200 "$T/src.img:drive-scsi0" "$T/ds"
+PBS_ENCRYPTION_PASSWORD=key-pass $PROG pack --lazy-chunk-dirs -q --id 201 \
 	--keyfile "$T/key.json" "$T/src.img:drive-scsi0" "$T/ds"
 pbs_start "$T/ds" --max-streams 4
 export PBS_FINGERPRINT=$PBS_FP PBS_PASSWORD=$PBS_TOKEN_SECRET

@@ -13,10 +13,10 @@ make_image "$T/plain.img" 24 11
 make_image "$T/secret.img" 20 12
 make_image "$T/ns.img" 9 13
 PBS_ENCRYPTION_PASSWORD=key-pass $PROG key create "$T/key.json" >/dev/null
-$PROG pack -q --id 100 "$T/plain.img:drive-scsi0" "$T/ds"
-PBS_ENCRYPTION_PASSWORD=key-pass $PROG pack -q --id 101 --keyfile "$T/key.json" \
+$PROG pack --lazy-chunk-dirs -q --id 100 "$T/plain.img:drive-scsi0" "$T/ds"
+PBS_ENCRYPTION_PASSWORD=key-pass $PROG pack --lazy-chunk-dirs -q --id 101 --keyfile "$T/key.json" \
 	"$T/secret.img:drive-scsi0" "$T/ds"
-$PROG pack -q --id 102 --ns site/a "$T/ns.img:drive-scsi0" "$T/ds"
+$PROG pack --lazy-chunk-dirs -q --id 102 --ns site/a "$T/ns.img:drive-scsi0" "$T/ds"
 # The default token and user of pbs_start may read; "nope" may not.
 PBS_EXTRA_AUTH='token root@pam!nope nope-secret'
 pbs_start "$T/ds" \

@@ -6,7 +6,7 @@ source "$(dirname "$0")/lib/functions.sh"
 source "$TESTS_DIR/lib/nginx.sh"
 requires_fuse
 head -c $((64 << 20)) /dev/urandom >"$T/a.img"	# 16 distinct chunks
-$PROG pack -q --id 1 "$T/a.img:disk" "$T/ds"
+$PROG pack --lazy-chunk-dirs -q --id 1 "$T/a.img:disk" "$T/ds"
 nginx_start "$T/ds"
 
 left() {

@@ -23,7 +23,7 @@ S3=(--s3-endpoint "http://127.0.0.1:$port" --s3-region eu-west-3
 make_image "$T/img" 4 3
 $PROG restore "${S3[@]}" s3://my-bucket/store1 vm/100/2023-11-14T22:13:20Z \
 	drive-scsi0 "$T/out" 2>/dev/null && fail "restore from nothing worked"
-$PROG pack -q "${S3[@]}" --id 7 --ns a/b "$T/img:disk" s3://my-bucket/store1 ||
+$PROG pack --lazy-chunk-dirs -q "${S3[@]}" --id 7 --ns a/b "$T/img:disk" s3://my-bucket/store1 ||
 	fail "pack through the capture server"
 $PROG list "${S3[@]}" s3://my-bucket/store1 vm/100 >/dev/null 2>&1 || true
 $PROG list "${S3[@]}" s3://my-bucket/store1 >/dev/null 2>&1 || true

@@ -25,12 +25,12 @@ make_image "$T/src.img" 48 61
 $PROG key create "$T/key.json" >/dev/null
 
 # pack into the bucket, twice: the second run stores no chunk again.
-$PROG pack -q "${S3[@]}" --id 100 --time 1700000000 \
+$PROG pack --lazy-chunk-dirs -q "${S3[@]}" --id 100 --time 1700000000 \
 	"$T/src.img:drive-scsi0" "$repo" || fail "pack to S3"
-$PROG pack "${S3[@]}" --id 100 --time 1700000100 "$T/src.img:drive-scsi0" \
+$PROG pack --lazy-chunk-dirs "${S3[@]}" --id 100 --time 1700000100 "$T/src.img:drive-scsi0" \
 	"$repo" 2>"$T/pack2" || fail "second pack"
 grep -q " 0 new" "$T/pack2" || fail "no dedup against the bucket: $(cat "$T/pack2")"
-$PROG pack -q "${S3[@]}" --id 101 --keyfile "$T/key.json" \
+$PROG pack --lazy-chunk-dirs -q "${S3[@]}" --id 101 --keyfile "$T/key.json" \
 	"$T/src.img:drive-scsi0" "$repo" || fail "encrypted pack to S3"
 s3t keys pbs-bucket store1/ >"$T/keys"
 grep -q '^store1/.chunks/[0-9a-f]\{4\}/[0-9a-f]\{64\}$' "$T/keys" ||
@@ -103,7 +103,10 @@ assert_one_line_error
 assert_err_contains "SignatureDoesNotMatch"
 assert_err_contains "$RGW_KEY"
 [ -e "$T/x.img" ] && fail "a refused restore wrote its target"
-chunk=$(grep -m1 '^store1/.chunks/' "$T/keys")
+# vm/100's first chunk (plain: its digest is the data's SHA-256).
+d=$(head -c 4194304 "$T/src.img" | sha256sum | cut -c1-64)
+chunk=store1/.chunks/${d:0:4}/$d
+grep -q "^$chunk\$" "$T/keys" || fail "chunk $chunk not in the bucket"
 s3t delete pbs-bucket "$chunk"
 expect_fail $PROG restore "${S3[@]}" "$repo" vm/100 drive-scsi0 "$T/x.img" \
 	>/dev/null

@@ -10,9 +10,9 @@ source "$(dirname "$0")/lib/functions.sh"
 source "$TESTS_DIR/lib/nginx.sh"
 requires_fuse
 make_image "$T/a.img" 64 3
-$PROG pack -q --id 1 "$T/a.img:disk" "$T/ds"
+$PROG pack --lazy-chunk-dirs -q --id 1 "$T/a.img:disk" "$T/ds"
 head -c $((256 << 20)) /dev/urandom >"$T/b.img"	# 64 distinct chunks
-$PROG pack -q --id 2 "$T/b.img:disk" "$T/ds"
+$PROG pack --lazy-chunk-dirs -q --id 2 "$T/b.img:disk" "$T/ds"
 nginx_start "$T/ds" --lua
 nginx_fault "delay 1000"	# keep the stream busy for a few seconds
 lm_mount "$T/mnt" --target "$T/t.raw" --connections 4 "$NGX_URL" vm/1

@@ -14,7 +14,7 @@ requires debugfs
 img=$("$TESTS_DIR/guest/build-image.sh" --cached 2>"$T/build.log") ||
 	skip "cannot build the guest image: $(tail -1 "$T/build.log")"
 note "guest image $img, accel $(qemu_accel "$img")"
-$PROG pack -q --id 900 "$img:drive-virtio0" "$T/ds"
+$PROG pack --lazy-chunk-dirs -q --id 900 "$img:drive-virtio0" "$T/ds"
 nginx_start "$T/ds"
 pbs_start "$T/ds"
 

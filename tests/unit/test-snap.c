@@ -317,6 +317,56 @@ static void test_names(void **state)
 				  "7396ca1736605e1248821cc0de3d3af8");
 }
 
+/* The manifest as PBS writes it: serde_json's to_string_pretty of a
+ * Value (sorted keys, two spaces, "{}" when empty, null kept). */
+static void test_manifest_pretty(void **state)
+{
+	static const char want[] =
+		"{\n"
+		"  \"backup-id\": \"100\",\n"
+		"  \"backup-time\": 1700000000,\n"
+		"  \"backup-type\": \"vm\",\n"
+		"  \"files\": [\n"
+		"    {\n"
+		"      \"crypt-mode\": \"none\",\n"
+		"      \"csum\": \"0101010101010101010101010101010101010101010101010101010101010101\",\n"
+		"      \"filename\": \"drive-scsi0.img.fidx\",\n"
+		"      \"size\": 4096\n"
+		"    }\n"
+		"  ],\n"
+		"  \"signature\": null,\n"
+		"  \"unprotected\": {}\n"
+		"}";
+	static const char stats[] =
+		"  \"unprotected\": {\n"
+		"    \"chunk_upload_stats\": {\n"
+		"      \"compressed_size\": 30,\n"
+		"      \"count\": 2,\n"
+		"      \"duplicates\": 1,\n"
+		"      \"size\": 8192\n"
+		"    }\n"
+		"  }\n";
+	struct snap_manifest *m;
+	uint8_t csum[32];
+	char *out;
+	size_t len;
+
+	(void)state;
+	memset(csum, 1, sizeof(csum));
+	assert_int_equal(snap_manifest_new("vm", "100", 1700000000, &m), 0);
+	assert_int_equal(snap_manifest_add_file(m, "drive-scsi0.img.fidx",
+						SNAP_CRYPT_NONE, 4096, csum), 0);
+	assert_int_equal(snap_manifest_encode(m, &out, &len), 0);
+	assert_int_equal(len, strlen(want));
+	assert_string_equal(out, want);
+	free(out);
+	assert_int_equal(snap_manifest_set_upload_stats(m, 2, 8192, 30, 1), 0);
+	assert_int_equal(snap_manifest_encode(m, &out, &len), 0);
+	assert_non_null(strstr(out, stats));
+	free(out);
+	snap_manifest_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -324,6 +374,7 @@ int main(void)
 		cmocka_unit_test(test_fidx_golden),
 		cmocka_unit_test(test_fidx_strict),
 		cmocka_unit_test(test_manifest_canonical),
+		cmocka_unit_test(test_manifest_pretty),
 		cmocka_unit_test(test_manifest_bad),
 		cmocka_unit_test(test_names),
 	};
