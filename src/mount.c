@@ -45,7 +45,9 @@
 
 struct progress {
 	uint64_t last_present;	/* protected by mount->lock */
-	double rate;		/* protected by mount->lock: bytes/s, EWMA */
+	double rate;		/* protected by mount->lock: bytes/s, EWMA;
+				   after completion the mount's average */
+	uint64_t start_present;	/* immutable after open: present at start */
 };
 
 struct mount {
@@ -64,6 +66,9 @@ struct mount {
 	bool stop;			/* protected by ->lock */
 	bool aborted;			/* protected by ->lock */
 	bool complete;			/* protected by ->lock */
+	uint64_t started_ns;		/* immutable */
+	double took;			/* protected by ->lock: seconds to
+					   completion, frozen then */
 	const char *verdict;		/* protected by ->lock: verify result */
 	struct progress *prog;		/* protected by ->lock */
 };
@@ -182,9 +187,11 @@ static void *checkpointer(void *arg)
 			image_get_stats(m->images[i], &st);
 			done &= st.complete;
 			pthread_mutex_lock(&m->lock);
-			m->prog[i].rate = 0.7 * m->prog[i].rate +
-					  0.3 * (double)(st.present_bytes -
-							 m->prog[i].last_present);
+			if (!m->complete)
+				m->prog[i].rate =
+					0.7 * m->prog[i].rate +
+					0.3 * (double)(st.present_bytes -
+						       m->prog[i].last_present);
 			m->prog[i].last_present = st.present_bytes;
 			pthread_mutex_unlock(&m->lock);
 		}
@@ -192,6 +199,14 @@ static void *checkpointer(void *arg)
 		if (done && !m->complete && !m->conf->read_only) {
 			m->complete = true;
 			announce = true;
+			/* Frozen: how long it took, and the average rate. */
+			m->took = (now_ns() - m->started_ns) / 1e9;
+			for (unsigned int i = 0; i < m->nimages; i++)
+				m->prog[i].rate =
+					m->took > 0 ?
+					(double)(image_size(m->images[i]) -
+						 m->prog[i].start_present) /
+						m->took : 0;
 		}
 		pthread_mutex_unlock(&m->lock);
 		if (announce) {
@@ -266,12 +281,16 @@ static int status_json(void *arg, char **out)
 	pthread_mutex_lock(&m->lock);
 	snprintf(line, sizeof(line),
 		 "{\"version\":1,\"state\":\"%s\",\"snapshot\":\"%s\","
-		 "\"started\":%lld,\"elapsed\":%lld,"
+		 "\"started\":%lld,\"elapsed\":%lld,\"took\":%.1f,"
 		 "\"stream_errors\":%llu,\"stream_yielding\":%s,"
 		 "\"cache\":{\"hits\":%llu,\"misses\":%llu,\"hit_rate\":%.3f,"
 		 "\"bytes\":%llu,\"evictions\":%llu},\"disks\":[",
 		 mount_state(m), repo_snapshot_path(m->conf->snap),
-		 (long long)m->started, (long long)(time(NULL) - m->started),
+		 (long long)m->started,
+		 /* Frozen at completion: how long the restore took. */
+		 (long long)(m->complete ? (time_t)(m->took + 0.5) :
+					   time(NULL) - m->started),
+		 m->complete ? m->took : -1.0,
 		 (unsigned long long)(m->stream ? stream_errors(m->stream) : 0),
 		 m->stream && !m->complete && stream_is_yielding(m->stream) ?
 			 "true" : "false",
@@ -285,7 +304,8 @@ static int status_json(void *arg, char **out)
 		double eta;
 
 		image_get_stats(m->images[i], &st);
-		eta = rate > 1 ? (st.size - st.present_bytes) / rate : -1;
+		eta = st.complete ? 0 :
+		      rate > 1 ? (st.size - st.present_bytes) / rate : -1;
 		snprintf(line, sizeof(line),
 			 "%s{\"name\":\"%s\",\"size\":%llu,\"present\":%llu,"
 			 "\"percent\":%.2f,\"fetched\":%llu,\"rate\":%.0f,"
@@ -404,6 +424,14 @@ static int open_images(struct mount *m)
 			goto out;
 		}
 		m->archives[i] = a;
+		{
+			struct image_stats st;
+
+			/* A resumed mount's rate counts this mount only. */
+			image_get_stats(m->images[i], &st);
+			m->prog[i].start_present = st.present_bytes;
+			m->prog[i].last_present = st.present_bytes;
+		}
 		m->nimages++;
 	}
 out:
@@ -418,7 +446,11 @@ int mount_run(const struct mount_conf *conf)
 	struct readahead_conf rc = { 0 };
 	struct fs_conf fc = { 0 };
 	struct fs *fs = NULL;
-	struct mount m = { .conf = conf, .started = time(NULL) };
+	struct mount m = {
+		.conf = conf,
+		.started = time(NULL),
+		.started_ns = now_ns(),
+	};
 	pthread_condattr_t ca;
 	pthread_t cp;
 	pthread_t wt;

@@ -60,8 +60,12 @@ static void print_human(json_object *doc, FILE *out)
 	char a[32];
 	char b[32];
 
-	fprintf(out, "%s: %s, %.0f s elapsed", str(doc, "snapshot"),
-		str(doc, "state"), num(doc, "elapsed"));
+	if (num(doc, "took") >= 0)
+		fprintf(out, "%s: %s, took %.0f s", str(doc, "snapshot"),
+			str(doc, "state"), num(doc, "took"));
+	else
+		fprintf(out, "%s: %s, %.0f s elapsed", str(doc, "snapshot"),
+			str(doc, "state"), num(doc, "elapsed"));
 	if (json_object_object_get_ex(doc, "cache", &cache))
 		fprintf(out, ", cache hit rate %.0f%%",
 			100 * num(cache, "hit_rate"));
@@ -82,8 +86,9 @@ static void print_human(json_object *doc, FILE *out)
 		for (int k = 0; k < BAR_WIDTH; k++)
 			bar[k] = k < fill ? '#' : '-';
 		bar[BAR_WIDTH] = '\0';
-		fprintf(out, "  %-24s [%s] %6.2f%%  %s/s", str(d, "name"), bar,
-			pct, human(num(d, "rate"), a, sizeof(a)));
+		fprintf(out, "  %-24s [%s] %6.2f%%  %s/s%s", str(d, "name"), bar,
+			pct, human(num(d, "rate"), a, sizeof(a)),
+			num(doc, "took") >= 0 ? " average" : "");
 		if (num(d, "eta") >= 0 && pct < 100)
 			fprintf(out, "  ETA %.0f s", num(d, "eta"));
 		fprintf(out, "  fetched %s  errors %.0f%s\n",

@@ -43,4 +43,24 @@ lm_umount "$T/mnt"
 cmp "$T/src.img" "$T/tgt.raw" || fail "target differs from the source"
 $PROG verify -q "$T/ds" vm/7 drive-scsi0 "$T/tgt.raw"
 is_sparse "$T/tgt.raw" || fail "zero chunks were written, not punched"
+
+# After completion the figures are frozen: how long it took and the
+# average rate, not a clock that runs on and a rate that decays.
+lm_mount "$T/mnt" --target "$T/tgt2.raw" --limit-rate 64M "$T/ds" vm/7
+lm_wait_complete "$T/mnt" 60
+$PROG status --json "$T/mnt" >"$T/s1"
+sleep 2.2
+$PROG status --json "$T/mnt" >"$T/s2"
+python3 - "$T/s1" "$T/s2" <<'PY' || fail "status after completion not frozen"
+import json, sys
+a, b = (json.load(open(f)) for f in sys.argv[1:3])
+assert a["took"] > 0 and a["took"] == b["took"], (a["took"], b["took"])
+assert a["elapsed"] == b["elapsed"], (a["elapsed"], b["elapsed"])
+for x, y in zip(a["disks"], b["disks"]):
+    assert x["rate"] > 0 and x["rate"] == y["rate"], (x["rate"], y["rate"])
+    assert x["eta"] == 0, x
+PY
+$PROG status "$T/mnt" | grep -q "took .* s" || fail "status: $($PROG status "$T/mnt")"
+$PROG status "$T/mnt" | grep -q "/s average" || fail "status: no average rate"
+lm_umount "$T/mnt"
 echo ok
