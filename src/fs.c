@@ -4,9 +4,11 @@
  *
  * Inodes are fixed for the life of the mount: 1 is the root directory,
  * 2 the ".status" file, 3 + i image i.  Nothing here is mutable after
- * fs_new() but libfuse's session and the open status documents (under
- * ->status_lock), so image requests run without locks here; the images
- * do their own locking.
+ * fs_new() but libfuse's session, the open status documents (under
+ * ->status_lock) and the images' owner and mode (under ->attr_lock:
+ * chown and chmod work for the mount's life, so that libvirt can hand a
+ * disk to QEMU's user), so image I/O runs without locks here; the
+ * images do their own locking.
  *
  * Images are served without direct_io, so the kernel's page cache works
  * for guests that open with cache=writeback, and O_DIRECT opens
@@ -55,8 +57,21 @@ struct status_doc {
 	struct status_doc *next;
 };
 
+/*
+ * Owner and permissions of an image file: chown and chmod work (in
+ * memory, for this mount), so that libvirt's DAC driver can give the
+ * image to the user QEMU runs as, as it does with any disk file.
+ */
+struct fs_attr {
+	uid_t uid;			/* protected by fs->attr_lock */
+	gid_t gid;			/* protected by fs->attr_lock */
+	mode_t perm;			/* protected by fs->attr_lock */
+};
+
 struct fs {
 	struct fs_conf conf;		/* immutable after fs_new */
+	pthread_mutex_t attr_lock;
+	struct fs_attr *attrs;		/* per image; ->attr_lock */
 	struct fuse_session *se;	/* libfuse's own locking */
 	time_t mtime;			/* immutable */
 	bool mounted;			/* main thread only */
@@ -96,9 +111,11 @@ static int fill_attr(struct fs *fs, fuse_ino_t ino, struct stat *st)
 	img = ino_image(fs, ino);
 	if (!img)
 		return -ENOENT;
-	st->st_mode = S_IFREG |
-		      (fs->conf.read_only || image_is_read_only(img) ? 0444 :
-								      0644);
+	pthread_mutex_lock(&fs->attr_lock);
+	st->st_uid = fs->attrs[ino - INO_IMAGE0].uid;
+	st->st_gid = fs->attrs[ino - INO_IMAGE0].gid;
+	st->st_mode = S_IFREG | fs->attrs[ino - INO_IMAGE0].perm;
+	pthread_mutex_unlock(&fs->attr_lock);
 	st->st_nlink = 1;
 	st->st_size = image_size(img);
 	st->st_blocks = (image_size(img) + 511) / 512;
@@ -177,6 +194,15 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		return;
 	}
 	(void)fi;
+	/* The kernel checked the caller's right (default_permissions). */
+	pthread_mutex_lock(&fs->attr_lock);
+	if (to_set & FUSE_SET_ATTR_UID)
+		fs->attrs[ino - INO_IMAGE0].uid = attr->st_uid;
+	if (to_set & FUSE_SET_ATTR_GID)
+		fs->attrs[ino - INO_IMAGE0].gid = attr->st_gid;
+	if (to_set & FUSE_SET_ATTR_MODE)
+		fs->attrs[ino - INO_IMAGE0].perm = attr->st_mode & 07777;
+	pthread_mutex_unlock(&fs->attr_lock);
 	fill_attr(fs, ino, &st);
 	fuse_reply_attr(req, &st, 3600);
 }
@@ -513,6 +539,16 @@ int fs_new(const struct fs_conf *conf, struct fs **out)
 	fs = xcalloc(1, sizeof(*fs));
 	fs->conf = *conf;
 	pthread_mutex_init(&fs->status_lock, NULL);
+	pthread_mutex_init(&fs->attr_lock, NULL);
+	fs->attrs = xcalloc(conf->nimages ? conf->nimages : 1,
+			    sizeof(*fs->attrs));
+	for (unsigned int i = 0; i < conf->nimages; i++) {
+		fs->attrs[i].uid = getuid();
+		fs->attrs[i].gid = getgid();
+		fs->attrs[i].perm = conf->read_only ||
+				    image_is_read_only(conf->images[i]) ? 0444 :
+									  0644;
+	}
 	fs->mtime = time(NULL);
 	opts = xasprintf("-ofsname=pbs-livemount,subtype=pbs-livemount,"
 			 "default_permissions%s%s%s%s",
@@ -592,5 +628,7 @@ void fs_free(struct fs *fs)
 		free(d);
 	}
 	pthread_mutex_destroy(&fs->status_lock);
+	pthread_mutex_destroy(&fs->attr_lock);
+	free(fs->attrs);
 	free(fs);
 }

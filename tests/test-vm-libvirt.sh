@@ -1,0 +1,88 @@
+#!/bin/bash
+# The libvirt recipe (README, man page): a domain whose disk is a file on
+# the live mount, mounted with --allow-other because libvirt runs QEMU
+# as libvirt-qemu and gives it the file with chown, as it does with any
+# disk file.  libvirtd runs here on a private socket; the guest boots,
+# writes its marker, and after the stream completes the target verifies
+# and holds the marker.
+source "$(dirname "$0")/lib/functions.sh"
+source "$TESTS_DIR/lib/qemu.sh"
+requires_fuse
+requires libvirtd
+requires virsh
+requires virtlogd
+requires debugfs
+id libvirt-qemu >/dev/null 2>&1 || skip "no libvirt-qemu user (libvirt-daemon-system)"
+img=$("$TESTS_DIR/guest/build-image.sh" --cached 2>"$T/build.log") ||
+	skip "cannot build the guest image: $(tail -1 "$T/build.log")"
+$PROG pack --lazy-chunk-dirs -q --id 901 "$img:drive-virtio0" "$T/ds"
+accel=$(qemu_accel "$img")
+chmod 755 "$T"	# QEMU runs as libvirt-qemu: it must reach the files
+
+# A private libvirtd: its sockets and log under $T.
+mkdir -p "$T/lv/sock"
+cat >"$T/lv/libvirtd.conf" <<CONF
+unix_sock_dir = "$T/lv/sock"
+unix_sock_rw_perms = "0700"
+auth_unix_rw = "none"
+auth_unix_ro = "none"
+log_outputs = "3:file:$T/lv/libvirtd.log"
+CONF
+if [ ! -S /run/libvirt/virtlogd-sock ]; then
+	virtlogd -d -p "$T/lv/virtlogd.pid"
+	cleanup_fn "kill \$(cat '$T/lv/virtlogd.pid')"
+fi
+libvirtd -f "$T/lv/libvirtd.conf" -d -p "$T/lv/libvirtd.pid" 2>"$T/lv/err" ||
+	skip "libvirtd does not start here: $(cat "$T/lv/err")"
+cleanup_fn "kill \$(cat '$T/lv/libvirtd.pid')"
+U="qemu:///system?socket=$T/lv/sock/libvirt-sock"
+for _ in $(seq 1 100); do virsh -c "$U" version >/dev/null 2>&1 && break; sleep 0.1; done
+virsh -c "$U" version >/dev/null 2>&1 || skip "libvirtd does not answer"
+
+lm_mount "$T/mnt" --target "$T/tgt.raw" --verify --allow-other "$T/ds" vm/901
+tok=lv$RANDOM
+printf '%s' "$tok" >"$T/token.raw"
+truncate -s 1M "$T/token.raw"
+cat >"$T/dom.xml" <<XML
+<domain type='$([ "$accel" = kvm ] && echo kvm || echo qemu)'>
+  <name>pbslm-$$</name>
+  <memory unit='MiB'>512</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>destroy</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw' cache='none' io='threads'/>
+      <source file='$T/mnt/drive-virtio0.img'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='$T/token.raw'/>
+      <target dev='vdb' bus='virtio'/>
+    </disk>
+    <serial type='file'><source path='$T/console.log'/></serial>
+  </devices>
+</domain>
+XML
+virsh -c "$U" create "$T/dom.xml" >"$T/virsh.out" 2>&1 ||
+	{ cat "$T/virsh.out" "$T/lv/libvirtd.log" | tail -20; fail "virsh create"; }
+cleanup_fn "virsh -c '$U' destroy pbslm-$$"
+ok=0
+for _ in $(seq 1 400); do
+	grep -q "LIVEMOUNT-GUEST-OK token=$tok" "$T/console.log" 2>/dev/null &&
+		{ ok=1; break; }
+	sleep 1
+done
+[ $ok = 1 ] || { tail -20 "$T/console.log"; fail "no console line under libvirt"; }
+note "libvirt ($accel) booted the guest from the mount"
+virsh -c "$U" destroy "pbslm-$$" >/dev/null 2>&1 || true
+lm_wait_complete "$T/mnt" 300
+[ "$(lm_state "$T/mnt")" = verified ] || fail "state: $(lm_state "$T/mnt")"
+lm_umount "$T/mnt"
+dd if="$T/tgt.raw" of="$T/part" bs=1M skip=1 status=none
+debugfs -R 'cat /marker.txt' "$T/part" 2>/dev/null | grep -q "token=$tok" ||
+	fail "the guest's marker is not in the target"
+echo ok
