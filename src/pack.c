@@ -38,6 +38,7 @@ struct pack_stats {
 	uint64_t chunks;
 	uint64_t written;	/* new chunk files */
 	uint64_t reused;	/* dedup hits */
+	uint64_t holes;		/* chunks in holes of the input, not read */
 	uint64_t bytes_in;
 	uint64_t bytes_stored;
 	/* PBS's chunk_upload_stats: each distinct chunk "uploaded" once. */
@@ -220,6 +221,26 @@ err:
 	return -errno;
 }
 
+/*
+ * Does [off, off + len) lie in a hole of @fd?  *next_data caches where
+ * the next data starts at or after the last query; it stays valid until
+ * a chunk starts past it.  Files without SEEK_DATA (and block devices,
+ * whose lseek reports all data) are read whole.
+ */
+static bool in_hole(int fd, uint64_t off, uint64_t len, uint64_t size,
+		    int64_t *next_data)
+{
+	off_t d;
+
+	if (*next_data < 0 || off > (uint64_t)*next_data) {
+		d = lseek(fd, (off_t)off, SEEK_DATA);
+		if (d < 0)
+			d = errno == ENXIO ? (off_t)size : (off_t)off;
+		*next_data = d;
+	}
+	return (uint64_t)*next_data >= off + len;
+}
+
 static int pack_image(const struct pack_conf *conf,
 		      const struct pack_image *img, const char *tmpdir,
 		      struct snap_manifest *m, struct digest_set *seen,
@@ -230,6 +251,9 @@ static int pack_image(const struct pack_conf *conf,
 	uint8_t *data = NULL;
 	uint8_t *fidx = NULL;
 	size_t fidxlen = 0;
+	int64_t next_data = -1;
+	uint8_t zero_d[32];
+	size_t zero_len = 0;
 	uint8_t csum[32];
 	uint8_t uuid[16];
 	uint64_t size;
@@ -261,14 +285,28 @@ static int pack_image(const struct pack_conf *conf,
 		size_t len = MIN(cs, size - i * cs);
 		uint8_t *d = digests + 32 * i;
 
-		ret = pread_full(fd, data, len, i * cs);
-		if (ret) {
-			log_err("pack: cannot read '%s' at offset %llu: %s",
-				img->path, (unsigned long long)(i * cs),
-				strerror(-ret));
-			goto out_free;
+		if (in_hole(fd, i * cs, len, size, &next_data)) {
+			/* Holes read as zeros: hash them once per length. */
+			if (zero_len != len) {
+				memset(data, 0, len);
+				chunk_digest(data, len, conf->key, zero_d);
+				zero_len = len;
+			}
+			memcpy(d, zero_d, 32);
+			st->holes++;
+			if (!set_has(seen, d))
+				memset(data, 0, len);
+		} else {
+			ret = pread_full(fd, data, len, i * cs);
+			if (ret) {
+				log_err("pack: cannot read '%s' at offset %llu: %s",
+					img->path,
+					(unsigned long long)(i * cs),
+					strerror(-ret));
+				goto out_free;
+			}
+			chunk_digest(data, len, conf->key, d);
 		}
-		chunk_digest(data, len, conf->key, d);
 		st->chunks++;
 		st->bytes_in += len;
 		if (set_has(seen, d)) {
@@ -558,11 +596,12 @@ int pack_run(const struct pack_conf *conf)
 done:
 	if (!conf->quiet)
 		log_info("pack: %s/%s/%s: %llu chunks, %llu new, %llu deduplicated, "
-			 "%.1f MiB in, %.1f MiB stored, %.1f s",
+			 "%llu in holes, %.1f MiB in, %.1f MiB stored, %.1f s",
 			 conf->type, conf->id, timestr,
 			 (unsigned long long)st.chunks,
 			 (unsigned long long)st.written,
-			 (unsigned long long)st.reused, st.bytes_in / 1048576.0,
+			 (unsigned long long)st.reused,
+			 (unsigned long long)st.holes, st.bytes_in / 1048576.0,
 			 st.bytes_stored / 1048576.0,
 			 (now_ns() - t0) / 1e9);
 	goto out;

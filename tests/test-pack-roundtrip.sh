@@ -58,6 +58,24 @@ grep -q "0 new" "$T/log" || fail "second pack wrote chunks again: $(cat "$T/log"
 expect_fail $PROG pack --lazy-chunk-dirs --id dup --time 1800000000 "$T/dup.img" "$T/ds2"
 assert_one_line_error
 
+# Holes are not read: a sparse 2 GiB image with data at odd places
+# (inside chunks, across a chunk edge, in the short last chunk) packs
+# without reading its zeros and restores byte for byte, holes included.
+truncate -s $((2 << 30 | 12345)) "$T/sparse.img"
+for off in 0 4190000 $((1 << 30 | 777)) $((2 << 30))
+do
+	head -c 9000 /dev/urandom |
+		dd of="$T/sparse.img" bs=1 seek=$off conv=notrunc status=none
+done
+$PROG pack --lazy-chunk-dirs --id sparse --time 1700000000 "$T/sparse.img" \
+	"$T/ds3" 2>"$T/log"
+grep -Eq "513 chunks, 5 new, .* 509 in holes" "$T/log" ||
+	fail "holes were read or chunks miscounted: $(cat "$T/log")"
+$PROG restore -q "$T/ds3" vm/sparse sparse "$T/sparse.out"
+cmp "$T/sparse.img" "$T/sparse.out" || fail "sparse image restored wrong"
+[ "$(du -k "$T/sparse.out" | cut -f1)" -lt 32768 ] ||
+	fail "restored sparse image is not sparse"
+
 # A new datastore as PBS's chunk store makes one, and files as PBS writes
 # them: all 65,536 .chunks/XXXX directories, an empty .lock, directories
 # 0755 and files 0644, a version-4 UUID in each index, the manifest as
