@@ -52,6 +52,8 @@ int snap_fidx_parse(const uint8_t *buf, size_t len, struct snap_fidx **out,
 		    struct snap_error *err);
 void snap_fidx_free(struct snap_fidx *f);
 uint64_t snap_fidx_size(const struct snap_fidx *f);
+/* Bytes held: chunks sharing one digest are held compactly. */
+size_t snap_fidx_mem(const struct snap_fidx *f);
 uint64_t snap_fidx_chunk_size(const struct snap_fidx *f);
 uint64_t snap_fidx_count(const struct snap_fidx *f);
 int64_t snap_fidx_ctime(const struct snap_fidx *f);

@@ -88,6 +88,7 @@ void threads_join(pthread_t *tids, unsigned int n);
 /* strdup and friends that never return NULL: abort on OOM at start-up. */
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t m);
+void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

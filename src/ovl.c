@@ -4,7 +4,9 @@
  *
  * In memory: one state byte per chunk (atomic), a block bitmap per chunk
  * that has ever been PARTIAL, a dirty list of chunks changed since the
- * last commit, and the access trace.
+ * last commit, and the access trace.  Per chunk that is a byte and a
+ * few bits (a 16 TiB disk: 4 Mi chunks, 7 MiB); bitmap pointers come in
+ * pages of BM_GROUP allocated on first use, lists grow as they fill.
  *
  *   ABSENT --mark some--> PARTIAL --mark rest--> PRESENT
  *   ABSENT --mark all---> PRESENT
@@ -17,7 +19,9 @@
  * that was ever partial.
  *
  * State file: a 4096-byte header (identity, CRC) followed by records,
- * each "RECD", entry count, generation, entries, CRC32.  A commit
+ * each "RECD", entry count, generation, entries, CRC32.  Entries: one
+ * chunk's state (with its bitmap when PARTIAL), a run of consecutive
+ * chunks in one state (format 3), or a trace position.  A commit
  * appends one record holding the chunks changed since the previous one
  * (cost proportional to the change) and syncs the file.  On open the
  * records are replayed in order until the first one that is torn or out
@@ -45,7 +49,8 @@
  *
  * Locking: ->chunk_locks[] (striped) order marks of one chunk; ->dirty_lock
  * guards the dirty and intent lists; ->commit_lock serialises commits and
- * guards the file.  Lock order: commit_lock -> chunk lock -> dirty_lock.  No lock but
+ * guards the file.  Bit arrays change by atomic RMW on whole words, since
+ * neighbouring chunks' bits share a word under different locks.  Lock order: commit_lock -> chunk lock -> dirty_lock.  No lock but
  * commit_lock is held across fdatasync.
  */
 #include "config.h"
@@ -70,14 +75,63 @@
 
 #define HDR_SIZE 4096
 #define HDR_MAGIC "PBSLMST1"
-#define HDR_VERSION 2
+#define HDR_VERSION 3	/* 3: run entries; 2 is read (and rewritten) */
 #define REC_MAGIC 0x44434552u	/* "RECD" */
 #define ENT_STATE 0
 #define ENT_TRACE 1
+#define ENT_RUN 2
+#define BM_GROUP 4096	/* chunks per page of bitmap pointers */
 #define NLOCKS 256
 #define TRACE_MAX 4096
 #define JOURNAL_MIN (1u << 20)
 #define ST_GUEST 0x80	/* in a record's state byte: guest wrote here */
+
+/* A growing list of chunk numbers. */
+struct list {
+	uint64_t *v;
+	size_t n;
+	size_t cap;
+};
+
+static void list_add(struct list *l, uint64_t c)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap ? 2 * l->cap : 256;
+		l->v = xrealloc(l->v, l->cap * sizeof(*l->v));
+	}
+	l->v[l->n++] = c;
+}
+
+/* Take the list's entries (caller frees), leaving it empty. */
+static uint64_t *list_take(struct list *l, size_t *n)
+{
+	uint64_t *v = l->v;
+
+	*n = l->n;
+	*l = (struct list){ 0 };
+	return v;
+}
+
+static bool bit_get(const uint64_t *a, uint64_t i)
+{
+	return __atomic_load_n(&a[i / 64], __ATOMIC_ACQUIRE) &
+	       (1ull << (i % 64));
+}
+
+static void bit_set(uint64_t *a, uint64_t i)
+{
+	__atomic_or_fetch(&a[i / 64], 1ull << (i % 64), __ATOMIC_RELEASE);
+}
+
+static void bit_clear(uint64_t *a, uint64_t i)
+{
+	__atomic_and_fetch(&a[i / 64], ~(1ull << (i % 64)), __ATOMIC_RELEASE);
+}
+
+static uint64_t *bits_new(uint64_t n)
+{
+	return xcalloc((n + 63) / 64, sizeof(uint64_t));
+}
 
 struct ovl {
 	struct ovl_conf conf;		/* immutable */
@@ -87,27 +141,29 @@ struct ovl {
 	uint64_t bpc;			/* immutable: blocks per chunk */
 	size_t bmlen;			/* immutable: bitmap bytes */
 	uint8_t *state;			/* atomic bytes */
-	uint8_t **bitmap;		/* atomic pointers; bits atomic */
-	uint8_t *guest;			/* atomic bytes: guest wrote chunk */
-	uint8_t *guest_durable;		/* atomic bytes: that mark is on disk */
+	uint8_t ***bitmap;		/* pages; both levels atomic pointers,
+					   set under the chunk lock; bits
+					   atomic */
+	uint64_t *guest;		/* atomic bits: guest wrote chunk */
+	uint64_t *guest_durable;	/* atomic bits: that mark is on disk */
 	uint64_t present_bytes;		/* atomic */
 	pthread_mutex_t chunk_locks[NLOCKS];
 	pthread_mutex_t dirty_lock;
-	uint8_t *dirty;			/* protected by ->dirty_lock */
-	uint64_t *dirty_list;		/* protected by ->dirty_lock */
-	size_t ndirty;			/* protected by ->dirty_lock */
-	uint64_t *intent_list;		/* protected by ->dirty_lock */
-	size_t nintent;			/* protected by ->dirty_lock */
-	uint8_t *intent;		/* protected by ->dirty_lock */
+	uint64_t *dirty;		/* bits; protected by ->dirty_lock */
+	struct list dirty_list;		/* protected by ->dirty_lock */
+	struct list intent_list;	/* protected by ->dirty_lock */
+	uint64_t *intent;		/* bits; protected by ->dirty_lock */
 	uint64_t *trace;		/* entries immutable once counted */
 	size_t ntrace;			/* atomic (release after entry) */
-	uint8_t *traced;		/* atomic; set under ->dirty_lock */
+	uint64_t *traced;		/* atomic bits; set under ->dirty_lock */
 	pthread_mutex_t commit_lock;
 	int fd;				/* protected by ->commit_lock */
 	uint64_t gen;			/* protected by ->commit_lock */
 	uint64_t journal_bytes;		/* protected by ->commit_lock */
+	uint64_t compact_bytes;		/* protected by ->commit_lock */
 	size_t trace_committed;		/* protected by ->commit_lock */
 	bool created;			/* immutable: no state file before */
+	bool old_format;		/* immutable: read a format 2 file */
 };
 
 static void put32(uint8_t *p, uint32_t v)
@@ -148,6 +204,38 @@ static uint64_t block_bytes(const struct ovl *o, uint64_t blk)
 	return MIN(o->conf.block_size, o->conf.size - blk * o->conf.block_size);
 }
 
+static uint8_t *bm_get(const struct ovl *o, uint64_t c)
+{
+	uint8_t **page = __atomic_load_n(&o->bitmap[c / BM_GROUP],
+					 __ATOMIC_ACQUIRE);
+
+	return page ? __atomic_load_n(&page[c % BM_GROUP], __ATOMIC_ACQUIRE) :
+		      NULL;
+}
+
+/* Publish @bm as chunk @c's bitmap; chunk lock held. */
+static int bm_set(struct ovl *o, uint64_t c, uint8_t *bm)
+{
+	uint8_t ***slot = &o->bitmap[c / BM_GROUP];
+	uint8_t **page = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+	uint8_t **fresh;
+
+	if (!page) {
+		/* Chunks of one page have different locks: race to it. */
+		fresh = calloc(BM_GROUP, sizeof(*fresh));
+		if (!fresh)
+			return -ENOMEM;
+		if (__atomic_compare_exchange_n(slot, &page, fresh, false,
+						__ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE))
+			page = fresh;
+		else
+			free(fresh);
+	}
+	__atomic_store_n(&page[c % BM_GROUP], bm, __ATOMIC_RELEASE);
+	return 0;
+}
+
 enum ovl_state ovl_chunk_state(const struct ovl *o, uint64_t chunk)
 {
 	return __atomic_load_n(&o->state[chunk], __ATOMIC_ACQUIRE);
@@ -165,7 +253,7 @@ bool ovl_block_present(const struct ovl *o, uint64_t block)
 	case OVL_ABSENT:
 		return false;
 	default:
-		bm = __atomic_load_n(&o->bitmap[c], __ATOMIC_ACQUIRE);
+		bm = bm_get(o, c);
 		return __atomic_load_n(&bm[bit / 8], __ATOMIC_ACQUIRE) &
 		       (1u << (bit % 8));
 	}
@@ -184,9 +272,9 @@ void ovl_unlock_chunk(struct ovl *o, uint64_t chunk)
 static void note_dirty(struct ovl *o, uint64_t c)
 {
 	pthread_mutex_lock(&o->dirty_lock);
-	if (!o->dirty[c]) {
-		o->dirty[c] = 1;
-		o->dirty_list[o->ndirty++] = c;
+	if (!bit_get(o->dirty, c)) {
+		bit_set(o->dirty, c);
+		list_add(&o->dirty_list, c);
 	}
 	pthread_mutex_unlock(&o->dirty_lock);
 }
@@ -207,12 +295,15 @@ static int apply_bits(struct ovl *o, uint64_t c, uint64_t first, uint64_t n,
 		__atomic_store_n(&o->state[c], OVL_PRESENT, __ATOMIC_RELEASE);
 		return 0;
 	}
-	bm = o->bitmap[c];
+	bm = bm_get(o, c);
 	if (!bm) {
 		bm = calloc(1, o->bmlen);
 		if (!bm)
 			return -ENOMEM;
-		__atomic_store_n(&o->bitmap[c], bm, __ATOMIC_RELEASE);
+		if (bm_set(o, c, bm)) {
+			free(bm);
+			return -ENOMEM;
+		}
 	}
 	for (uint64_t b = first; b < first + n; b++) {
 		uint8_t mask = 1u << (b % 8);
@@ -251,15 +342,15 @@ int ovl_mark_present(struct ovl *o, uint64_t first, uint64_t n)
 
 void ovl_mark_guest(struct ovl *o, uint64_t chunk)
 {
-	if (__atomic_load_n(&o->guest[chunk], __ATOMIC_RELAXED))
+	if (bit_get(o->guest, chunk))
 		return;
-	__atomic_store_n(&o->guest[chunk], 1, __ATOMIC_RELAXED);
+	bit_set(o->guest, chunk);
 	note_dirty(o, chunk);
 }
 
 bool ovl_chunk_guest(const struct ovl *o, uint64_t chunk)
 {
-	return __atomic_load_n(&o->guest[chunk], __ATOMIC_RELAXED);
+	return bit_get(o->guest, chunk);
 }
 
 uint64_t ovl_present_bytes(const struct ovl *o)
@@ -276,13 +367,12 @@ void ovl_trace_access(struct ovl *o, uint64_t chunk)
 {
 	size_t n = __atomic_load_n(&o->ntrace, __ATOMIC_ACQUIRE);
 
-	if (n >= TRACE_MAX || __atomic_load_n(&o->traced[chunk],
-					      __ATOMIC_RELAXED))
+	if (n >= TRACE_MAX || bit_get(o->traced, chunk))
 		return;
 	pthread_mutex_lock(&o->dirty_lock);
 	n = o->ntrace;
-	if (n < TRACE_MAX && !o->traced[chunk]) {
-		__atomic_store_n(&o->traced[chunk], 1, __ATOMIC_RELAXED);
+	if (n < TRACE_MAX && !bit_get(o->traced, chunk)) {
+		bit_set(o->traced, chunk);
 		o->trace[n] = chunk;
 		__atomic_store_n(&o->ntrace, n + 1, __ATOMIC_RELEASE);
 	}
@@ -310,7 +400,7 @@ static void make_header(const struct ovl *o, uint8_t *h)
 	put32(h + HDR_SIZE - 4, (uint32_t)crc32(0, h, HDR_SIZE - 4));
 }
 
-static int check_header(const struct ovl *o, const uint8_t *h)
+static int check_header(struct ovl *o, const uint8_t *h)
 {
 	const char *field = NULL;
 	uint8_t want[HDR_SIZE];
@@ -322,7 +412,8 @@ static int check_header(const struct ovl *o, const uint8_t *h)
 			"file, or its header is damaged", o->path);
 		return -EBADMSG;
 	}
-	if (get32(h + 8) != HDR_VERSION) {
+	o->old_format = get32(h + 8) == 2;
+	if (get32(h + 8) != HDR_VERSION && !o->old_format) {
 		log_err("ovl: cannot resume '%s': state format %u from another "
 			"pbs-livemount version cannot prove its target is the "
 			"same file; remove it to start the restore over",
@@ -381,6 +472,51 @@ static int rec_state(struct rec *r, uint64_t c, uint8_t st, const uint8_t *bm,
 	return ret;
 }
 
+/* Consecutive chunks in one state, gathered into one entry. */
+struct run {
+	uint64_t first;
+	uint64_t n;
+	uint8_t st;
+};
+
+static int run_flush(struct rec *r, struct run *run)
+{
+	uint8_t e[18];
+
+	if (!run->n)
+		return 0;
+	if (run->n == 1) {
+		run->n = 0;
+		return rec_state(r, run->first, run->st, NULL, 0);
+	}
+	e[0] = ENT_RUN;
+	put64(e + 1, run->first);
+	put64(e + 9, run->n);
+	e[17] = run->st;
+	run->n = 0;
+	r->n++;
+	return buf_append(&r->b, e, sizeof(e));
+}
+
+/* Chunk @c in state @st: extends the run or starts one (after flush). */
+static int rec_chunk(struct rec *r, struct run *run, uint64_t c, uint8_t st,
+		     const uint8_t *bm, size_t bmlen)
+{
+	int ret;
+
+	if (run->n && c == run->first + run->n && st == run->st) {
+		run->n++;
+		return 0;
+	}
+	ret = run_flush(r, run);
+	if (ret)
+		return ret;
+	if ((st & ~ST_GUEST) == OVL_PARTIAL)
+		return rec_state(r, c, st, bm, bmlen);
+	*run = (struct run){ c, 1, st };
+	return 0;
+}
+
 static int rec_trace(struct rec *r, uint64_t c)
 {
 	uint8_t e[9];
@@ -400,6 +536,63 @@ static int rec_end(struct rec *r)
 	return buf_append(&r->b, crc, sizeof(crc));
 }
 
+/* Replay chunk @c in state byte @st (PARTIAL: bitmap @bm). */
+static void replay_chunk(struct ovl *o, uint64_t c, uint8_t st,
+			 const uint8_t *bm)
+{
+	uint64_t added = 0;
+
+	if (st & ST_GUEST)
+		bit_set(o->guest, c);
+	st &= ~ST_GUEST;
+	if (st == OVL_PRESENT) {
+		apply_bits(o, c, 0, chunk_blocks(o, c), &added);
+		if (ovl_chunk_state(o, c) != OVL_PRESENT) {
+			/* was PARTIAL: fill every bit */
+			apply_bits(o, c, 0, chunk_blocks(o, c), &added);
+		}
+	} else if (st == OVL_PARTIAL) {
+		for (uint64_t b = 0; b < chunk_blocks(o, c); b++)
+			if (bm[b / 8] & (1u << (b % 8)))
+				apply_bits(o, c, b, 1, &added);
+	}
+}
+
+/* Size of the entry at @p (@len bytes left), or 0 if it is invalid. */
+static size_t entry_size(const struct ovl *o, const uint8_t *p, size_t len)
+{
+	uint64_t c;
+	uint64_t n;
+	uint8_t st;
+
+	if (len < 9)
+		return 0;
+	c = get64(p + 1);
+	switch (p[0]) {
+	case ENT_TRACE:
+		return 9;
+	case ENT_STATE:
+		if (len < 10)
+			return 0;
+		st = p[9] & ~ST_GUEST;
+		if (c >= o->nchunks || st > OVL_PRESENT)
+			return 0;
+		n = 10 + (st == OVL_PARTIAL ? o->bmlen : 0);
+		return n <= len ? n : 0;
+	case ENT_RUN:
+		if (len < 18)
+			return 0;
+		n = get64(p + 9);
+		st = p[17] & ~ST_GUEST;
+		if (c >= o->nchunks || !n || n > o->nchunks - c ||
+		    st == OVL_PARTIAL || st > OVL_PRESENT)
+			return 0;
+		return 18;
+	default:
+		return 0;
+	}
+}
+
 /* Apply one record from @p (@len bytes left); its size, or 0 if invalid. */
 static size_t replay_record(struct ovl *o, const uint8_t *p, size_t len,
 			    bool have_gen)
@@ -414,54 +607,30 @@ static size_t replay_record(struct ovl *o, const uint8_t *p, size_t len,
 		return 0;
 	/* Size and CRC first, then apply: never half a record. */
 	for (uint32_t i = 0; i < n; i++) {
-		if (off + 9 > len)
-			return 0;
-		if (p[off] == ENT_STATE) {
-			uint8_t st;
+		size_t e = entry_size(o, p + off, len - off);
 
-			if (off + 10 > len)
-				return 0;
-			st = p[off + 9] & ~ST_GUEST;
-			if (get64(p + off + 1) >= o->nchunks || st > OVL_PRESENT)
-				return 0;
-			off += 10 + (st == OVL_PARTIAL ? o->bmlen : 0);
-		} else if (p[off] == ENT_TRACE) {
-			off += 9;
-		} else {
+		if (!e)
 			return 0;
-		}
+		off += e;
 	}
 	if (off + 4 > len ||
 	    (get32(p + off) != (uint32_t)crc32(0, p, off) && !FUZZING))
 		return 0;
 	off = 16;
 	for (uint32_t i = 0; i < n; i++) {
-		uint64_t c = get64(p + off + 1);
-		uint64_t added = 0;
+		const uint8_t *e = p + off;
+		uint64_t c = get64(e + 1);
 
-		if (p[off] == ENT_TRACE) {
+		if (e[0] == ENT_TRACE) {
 			if (c < o->nchunks)
 				ovl_trace_access(o, c);
-			off += 9;
-			continue;
+		} else if (e[0] == ENT_STATE) {
+			replay_chunk(o, c, e[9], e + 10);
+		} else {
+			for (uint64_t k = 0; k < get64(e + 9); k++)
+				replay_chunk(o, c + k, e[17], NULL);
 		}
-		if (p[off + 9] & ST_GUEST)
-			o->guest[c] = 1;
-		if ((p[off + 9] & ~ST_GUEST) == OVL_PRESENT) {
-			apply_bits(o, c, 0, chunk_blocks(o, c), &added);
-			if (ovl_chunk_state(o, c) != OVL_PRESENT) {
-				/* was PARTIAL: fill every bit */
-				apply_bits(o, c, 0, chunk_blocks(o, c), &added);
-			}
-		} else if ((p[off + 9] & ~ST_GUEST) == OVL_PARTIAL) {
-			const uint8_t *bm = p + off + 10;
-
-			for (uint64_t b = 0; b < chunk_blocks(o, c); b++)
-				if (bm[b / 8] & (1u << (b % 8)))
-					apply_bits(o, c, b, 1, &added);
-		}
-		off += 10 + ((p[off + 9] & ~ST_GUEST) == OVL_PARTIAL ?
-				     o->bmlen : 0);
+		off += entry_size(o, e, len - off);
 	}
 	o->gen = get64(p + 8);
 	return off + 4;
@@ -476,7 +645,7 @@ static void recount(struct ovl *o)
 			total += chunk_bytes(o, c);
 		} else if (o->state[c] == OVL_PARTIAL) {
 			for (uint64_t b = 0; b < chunk_blocks(o, c); b++)
-				if (o->bitmap[c][b / 8] & (1u << (b % 8)))
+				if (bm_get(o, c)[b / 8] & (1u << (b % 8)))
 					total += block_bytes(o, c * o->bpc + b);
 		}
 	}
@@ -529,8 +698,7 @@ static int load(struct ovl *o)
 	}
 	o->journal_bytes = off - HDR_SIZE;
 	o->trace_committed = o->ntrace;
-	for (uint64_t c = 0; c < o->nchunks; c++)
-		o->guest_durable[c] = o->guest[c];
+	memcpy(o->guest_durable, o->guest, (o->nchunks + 63) / 64 * 8);
 out:
 	free(data);
 	return ret;
@@ -544,14 +712,13 @@ out:
 static int write_state(struct ovl *o, const char *path, int flags, int *fdp)
 {
 	uint8_t hdr[HDR_SIZE];
-	uint8_t *durable;
+	struct run run = { 0 };
+	uint64_t *durable;
 	struct rec r;
 	int fd = -1;
 	int ret;
 
-	durable = calloc(o->nchunks, 1);
-	if (!durable)
-		return -ENOMEM;
+	durable = bits_new(o->nchunks);
 	make_header(o, hdr);
 	ret = rec_begin(&r, o->gen + 1);
 	for (uint64_t c = 0; !ret && c < o->nchunks; c++) {
@@ -562,11 +729,14 @@ static int write_state(struct ovl *o, const char *path, int flags, int *fdp)
 		st = ovl_chunk_state(o, c);
 		g = ovl_chunk_guest(o, c);
 		if (st != OVL_ABSENT || g)
-			ret = rec_state(&r, c, st | (g ? ST_GUEST : 0),
-					o->bitmap[c], o->bmlen);
+			ret = rec_chunk(&r, &run, c, st | (g ? ST_GUEST : 0),
+					bm_get(o, c), o->bmlen);
 		ovl_unlock_chunk(o, c);
-		durable[c] = g;
+		if (g)
+			bit_set(durable, c);
 	}
+	if (!ret)
+		ret = run_flush(&r, &run);
 	for (size_t i = 0; !ret && i < o->trace_committed; i++)
 		ret = rec_trace(&r, o->trace[i]);
 	if (!ret)
@@ -599,10 +769,11 @@ static int write_state(struct ovl *o, const char *path, int flags, int *fdp)
 	}
 	o->gen++;
 	o->journal_bytes = r.b.len;
-	for (uint64_t c = 0; c < o->nchunks; c++)
-		if (durable[c])
-			__atomic_store_n(&o->guest_durable[c], 1,
-					 __ATOMIC_RELEASE);
+	o->compact_bytes = r.b.len;
+	for (uint64_t w = 0; w < (o->nchunks + 63) / 64; w++)
+		if (durable[w])
+			__atomic_or_fetch(&o->guest_durable[w], durable[w],
+					  __ATOMIC_RELEASE);
 	*fdp = fd;
 out:
 	buf_release(&r.b);
@@ -690,6 +861,16 @@ out:
 	return ret;
 }
 
+static int compact(struct ovl *o);
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a;
+	uint64_t y = *(const uint64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
 int ovl_open(const struct ovl_conf *conf, struct ovl **out)
 {
 	struct ovl *o;
@@ -711,14 +892,13 @@ int ovl_open(const struct ovl_conf *conf, struct ovl **out)
 	o->bpc = conf->chunk_size / conf->block_size;
 	o->bmlen = (o->bpc + 7) / 8;
 	o->state = xcalloc(o->nchunks, 1);
-	o->guest = xcalloc(o->nchunks, 1);
-	o->guest_durable = xcalloc(o->nchunks, 1);
-	o->bitmap = xcalloc(o->nchunks, sizeof(*o->bitmap));
-	o->dirty = xcalloc(o->nchunks, 1);
-	o->dirty_list = xcalloc(o->nchunks, sizeof(*o->dirty_list));
-	o->intent = xcalloc(o->nchunks, 1);
-	o->intent_list = xcalloc(o->nchunks, sizeof(*o->intent_list));
-	o->traced = xcalloc(o->nchunks, 1);
+	o->guest = bits_new(o->nchunks);
+	o->guest_durable = bits_new(o->nchunks);
+	o->bitmap = xcalloc((o->nchunks + BM_GROUP - 1) / BM_GROUP,
+			    sizeof(*o->bitmap));
+	o->dirty = bits_new(o->nchunks);
+	o->intent = bits_new(o->nchunks);
+	o->traced = bits_new(o->nchunks);
 	o->trace = xcalloc(TRACE_MAX, sizeof(*o->trace));
 	for (int i = 0; i < NLOCKS; i++)
 		pthread_mutex_init(&o->chunk_locks[i], NULL);
@@ -733,8 +913,21 @@ int ovl_open(const struct ovl_conf *conf, struct ovl **out)
 		if (ret)
 			goto err_free;
 		/* Replay filled the dirty list: that is on disk already. */
-		memset(o->dirty, 0, o->nchunks);
-		o->ndirty = 0;
+		memset(o->dirty, 0, (o->nchunks + 63) / 64 * 8);
+		free(o->dirty_list.v);
+		o->dirty_list = (struct list){ 0 };
+		/* A format 2 file takes format 3 records once rewritten. */
+		if (o->old_format) {
+			pthread_mutex_lock(&o->commit_lock);
+			ret = compact(o);
+			pthread_mutex_unlock(&o->commit_lock);
+			if (ret) {
+				log_err("ovl: cannot rewrite '%s' in the "
+					"current format: %s", o->path,
+					strerror(-ret));
+				goto err_free;
+			}
+		}
 	}
 	*out = o;
 	return 0;
@@ -754,8 +947,11 @@ void ovl_free(struct ovl *o)
 		return;
 	if (o->fd >= 0)
 		close(o->fd);
-	for (uint64_t c = 0; c < o->nchunks; c++)
-		free(o->bitmap[c]);
+	for (uint64_t g = 0; g < (o->nchunks + BM_GROUP - 1) / BM_GROUP; g++) {
+		for (uint64_t i = 0; o->bitmap[g] && i < BM_GROUP; i++)
+			free(o->bitmap[g][i]);
+		free(o->bitmap[g]);
+	}
 	for (int i = 0; i < NLOCKS; i++)
 		pthread_mutex_destroy(&o->chunk_locks[i]);
 	pthread_mutex_destroy(&o->dirty_lock);
@@ -765,9 +961,9 @@ void ovl_free(struct ovl *o)
 	free(o->guest_durable);
 	free(o->bitmap);
 	free(o->dirty);
-	free(o->dirty_list);
+	free(o->dirty_list.v);
 	free(o->intent);
-	free(o->intent_list);
+	free(o->intent_list.v);
 	free(o->traced);
 	free(o->trace);
 	free(o->path);
@@ -816,6 +1012,7 @@ static int append_record(struct ovl *o, struct rec *r)
 
 static int commit(struct ovl *o, bool sync_always)
 {
+	struct run run = { 0 };
 	uint64_t *list = NULL;
 	uint8_t *gmark = NULL;
 	size_t n;
@@ -826,22 +1023,16 @@ static int commit(struct ovl *o, bool sync_always)
 	pthread_mutex_lock(&o->commit_lock);
 	/* 1. Take the changes made so far, with their contents now. */
 	pthread_mutex_lock(&o->dirty_lock);
-	n = o->ndirty;
+	list = list_take(&o->dirty_list, &n);
 	ntrace = o->ntrace;
-	if (n) {
-		list = malloc(n * sizeof(*list));
-		gmark = malloc(n);
-		if (!list || !gmark) {
-			pthread_mutex_unlock(&o->dirty_lock);
-			ret = -ENOMEM;
-			goto out;
-		}
-		memcpy(list, o->dirty_list, n * sizeof(*list));
-		for (size_t i = 0; i < n; i++)
-			o->dirty[list[i]] = 0;
-		o->ndirty = 0;
-	}
+	for (size_t i = 0; i < n; i++)
+		bit_clear(o->dirty, list[i]);
 	pthread_mutex_unlock(&o->dirty_lock);
+	if (n) {
+		/* In order, so that consecutive chunks form runs. */
+		qsort(list, n, sizeof(*list), cmp_u64);
+		gmark = xmalloc(n);
+	}
 	if (!n && ntrace == o->trace_committed) {
 		/* Nothing to record; a flush still makes the data durable. */
 		if (sync_always && o->conf.target_fd >= 0 &&
@@ -858,11 +1049,13 @@ static int commit(struct ovl *o, bool sync_always)
 
 		ovl_lock_chunk(o, c);
 		gmark[i] = ovl_chunk_guest(o, c);
-		ret = rec_state(&r, c, ovl_chunk_state(o, c) |
+		ret = rec_chunk(&r, &run, c, ovl_chunk_state(o, c) |
 				(gmark[i] ? ST_GUEST : 0),
-				o->bitmap[c], o->bmlen);
+				bm_get(o, c), o->bmlen);
 		ovl_unlock_chunk(o, c);
 	}
+	if (!ret)
+		ret = run_flush(&r, &run);
 	for (size_t i = o->trace_committed; !ret && i < ntrace; i++)
 		ret = rec_trace(&r, o->trace[i]);
 	if (!ret)
@@ -883,10 +1076,10 @@ static int commit(struct ovl *o, bool sync_always)
 	o->trace_committed = ntrace;
 	for (size_t i = 0; i < n; i++)
 		if (gmark[i])
-			__atomic_store_n(&o->guest_durable[list[i]], 1,
-					 __ATOMIC_RELEASE);
+			bit_set(o->guest_durable, list[i]);
+	/* Rewrite when the journal is 4 times what a rewrite would hold. */
 	if (o->journal_bytes > JOURNAL_MIN &&
-	    o->journal_bytes > 4 * (o->nchunks + 16 * o->bmlen)) {
+	    o->journal_bytes > 4 * o->compact_bytes) {
 		ret = compact(o);
 		if (ret)
 			log_warn("ovl: cannot compact '%s': %s", o->path,
@@ -918,11 +1111,12 @@ int ovl_sync(struct ovl *o)
 
 bool ovl_guest_is_durable(const struct ovl *o, uint64_t chunk)
 {
-	return __atomic_load_n(&o->guest_durable[chunk], __ATOMIC_ACQUIRE);
+	return bit_get(o->guest_durable, chunk);
 }
 
 int ovl_guest_intent(struct ovl *o, uint64_t chunk)
 {
+	struct run run = { 0 };
 	uint64_t *list = NULL;
 	struct rec r = { 0 };
 	size_t n;
@@ -931,9 +1125,9 @@ int ovl_guest_intent(struct ovl *o, uint64_t chunk)
 	if (ovl_guest_is_durable(o, chunk))
 		return 0;
 	pthread_mutex_lock(&o->dirty_lock);
-	if (!o->intent[chunk]) {
-		o->intent[chunk] = 1;
-		o->intent_list[o->nintent++] = chunk;
+	if (!bit_get(o->intent, chunk)) {
+		bit_set(o->intent, chunk);
+		list_add(&o->intent_list, chunk);
 	}
 	pthread_mutex_unlock(&o->dirty_lock);
 	/* Writers queued behind one commit share it (group commit). */
@@ -941,22 +1135,17 @@ int ovl_guest_intent(struct ovl *o, uint64_t chunk)
 	if (ovl_guest_is_durable(o, chunk))
 		goto out;
 	pthread_mutex_lock(&o->dirty_lock);
-	n = o->nintent;
-	list = malloc(n * sizeof(*list));
-	if (list) {
-		memcpy(list, o->intent_list, n * sizeof(*list));
-		for (size_t i = 0; i < n; i++)
-			o->intent[list[i]] = 0;
-		o->nintent = 0;
-	}
+	list = list_take(&o->intent_list, &n);
+	for (size_t i = 0; i < n; i++)
+		bit_clear(o->intent, list[i]);
 	pthread_mutex_unlock(&o->dirty_lock);
-	if (!list) {
-		ret = -ENOMEM;
-		goto out;
-	}
+	qsort(list, n, sizeof(*list), cmp_u64);
 	ret = rec_begin(&r, o->gen + 1);
 	for (size_t i = 0; !ret && i < n; i++)
-		ret = rec_state(&r, list[i], OVL_ABSENT | ST_GUEST, NULL, 0);
+		ret = rec_chunk(&r, &run, list[i], OVL_ABSENT | ST_GUEST,
+				NULL, 0);
+	if (!ret)
+		ret = run_flush(&r, &run);
 	if (!ret)
 		ret = rec_end(&r);
 	if (!ret)
@@ -965,18 +1154,17 @@ int ovl_guest_intent(struct ovl *o, uint64_t chunk)
 		/* Back on the list for whoever tries next. */
 		pthread_mutex_lock(&o->dirty_lock);
 		for (size_t i = 0; i < n; i++) {
-			if (!o->intent[list[i]]) {
-				o->intent[list[i]] = 1;
-				o->intent_list[o->nintent++] = list[i];
+			if (!bit_get(o->intent, list[i])) {
+				bit_set(o->intent, list[i]);
+				list_add(&o->intent_list, list[i]);
 			}
 		}
 		pthread_mutex_unlock(&o->dirty_lock);
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
-		__atomic_store_n(&o->guest[list[i]], 1, __ATOMIC_RELAXED);
-		__atomic_store_n(&o->guest_durable[list[i]], 1,
-				 __ATOMIC_RELEASE);
+		bit_set(o->guest, list[i]);
+		bit_set(o->guest_durable, list[i]);
 	}
 out:
 	buf_release(&r.b);

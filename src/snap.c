@@ -63,6 +63,12 @@ static void put_le64(uint8_t *p, uint64_t v)
 
 /* ---- fixed index ---- */
 
+/*
+ * Digests are kept whole unless one digest fills most of the index (the
+ * zero chunk of a sparse disk; 16 TiB is 4 Mi digests, 128 MiB): then
+ * the chunks that hold it are a bit each, and the others are stored in
+ * order, found by rank (a count per 64 chunks plus a popcount).
+ */
 struct snap_fidx {
 	uint64_t size;
 	uint64_t chunk_size;
@@ -70,12 +76,81 @@ struct snap_fidx {
 	int64_t ctime;
 	uint8_t csum[32];	/* recomputed */
 	bool header_csum_ok;
-	uint8_t *digests;	/* count * 32 */
+	uint8_t *digests;	/* count * 32, or the stored ones in order */
+	uint64_t *other;	/* NULL: not compact; bit i: chunk i stored */
+	uint64_t *rank;		/* stored chunks before word i */
+	uint8_t common[32];	/* digest of every chunk not stored */
 };
+
+/*
+ * Boyer-Moore majority vote: the digest held by more than half of the
+ * chunks, if one is (else some digest); *cnt: how many hold it.
+ */
+static const uint8_t *majority(const uint8_t *d, uint64_t n, uint64_t *cnt)
+{
+	const uint8_t *cand = d;
+	uint64_t votes = 0;
+
+	for (uint64_t i = 0; i < n; i++) {
+		const uint8_t *x = d + i * SNAP_DIGEST_LEN;
+
+		if (!votes)
+			cand = x;
+		if (!memcmp(x, cand, SNAP_DIGEST_LEN))
+			votes++;
+		else
+			votes--;
+	}
+	*cnt = 0;
+	for (uint64_t i = 0; i < n; i++)
+		*cnt += !memcmp(d + i * SNAP_DIGEST_LEN, cand, SNAP_DIGEST_LEN);
+	return cand;
+}
+
+/* Keep @d (count * 32 bytes) in f; compact when that saves memory. */
+static int fidx_keep(struct snap_fidx *f, const uint8_t *d)
+{
+	uint64_t n = f->count;
+	uint64_t words = (n + 63) / 64;
+	uint64_t cnt;
+	uint64_t k = 0;
+	const uint8_t *c = majority(d, n, &cnt);
+
+	/*
+	 * Bits and ranks cost 2 bits a chunk, each common digest saves 256:
+	 * worth it from one chunk in 64 (below, plain is simpler and as small).
+	 */
+	if (cnt * 64 <= n) {
+		f->digests = malloc(n * SNAP_DIGEST_LEN);
+		if (!f->digests)
+			return -ENOMEM;
+		memcpy(f->digests, d, n * SNAP_DIGEST_LEN);
+		return 0;
+	}
+	memcpy(f->common, c, SNAP_DIGEST_LEN);
+	f->other = calloc(words, sizeof(*f->other));
+	f->rank = calloc(words, sizeof(*f->rank));
+	f->digests = malloc((n - cnt ? n - cnt : 1) * SNAP_DIGEST_LEN);
+	if (!f->other || !f->rank || !f->digests)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < n; i++) {
+		const uint8_t *x = d + i * SNAP_DIGEST_LEN;
+
+		if (!(i % 64))
+			f->rank[i / 64] = k;
+		if (memcmp(x, f->common, SNAP_DIGEST_LEN)) {
+			f->other[i / 64] |= 1ull << (i % 64);
+			memcpy(f->digests + k++ * SNAP_DIGEST_LEN, x,
+			       SNAP_DIGEST_LEN);
+		}
+	}
+	return 0;
+}
 
 int snap_fidx_parse(const uint8_t *buf, size_t len, struct snap_fidx **out,
 		    struct snap_error *err)
 {
+	const uint8_t *d = buf + SNAP_INDEX_HEADER_SIZE;
 	struct snap_fidx *f;
 	uint64_t size;
 	uint64_t cs;
@@ -112,17 +187,15 @@ int snap_fidx_parse(const uint8_t *buf, size_t len, struct snap_fidx **out,
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
-	f->digests = malloc(n * SNAP_DIGEST_LEN);
-	if (!f->digests) {
-		free(f);
-		return -ENOMEM;
-	}
-	memcpy(f->digests, buf + SNAP_INDEX_HEADER_SIZE, n * SNAP_DIGEST_LEN);
 	f->size = size;
 	f->chunk_size = cs;
 	f->count = n;
 	f->ctime = (int64_t)le64(buf + 24);
-	crypto_sha256(f->digests, n * SNAP_DIGEST_LEN, f->csum);
+	if (fidx_keep(f, d)) {
+		snap_fidx_free(f);
+		return -ENOMEM;
+	}
+	crypto_sha256(d, n * SNAP_DIGEST_LEN, f->csum);
 	f->header_csum_ok = !memcmp(f->csum, buf + 32, 32);
 	*out = f;
 	return 0;
@@ -133,7 +206,30 @@ void snap_fidx_free(struct snap_fidx *f)
 	if (!f)
 		return;
 	free(f->digests);
+	free(f->other);
+	free(f->rank);
 	free(f);
+}
+
+/* Digests stored before chunk @i (compact form). */
+static uint64_t stored_before(const struct snap_fidx *f, uint64_t i)
+{
+	uint64_t w = f->other[i / 64] & ((1ull << (i % 64)) - 1);
+
+	return f->rank[i / 64] + (uint64_t)__builtin_popcountll(w);
+}
+
+size_t snap_fidx_mem(const struct snap_fidx *f)
+{
+	uint64_t words = (f->count + 63) / 64;
+	uint64_t stored = f->count;
+	const uint64_t last = f->count - 1;
+
+	if (f->other)
+		stored = stored_before(f, last) +
+			 !!(f->other[last / 64] & (1ull << (last % 64)));
+	return sizeof(*f) + stored * SNAP_DIGEST_LEN +
+	       (f->other ? 2 * words * sizeof(uint64_t) : 0);
 }
 
 uint64_t snap_fidx_size(const struct snap_fidx *f)
@@ -158,7 +254,11 @@ int64_t snap_fidx_ctime(const struct snap_fidx *f)
 
 const uint8_t *snap_fidx_digest(const struct snap_fidx *f, uint64_t i)
 {
-	return f->digests + i * SNAP_DIGEST_LEN;
+	if (!f->other)
+		return f->digests + i * SNAP_DIGEST_LEN;
+	if (!(f->other[i / 64] & (1ull << (i % 64))))
+		return f->common;
+	return f->digests + stored_before(f, i) * SNAP_DIGEST_LEN;
 }
 
 uint64_t snap_fidx_chunk_len(const struct snap_fidx *f, uint64_t i)

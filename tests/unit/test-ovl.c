@@ -346,6 +346,87 @@ static void test_guest_intent(void **state)
 	ovl_free(o);
 }
 
+/*
+ * Consecutive chunks in one state are one entry: a streamed 16 TiB disk
+ * commits in a few bytes, and replays to the same states around runs
+ * broken by guest marks and partial chunks.
+ */
+static void test_runs(void **state)
+{
+	struct ovl_conf c = conf_of(16ull << 40);
+	struct stat a;
+	struct stat b;
+	struct ovl *o;
+
+	(void)state;
+	unlink(path);
+	assert_int_equal(ovl_open(&c, &o), 0);
+	assert_int_equal(stat(path, &a), 0);
+	for (uint64_t ch = 100000; ch > 0; ch--)	/* any order */
+		mark(o, (ch - 1) * 1024, 1024);
+	ovl_lock_chunk(o, 500);
+	ovl_mark_guest(o, 500);
+	ovl_unlock_chunk(o, 500);
+	mark(o, 200000 * 1024 + 3, 5);		/* partial, alone */
+	for (uint64_t ch = 200001; ch < 4000000; ch++)
+		mark(o, ch * 1024, 1024);
+	assert_int_equal(ovl_commit(o), 0);
+	assert_int_equal(stat(path, &b), 0);
+	assert_true(b.st_size - a.st_size < 512);
+	ovl_free(o);
+
+	assert_int_equal(ovl_open(&c, &o), 0);
+	assert_int_equal(ovl_present_bytes(o),
+			 (100000 + 4000000 - 200001) * 4 * MiB + 5 * 4096);
+	assert_int_equal(ovl_chunk_state(o, 99999), OVL_PRESENT);
+	assert_int_equal(ovl_chunk_state(o, 100000), OVL_ABSENT);
+	assert_int_equal(ovl_chunk_state(o, 200000), OVL_PARTIAL);
+	assert_true(ovl_block_present(o, 200000 * 1024 + 7));
+	assert_false(ovl_block_present(o, 200000 * 1024 + 8));
+	assert_int_equal(ovl_chunk_state(o, 3999999), OVL_PRESENT);
+	assert_int_equal(ovl_chunk_state(o, 4000000), OVL_ABSENT);
+	assert_true(ovl_chunk_guest(o, 500));
+	assert_false(ovl_chunk_guest(o, 499));
+	assert_false(ovl_chunk_guest(o, 501));
+	ovl_free(o);
+}
+
+/* A format 2 file (no runs) resumes, and is rewritten as format 3. */
+static void test_format2(void **state)
+{
+	struct ovl_conf c = conf_of(64 * MiB);
+	uint8_t *full;
+	size_t len;
+	struct ovl *o;
+	uint32_t crc;
+	int fd;
+
+	(void)state;
+	unlink(path);
+	assert_int_equal(ovl_open(&c, &o), 0);
+	mark(o, 3 * 1024, 1024);		/* one chunk: a state entry */
+	assert_int_equal(ovl_commit(o), 0);
+	ovl_free(o);
+	assert_int_equal(read_file(path, 1 << 24, &full, &len), 0);
+	full[8] = 2;
+	crc = (uint32_t)crc32(0, full, 4092);
+	for (int i = 0; i < 4; i++)
+		full[4092 + i] = (uint8_t)(crc >> (8 * i));
+	fd = open(path, O_WRONLY | O_TRUNC);
+	assert_true(write(fd, full, len) == (ssize_t)len);
+	close(fd);
+	free(full);
+	assert_int_equal(ovl_open(&c, &o), 0);
+	assert_int_equal(ovl_present_bytes(o), 4 * MiB);
+	ovl_free(o);
+	assert_int_equal(read_file(path, 1 << 24, &full, &len), 0);
+	assert_int_equal(full[8], 3);
+	free(full);
+	assert_int_equal(ovl_open(&c, &o), 0);
+	assert_int_equal(ovl_chunk_state(o, 3), OVL_PRESENT);
+	ovl_free(o);
+}
+
 /* Another version's state file is refused by name, not misread. */
 static void test_old_version(void **state)
 {
@@ -383,6 +464,8 @@ int main(void)
 		cmocka_unit_test(test_lock),
 		cmocka_unit_test(test_guest_intent),
 		cmocka_unit_test(test_old_version),
+		cmocka_unit_test(test_runs),
+		cmocka_unit_test(test_format2),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

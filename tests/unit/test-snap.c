@@ -96,6 +96,49 @@ static void test_fidx_golden(void **state)
 	free(buf);
 }
 
+/*
+ * Indexes dominated by one digest are held compactly: every chunk's
+ * digest must still be its own, at word edges and in plain indexes too.
+ */
+static void check_digests(uint64_t n, uint64_t every, size_t max_mem)
+{
+	struct snap_fidx *f = NULL;
+	uint8_t *digests = xmalloc(n * 32);
+	uint8_t uuid[16] = { 0 };
+	uint8_t csum[32];
+	uint8_t *buf;
+	size_t len;
+
+	for (uint64_t i = 0; i < n; i++) {
+		memset(digests + 32 * i, 0xaa, 32);
+		if (every && i % every == 0)
+			memcpy(digests + 32 * i, &i, sizeof(i));
+	}
+	assert_int_equal(snap_fidx_encode(n * 4096, 4096, digests, n, uuid, 1,
+					  &buf, &len, csum), 0);
+	assert_int_equal(snap_fidx_parse(buf, len, &f, NULL), 0);
+	assert_memory_equal(snap_fidx_csum(f), csum, 32);
+	for (uint64_t i = 0; i < n; i++)
+		assert_memory_equal(snap_fidx_digest(f, i), digests + 32 * i,
+				    32);
+	assert_true(snap_fidx_mem(f) <= max_mem);
+	snap_fidx_free(f);
+	free(buf);
+	free(digests);
+}
+
+static void test_fidx_compact(void **state)
+{
+	(void)state;
+	/* mostly one digest: compact */
+	check_digests(1000, 7, 1000 / 7 * 32 + 1024);
+	check_digests(129, 64, 3 * 32 + 1024);	/* others at word edges */
+	check_digests(1, 0, 1024);
+	check_digests(64, 0, 1024);		/* all one digest */
+	check_digests(300, 1, 300 * 32 + 1024);	/* all distinct: plain */
+	check_digests(300, 3, 100 * 32 + 1024);	/* 2/3 one: compact */
+}
+
 static void test_fidx_strict(void **state)
 {
 	struct snap_error err;
@@ -373,6 +416,7 @@ int main(void)
 		cmocka_unit_test(test_magics),
 		cmocka_unit_test(test_fidx_golden),
 		cmocka_unit_test(test_fidx_strict),
+		cmocka_unit_test(test_fidx_compact),
 		cmocka_unit_test(test_manifest_canonical),
 		cmocka_unit_test(test_manifest_pretty),
 		cmocka_unit_test(test_manifest_bad),
