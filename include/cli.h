@@ -60,6 +60,10 @@ enum {
 	OPT_JSON,
 	OPT_WATCH,
 	OPT_OVERWRITE,
+	OPT_TRACE_DIR,
+	OPT_PREFETCH_TRACE,
+	OPT_NO_TRACE,
+	OPT_TRACE_TIME,
 };
 
 /* Options every command that reads a repository accepts. */

@@ -103,6 +103,8 @@ bool image_chunk_wanted(const struct image *img, uint64_t i);
 int image_prefetch(struct image *img, uint64_t i);
 /* now_ns() of the last guest read or write, 0 if none yet. */
 uint64_t image_guest_io_ns(const struct image *img);
+/* When the guest first read or wrote (now_ns() clock), or 0. */
+uint64_t image_first_io_ns(const struct image *img);
 
 /*
  * Re-hash every chunk of the target that the guest never wrote and

@@ -31,6 +31,15 @@ struct mount_conf {
 	bool allow_other;
 	const char *fuse_opts;
 	const char *on_complete;	/* sh -c command, or NULL */
+	/*
+	 * Boot traces (trace.h): read at start to prefetch, written once
+	 * the guest has run @trace_time_s (or at unmount).  Per disk
+	 * trace_default_path(@trace_dir, ...), or @trace_file for the one
+	 * disk; neither: no traces.
+	 */
+	const char *trace_dir;
+	const char *trace_file;
+	uint64_t trace_time_s;
 	/* Called once everything is up (daemon hand-shake); may be NULL. */
 	void (*ready)(void *arg);
 	void *ready_arg;

@@ -21,6 +21,19 @@ struct stream_conf {
 	struct image **images;	/* borrowed, outlive the streamer */
 	unsigned int nimages;
 	unsigned int threads;	/* chunks in flight, default 16 */
+	/*
+	 * Per image (NULL: none), chunks the guest is expected to read
+	 * soon (a boot trace): copied first, by every worker, without
+	 * giving way to guest I/O; then the sequential pass.
+	 */
+	const uint64_t *const *prefetch;
+	const size_t *nprefetch;
+	/*
+	 * No target to copy into: decode at most @cache_only_max of the
+	 * prefetch chunks into the cache (image_prefetch), then stop.
+	 */
+	bool cache_only;
+	size_t cache_only_max;
 	/* Called once, on a worker thread, when every chunk is present. */
 	void (*on_done)(void *arg);
 	void *done_arg;
@@ -31,6 +44,8 @@ int stream_start(const struct stream_conf *conf, struct stream **out);
 void stream_stop(struct stream *s);
 /* Every chunk of every image present. */
 bool stream_is_done(const struct stream *s);
+/* Prefetch chunks handled so far (copied, found present or cached). */
+uint64_t stream_prefetched(const struct stream *s);
 /* Workers are held back because the guest is doing I/O. */
 bool stream_is_yielding(const struct stream *s);
 /* A worker is backing off after a store failure. */

@@ -50,6 +50,13 @@ static const char mount_help[] =
 	"  --verify                at completion, re-hash every chunk the\n"
 	"                          guest did not write against the backup\n"
 	"  --on-complete CMD       run CMD (sh -c) when the restore completes\n"
+	"  --trace-dir DIR         boot traces (default /var/lib/pbs-livemount/\n"
+	"                          traces as root; also PBSLM_TRACE_DIR)\n"
+	"  --prefetch-trace FILE   this disk's boot trace: read from FILE if\n"
+	"                          it exists, written to it (one disk)\n"
+	"  --trace-time SECS       record the chunks the guest reads in its\n"
+	"                          first SECS (default 120)\n"
+	"  --no-trace              neither read nor write boot traces\n"
 	"  --allow-other           let other users (e.g. QEMU) open the files\n"
 	"  -o OPTS                 extra FUSE mount options\n"
 	"  -f, --foreground        do not detach; log to stderr\n"
@@ -114,6 +121,24 @@ static int daemonize(struct ready_pipe *rp)
 	return 0;
 }
 
+/* Where boot traces live unless --trace-dir says: state, not cache. */
+static char *default_trace_dir(void)
+{
+	const char *env = getenv("PBSLM_TRACE_DIR");
+	const char *home = getenv("HOME");
+	const char *xdg = getenv("XDG_STATE_HOME");
+
+	if (env && *env)
+		return cli_abs_path(env);
+	if (!geteuid())
+		return xstrdup("/var/lib/pbs-livemount/traces");
+	if (xdg && *xdg == '/')
+		return xasprintf("%s/pbs-livemount/traces", xdg);
+	if (home && *home == '/')
+		return xasprintf("%s/.local/state/pbs-livemount/traces", home);
+	return NULL;
+}
+
 int cmd_mount(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -129,6 +154,11 @@ int cmd_mount(int argc, char **argv)
 		{ "on-complete", required_argument, NULL, OPT_ON_COMPLETE },
 		{ "allow-other", no_argument, NULL, OPT_ALLOW_OTHER },
 		{ "overwrite", no_argument, NULL, OPT_OVERWRITE },
+		{ "trace-dir", required_argument, NULL, OPT_TRACE_DIR },
+		{ "prefetch-trace", required_argument, NULL,
+		  OPT_PREFETCH_TRACE },
+		{ "no-trace", no_argument, NULL, OPT_NO_TRACE },
+		{ "trace-time", required_argument, NULL, OPT_TRACE_TIME },
 		{ "foreground", no_argument, NULL, 'f' },
 		REPO_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
@@ -138,6 +168,7 @@ int cmd_mount(int argc, char **argv)
 		.block_size = 4096,
 		/* An unmounted daemon is gone within about a second. */
 		.lock_wait_ms = 5000,
+		.trace_time_s = 120,
 	};
 	struct ready_pipe rp = { .fd = -1 };
 	struct repo_snapshot *snap = NULL;
@@ -145,6 +176,9 @@ int cmd_mount(int argc, char **argv)
 	char *target = NULL;
 	char *target_dir = NULL;
 	char *state = NULL;
+	char *trace_dir = NULL;
+	char *trace_file = NULL;
+	bool no_trace = false;
 	char *mnt = NULL;
 	const char *repo = NULL;
 	char **args = NULL;
@@ -224,6 +258,25 @@ int cmd_mount(int argc, char **argv)
 		case OPT_OVERWRITE:
 			mc.overwrite = true;
 			break;
+		case OPT_TRACE_DIR:
+			free(trace_dir);
+			trace_dir = cli_abs_path(optarg);
+			break;
+		case OPT_PREFETCH_TRACE:
+			free(trace_file);
+			trace_file = cli_abs_path(optarg);
+			break;
+		case OPT_NO_TRACE:
+			no_trace = true;
+			break;
+		case OPT_TRACE_TIME:
+			if (parse_u64(optarg, &v) || !v || v > 86400) {
+				ret = cli_usage_error("mount", "--trace-time: "
+						  "seconds, 1 to 86400");
+				goto out;
+			}
+			mc.trace_time_s = v;
+			break;
 		default:
 			ret = EXIT_USAGE;
 			goto out;
@@ -250,6 +303,13 @@ int cmd_mount(int argc, char **argv)
 		ret = cli_usage_error("mount", "--state goes with --target");
 		goto out;
 	}
+	if (no_trace && (trace_dir || trace_file)) {
+		ret = cli_usage_error("mount", "--no-trace excludes --trace-dir "
+				  "and --prefetch-trace");
+		goto out;
+	}
+	if (!no_trace && !trace_file && !trace_dir)
+		trace_dir = default_trace_dir();
 	mnt = cli_abs_path(args[1]);
 	/* The terminal is still ours: ask for a missing password now. */
 	if (cli_read_secret(&c, repo)) {
@@ -277,6 +337,8 @@ int cmd_mount(int argc, char **argv)
 	mc.target = target;
 	mc.target_dir = target_dir;
 	mc.state = state;
+	mc.trace_dir = trace_dir;
+	mc.trace_file = trace_file;
 	/* A local store needs CPUs, not requests in flight. */
 	mc.connections = store_is_local(c.s) ?
 				 MIN(c.store.connections,
@@ -292,6 +354,8 @@ out:
 	free(target);
 	free(target_dir);
 	free(state);
+	free(trace_dir);
+	free(trace_file);
 	free(mnt);
 	return ret;
 }

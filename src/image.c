@@ -66,6 +66,7 @@ struct image {
 	uint64_t marks;				/* atomic: state changes */
 	uint64_t committed_marks;		/* atomic */
 	uint64_t guest_io_ns;			/* atomic: last guest I/O */
+	uint64_t first_io_ns;			/* atomic: first guest I/O */
 	bool cancelled;				/* atomic: shutting down */
 };
 
@@ -692,9 +693,22 @@ static void note_guest_io(struct image *img)
 {
 	uint64_t now = now_ns();
 
+	uint64_t zero = 0;
+
 	if (now - __atomic_load_n(&img->guest_io_ns, __ATOMIC_RELAXED) >
-	    10000000)
+	    10000000) {
 		__atomic_store_n(&img->guest_io_ns, now, __ATOMIC_RELAXED);
+		if (!__atomic_load_n(&img->first_io_ns, __ATOMIC_RELAXED))
+			__atomic_compare_exchange_n(&img->first_io_ns, &zero,
+						    now, false,
+						    __ATOMIC_RELAXED,
+						    __ATOMIC_RELAXED);
+	}
+}
+
+uint64_t image_first_io_ns(const struct image *img)
+{
+	return __atomic_load_n(&img->first_io_ns, __ATOMIC_RELAXED);
 }
 
 uint64_t image_guest_io_ns(const struct image *img)

@@ -40,6 +40,7 @@
 #include "mount.h"
 #include "readahead.h"
 #include "stream.h"
+#include "trace.h"
 #include "util.h"
 #include "banned.h"
 
@@ -50,6 +51,14 @@ struct progress {
 	uint64_t start_present;	/* immutable after open: present at start */
 };
 
+/* One disk's boot trace. */
+struct boot_trace {
+	char *path;		/* immutable; NULL: no traces */
+	uint64_t *prefetch;	/* immutable: loaded chunks, or NULL */
+	size_t nprefetch;	/* immutable */
+	bool saved;		/* checkpointer thread, then shutdown */
+};
+
 struct mount {
 	const struct mount_conf *conf;	/* immutable */
 	struct image **images;		/* immutable after start */
@@ -57,6 +66,8 @@ struct mount {
 	unsigned int nimages;		/* immutable after start */
 	struct ccache *cache;		/* immutable pointer */
 	struct stream *stream;		/* immutable after start */
+	struct stream *prefetcher;	/* immutable after start: no target */
+	struct boot_trace *traces;	/* per image, see struct */
 	struct readahead *readahead;	/* immutable after start */
 	time_t started;			/* immutable */
 	struct fs *fs;			/* immutable after start */
@@ -169,6 +180,35 @@ static void wake_checkpointer(void *arg)
 	pthread_mutex_unlock(&m->lock);
 }
 
+/*
+ * Save image @i's boot trace: the chunks its guest read first.  At
+ * unmount (@final) before the guest ran trace_time_s, only if it is not
+ * shorter than the trace it started with: a short session must not
+ * replace a whole boot.
+ */
+static void save_trace(struct mount *m, unsigned int i, bool final)
+{
+	struct boot_trace *t = &m->traces[i];
+	uint64_t first = image_first_io_ns(m->images[i]);
+	const uint64_t *chunks;
+	size_t n;
+
+	if (t->saved || !t->path || !first)
+		return;
+	if (!final &&
+	    now_ns() - first < m->conf->trace_time_s * 1000000000ull)
+		return;
+	n = image_trace(m->images[i], &chunks);
+	if (!n || (final && n < t->nprefetch &&
+		   now_ns() - first < m->conf->trace_time_s * 1000000000ull))
+		return;
+	t->saved = true;
+	if (!trace_save(t->path, image_chunk_size(m->images[i]), chunks, n))
+		log_info("mount: boot trace of '%s' saved: %zu chunks in "
+			 "'%s'", image_name(m->images[i]),
+			 MIN(n, (size_t)TRACE_MAX_CHUNKS), t->path);
+}
+
 static void *checkpointer(void *arg)
 {
 	struct mount *m = arg;
@@ -184,6 +224,7 @@ static void *checkpointer(void *arg)
 			struct image_stats st;
 
 			image_checkpoint(m->images[i]);
+			save_trace(m, i, false);
 			image_get_stats(m->images[i], &st);
 			done &= st.complete;
 			pthread_mutex_lock(&m->lock);
@@ -264,6 +305,15 @@ static const char *mount_state(struct mount *m)
 	return stream_is_paused(m->stream) ? "paused" : "streaming";
 }
 
+static size_t prefetch_total(const struct mount *m)
+{
+	size_t n = 0;
+
+	for (unsigned int i = 0; i < m->nimages; i++)
+		n += m->traces[i].nprefetch;
+	return n;
+}
+
 /* The ".status" document, generated on every open. */
 static int status_json(void *arg, char **out)
 {
@@ -283,6 +333,7 @@ static int status_json(void *arg, char **out)
 		 "{\"version\":1,\"state\":\"%s\",\"snapshot\":\"%s\","
 		 "\"started\":%lld,\"elapsed\":%lld,\"took\":%.1f,"
 		 "\"stream_errors\":%llu,\"stream_yielding\":%s,"
+		 "\"prefetch\":{\"chunks\":%llu,\"done\":%llu},"
 		 "\"cache\":{\"hits\":%llu,\"misses\":%llu,\"hit_rate\":%.3f,"
 		 "\"bytes\":%llu,\"evictions\":%llu},\"disks\":[",
 		 mount_state(m), repo_snapshot_path(m->conf->snap),
@@ -294,6 +345,10 @@ static int status_json(void *arg, char **out)
 		 (unsigned long long)(m->stream ? stream_errors(m->stream) : 0),
 		 m->stream && !m->complete && stream_is_yielding(m->stream) ?
 			 "true" : "false",
+		 (unsigned long long)prefetch_total(m),
+		 (unsigned long long)(m->stream ? stream_prefetched(m->stream) :
+				      m->prefetcher ?
+				      stream_prefetched(m->prefetcher) : 0),
 		 (unsigned long long)cs.hits, (unsigned long long)cs.misses,
 		 hit, (unsigned long long)cs.bytes,
 		 (unsigned long long)cs.evictions);
@@ -353,6 +408,32 @@ static char *archive_stem(const char *archive)
 	return s;
 }
 
+/* Image @i's boot trace: where it lives, and what to prefetch. */
+static void open_trace(struct mount *m, unsigned int i)
+{
+	const struct mount_conf *c = m->conf;
+	struct boot_trace *t = &m->traces[i];
+	struct image *img = m->images[i];
+	char loc[1024];
+
+	if (c->trace_file) {
+		t->path = xstrdup(c->trace_file);
+	} else if (c->trace_dir) {
+		store_describe(repo_snapshot_store(c->snap), "", loc,
+			       sizeof(loc));
+		t->path = trace_default_path(c->trace_dir, loc,
+					     repo_snapshot_path(c->snap),
+					     repo_archive_name(m->archives[i]));
+	} else {
+		return;
+	}
+	if (trace_load(t->path, image_chunk_size(img), image_chunk_count(img),
+		       &t->prefetch, &t->nprefetch))
+		return;		/* none yet, or logged */
+	log_info("mount: '%s': %zu chunks of its boot trace '%s' come "
+		 "first", image_name(img), t->nprefetch, t->path);
+}
+
 static int open_images(struct mount *m)
 {
 	const struct mount_conf *c = m->conf;
@@ -381,6 +462,13 @@ static int open_images(struct mount *m)
 		ret = -ENOENT;
 		goto out;
 	}
+	if (c->trace_file && n != 1) {
+		log_err("mount: --prefetch-trace names one trace but the "
+			"snapshot has %u disks: use --archive or --trace-dir",
+			n);
+		ret = -EINVAL;
+		goto out;
+	}
 	if (c->target && n != 1) {
 		log_err("mount: --target names one target but the snapshot has "
 			"%u disks: use --archive or --target-dir", n);
@@ -390,6 +478,7 @@ static int open_images(struct mount *m)
 	m->images = xcalloc(n, sizeof(*m->images));
 	m->archives = xcalloc(n, sizeof(*m->archives));
 	m->prog = xcalloc(n, sizeof(*m->prog));
+	m->traces = xcalloc(n, sizeof(*m->traces));
 	for (unsigned int i = 0; i < n; i++) {
 		struct repo_archive *a = NULL;
 		struct image_conf ic = { 0 };
@@ -424,6 +513,7 @@ static int open_images(struct mount *m)
 			goto out;
 		}
 		m->archives[i] = a;
+		open_trace(m, i);
 		{
 			struct image_stats st;
 
@@ -454,8 +544,11 @@ int mount_run(const struct mount_conf *conf)
 	pthread_condattr_t ca;
 	pthread_t cp;
 	pthread_t wt;
+	const uint64_t **prefetch = NULL;
+	size_t *nprefetch = NULL;
 	bool cp_started = false;
 	bool wt_started = false;
+	bool ran = false;
 	int ret;
 
 	pthread_mutex_init(&m.lock, NULL);
@@ -494,6 +587,14 @@ int mount_run(const struct mount_conf *conf)
 		 m.nimages == 1 ? "" : "s");
 	if (conf->ready)
 		conf->ready(conf->ready_arg);
+	prefetch = xcalloc(m.nimages, sizeof(*prefetch));
+	nprefetch = xcalloc(m.nimages, sizeof(*nprefetch));
+	for (unsigned int i = 0; i < m.nimages; i++) {
+		prefetch[i] = m.traces[i].prefetch;
+		nprefetch[i] = m.traces[i].nprefetch;
+	}
+	sc.prefetch = prefetch;
+	sc.nprefetch = nprefetch;
 	if (!conf->no_stream && !conf->read_only) {
 		sc.images = m.images;
 		sc.nimages = m.nimages;
@@ -511,12 +612,23 @@ int mount_run(const struct mount_conf *conf)
 		ret = stream_start(&sc, &m.stream);
 		if (ret)
 			goto out;
+	} else if (prefetch_total(&m)) {
+		/* No copy into a target: warm the cache, half of it. */
+		sc.images = m.images;
+		sc.nimages = m.nimages;
+		sc.threads = 4;
+		sc.cache_only = true;
+		sc.cache_only_max = conf->cache_size / 2 / max_chunk(&m);
+		ret = stream_start(&sc, &m.prefetcher);
+		if (ret)
+			goto out;
 	}
 	if (!pthread_create(&cp, NULL, checkpointer, &m))
 		cp_started = true;
 	if (!pthread_create(&wt, NULL, watcher, &m))
 		wt_started = true;
 	ret = fs_run(fs);
+	ran = true;
 out:
 	abort_work(&m);
 	if (wt_started)
@@ -524,12 +636,22 @@ out:
 	if (cp_started)
 		pthread_join(cp, NULL);
 	stream_stop(m.stream);
+	stream_stop(m.prefetcher);
+	for (unsigned int i = 0; ran && i < m.nimages; i++)
+		save_trace(&m, i, true);
 	fs_free(fs);
 	readahead_stop(m.readahead);
 	for (unsigned int i = 0; i < m.nimages; i++) {
 		image_close(m.images[i]);
 		repo_archive_close(m.archives[i]);
 	}
+	for (unsigned int i = 0; m.traces && i < m.nimages; i++) {
+		free(m.traces[i].path);
+		free(m.traces[i].prefetch);
+	}
+	free(m.traces);
+	free(prefetch);
+	free(nprefetch);
 	free(m.images);
 	free(m.archives);
 	free(m.prog);

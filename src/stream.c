@@ -2,8 +2,13 @@
 /*
  * Background streamer.
  *
- * Work order: one pass over (image, position) pairs, the trace of an
- * earlier mount first, then every chunk in index order.  The cursor is a
+ * Work order: one pass over (image, position) pairs in three phases:
+ * the prefetch lists (boot traces of earlier mounts of the group), the
+ * overlay's own trace (what the guest read before a resume), then every
+ * chunk in index order.  Prefetch chunks are what the guest is about to
+ * read, so no worker gives way to guest I/O for them; a cache-only
+ * stream (no target) decodes a bounded number of them into the cache
+ * and ends.  The cursor is a
  * small struct under ->lock: taking the next item costs a mutex next to
  * a 4 MiB fetch and write, which is nothing.  A chunk whose fill fails
  * with -EIO is retried by the same worker after a back-off (1 s doubling
@@ -53,6 +58,12 @@
 #define BUSY_WORKERS 2
 #define YIELD_POLL_MS 50
 
+enum phase {
+	PH_PREFETCH,	/* conf.prefetch lists */
+	PH_TRACE,	/* the overlay's trace */
+	PH_SEQ,		/* every chunk */
+};
+
 struct stream {
 	struct stream_conf conf;	/* immutable */
 	pthread_t *tids;		/* immutable after start */
@@ -62,7 +73,10 @@ struct stream {
 					   give-way wait polls on it */
 	unsigned int img;		/* protected by ->lock: cursor image */
 	uint64_t pos;			/* protected by ->lock: cursor */
-	bool in_trace;			/* protected by ->lock */
+	enum phase phase;		/* protected by ->lock */
+	size_t handed;			/* protected by ->lock: cache-only
+					   items given out */
+	uint64_t prefetched;		/* atomic */
 	unsigned int passes;		/* protected by ->lock */
 	bool stop;			/* protected by ->lock */
 	unsigned int copying;		/* protected by ->lock: workers on
@@ -73,38 +87,64 @@ struct stream {
 	bool announced;			/* atomic: on_done was called */
 };
 
-/* Next (image, chunk) that may need work, or false at the end of a pass. */
-static bool next_item(struct stream *s, struct image **img, uint64_t *chunk)
+/* Chunk @pos of the current phase's list for image @im; false past it. */
+static bool phase_item(const struct stream *s, struct image *im,
+		       uint64_t *chunk)
+{
+	const uint64_t *list = NULL;
+	size_t n = 0;
+
+	switch (s->phase) {
+	case PH_PREFETCH:
+		if (s->conf.prefetch && s->conf.prefetch[s->img]) {
+			list = s->conf.prefetch[s->img];
+			n = s->conf.nprefetch[s->img];
+		}
+		break;
+	case PH_TRACE:
+		n = image_trace(im, &list);
+		break;
+	case PH_SEQ:
+		if (s->pos >= image_chunk_count(im))
+			return false;
+		*chunk = s->pos;
+		return true;
+	}
+	if (s->pos >= n)
+		return false;
+	*chunk = list[s->pos];
+	return true;
+}
+
+/*
+ * ->lock held: next (image, chunk) that may need work, or false at the
+ * end of a pass.  *@prefetch: it comes from a prefetch list.
+ */
+static bool next_item(struct stream *s, struct image **img, uint64_t *chunk,
+		      bool *prefetch)
 {
 	for (;;) {
 		struct image *im;
-		const uint64_t *trace;
-		size_t ntrace;
 
 		if (s->img >= s->conf.nimages) {
-			if (!s->in_trace)
+			if (s->phase == PH_SEQ ||
+			    (s->conf.cache_only && s->phase == PH_PREFETCH))
 				return false;
-			s->in_trace = false;
+			s->phase++;
 			s->img = 0;
 			s->pos = 0;
 			continue;
 		}
+		if (s->conf.cache_only && s->handed >= s->conf.cache_only_max)
+			return false;
 		im = s->conf.images[s->img];
-		if (s->in_trace) {
-			ntrace = image_trace(im, &trace);
-			if (s->pos < ntrace &&
-			    trace[s->pos] < image_chunk_count(im)) {
-				*img = im;
-				*chunk = trace[s->pos++];
-				return true;
-			}
-			if (s->pos < ntrace) {
-				s->pos++;
-				continue;
-			}
-		} else if (s->pos < image_chunk_count(im)) {
+		if (phase_item(s, im, chunk)) {
+			s->pos++;
+			if (*chunk >= image_chunk_count(im))
+				continue;	/* a trace of a larger disk */
 			*img = im;
-			*chunk = s->pos++;
+			*prefetch = s->phase == PH_PREFETCH;
+			s->handed += s->conf.cache_only;
 			return true;
 		}
 		s->img++;
@@ -173,6 +213,11 @@ static bool copy_item(struct stream *s, struct image *img, uint64_t chunk)
 	uint64_t backoff = BACKOFF_MIN_MS;
 	int ret;
 
+	if (s->conf.cache_only) {
+		/* Best effort: a failure here is the guest's to see. */
+		ret = image_prefetch(img, chunk);
+		return ret == -ECANCELED;
+	}
 	while (image_chunk_incomplete(img, chunk)) {
 		ret = image_fill_chunk(img, chunk, STORE_PRIO_STREAM);
 		if (!ret)
@@ -208,18 +253,20 @@ static void *worker(void *arg)
 	for (;;) {
 		struct image *img = NULL;
 		uint64_t chunk = 0;
+		bool prefetch = false;
 		bool stopped;
 		bool have;
 
 		pthread_mutex_lock(&s->lock);
-		give_way(s);
-		have = !s->stop && next_item(s, &img, &chunk);
-		if (!have && !s->stop && !all_done(s)) {
+		if (s->phase != PH_PREFETCH)
+			give_way(s);
+		have = !s->stop && next_item(s, &img, &chunk, &prefetch);
+		if (!have && !s->stop && !s->conf.cache_only && !all_done(s)) {
 			/* End of a pass with chunks left: start another. */
 			s->passes++;
 			s->img = 0;
 			s->pos = 0;
-			have = next_item(s, &img, &chunk);
+			have = next_item(s, &img, &chunk, &prefetch);
 		}
 		stopped = s->stop;
 		if (have)
@@ -227,13 +274,16 @@ static void *worker(void *arg)
 		pthread_mutex_unlock(&s->lock);
 		if (!have) {
 			/* Not stopped: the pass found nothing left to do. */
-			if (!stopped && s->conf.on_done &&
+			if (!stopped && !s->conf.cache_only &&
+			    s->conf.on_done &&
 			    !__atomic_exchange_n(&s->announced, true,
 						 __ATOMIC_ACQ_REL))
 				s->conf.on_done(s->conf.done_arg);
 			break;
 		}
 		stopped = copy_item(s, img, chunk);
+		if (prefetch && !stopped)
+			__atomic_add_fetch(&s->prefetched, 1, __ATOMIC_RELAXED);
 		pthread_mutex_lock(&s->lock);
 		s->copying--;
 		pthread_mutex_unlock(&s->lock);
@@ -250,7 +300,7 @@ int stream_start(const struct stream_conf *conf, struct stream **out)
 	unsigned int n;
 
 	s->conf = *conf;
-	s->in_trace = true;
+	s->phase = PH_PREFETCH;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -285,6 +335,11 @@ void stream_stop(struct stream *s)
 bool stream_is_done(const struct stream *s)
 {
 	return all_done(s);
+}
+
+uint64_t stream_prefetched(const struct stream *s)
+{
+	return __atomic_load_n(&s->prefetched, __ATOMIC_RELAXED);
 }
 
 bool stream_is_yielding(const struct stream *s)

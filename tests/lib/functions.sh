@@ -8,6 +8,8 @@ set -o pipefail
 : "${PROG:?PROG must name the pbs-livemount binary}"
 TESTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 T=$(mktemp -d "${TMPDIR:-/tmp}/pbslm-test.XXXXXX")
+# Boot traces stay inside the test, not in /var/lib.
+export PBSLM_TRACE_DIR=$T/traces
 _cleanups=()
 
 cleanup_fn() { _cleanups+=("$*"); }
