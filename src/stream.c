@@ -82,7 +82,8 @@ struct stream {
 	unsigned int copying;		/* protected by ->lock: workers on
 					   an item */
 	bool yielding;			/* atomic: workers held back */
-	unsigned int paused;		/* atomic: workers backing off */
+	unsigned int paused;		/* atomic: workers retrying a chunk
+					   the store failed to give */
 	uint64_t errors;		/* atomic */
 	bool announced;			/* atomic: on_done was called */
 };
@@ -211,6 +212,8 @@ static void give_way(struct stream *s)
 static bool copy_item(struct stream *s, struct image *img, uint64_t chunk)
 {
 	uint64_t backoff = BACKOFF_MIN_MS;
+	bool stopped = false;
+	bool failing = false;
 	int ret;
 
 	if (s->conf.cache_only) {
@@ -222,24 +225,37 @@ static bool copy_item(struct stream *s, struct image *img, uint64_t chunk)
 		ret = image_fill_chunk(img, chunk, STORE_PRIO_STREAM);
 		if (!ret)
 			break;
-		if (ret == -ECANCELED)
-			return true;	/* shutting down */
+		if (ret == -ECANCELED) {
+			stopped = true;	/* shutting down */
+			break;
+		}
 		__atomic_add_fetch(&s->errors, 1, __ATOMIC_RELAXED);
 		if (ret != -EIO) {
 			/* Not the network: leave it for a later pass. */
-			return nap(s, BACKOFF_MIN_MS);
+			stopped = nap(s, BACKOFF_MIN_MS);
+			break;
 		}
-		__atomic_add_fetch(&s->paused, 1, __ATOMIC_RELAXED);
+		/*
+		 * Paused from the first failure until this chunk is in:
+		 * through the naps and the attempts between them, which
+		 * take as long as --remote-timeout.
+		 */
+		if (!failing) {
+			failing = true;
+			__atomic_add_fetch(&s->paused, 1, __ATOMIC_RELAXED);
+		}
 		log_debug(LOG_CAT_STREAM, "stream: chunk %llu of '%s' failed, "
 			  "retrying in %llu ms", (unsigned long long)chunk,
 			  image_name(img), (unsigned long long)backoff);
-		ret = nap(s, backoff);
-		__atomic_sub_fetch(&s->paused, 1, __ATOMIC_RELAXED);
-		if (ret)
-			return true;
+		if (nap(s, backoff)) {
+			stopped = true;
+			break;
+		}
 		backoff = MIN(backoff * 2, BACKOFF_MAX_MS);
 	}
-	return false;
+	if (failing)
+		__atomic_sub_fetch(&s->paused, 1, __ATOMIC_RELAXED);
+	return stopped;
 }
 
 static void *worker(void *arg)

@@ -35,6 +35,16 @@ done
 	cat "$T/mnt/.status" "$T/lm.log"
 	fail "state during outage: $(lm_state "$T/mnt")"
 }
+# And it stays paused while the store is down, also while a retry is
+# on the wire (each takes --remote-timeout, 3 s), not only in back-off.
+for _ in $(seq 1 20); do
+	st=$(lm_state "$T/mnt")
+	[ "$st" = paused ] || {
+		cat "$T/mnt/.status" "$T/lm.log"
+		fail "state flapped to '$st' during the outage"
+	}
+	sleep 0.25
+done
 nginx_restart
 nginx_fault off
 lm_wait_complete "$T/mnt" 120
