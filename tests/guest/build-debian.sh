@@ -12,16 +12,8 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 mirror=${PBSLM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 if [ "${1:-}" = --cached ]; then
-	dir=${2:-${PBSLM_CACHE:-/var/cache/pbs-livemount-tests}}
-	key=$(sha256sum "$0" | cut -c1-16)
-	out=$dir/debian-$key.img
-	if [ ! -f "$out" ]; then
-		mkdir -p "$dir"
-		rm -f "$dir"/debian-*.img
-		"$0" "$out.tmp" >&2
-		mv "$out.tmp" "$out"
-	fi
-	echo "$out"
+	. "$here/cache.sh"
+	guest_cached debian "$(sha256sum "$0" | cut -c1-16)" "$0" "${2:-}"
 	exit 0
 fi
 out=$1

@@ -7,17 +7,10 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 if [ "${1:-}" = --cached ]; then
-	dir=${2:-${PBSLM_CACHE:-/var/cache/pbs-livemount-tests}}
+	. "$here/cache.sh"
 	kver=$(ls /boot/vmlinuz-* | sort -V | tail -1)
 	key=$( { sha256sum "$0" "$here/init.sh"; echo "$kver"; } | sha256sum | cut -c1-16)
-	out=$dir/guest-$key.img
-	if [ ! -f "$out" ]; then
-		mkdir -p "$dir"
-		rm -f "$dir"/guest-*.img
-		"$0" "$out.tmp" >&2
-		mv "$out.tmp" "$out"
-	fi
-	echo "$out"
+	guest_cached guest "$key" "$0" "${2:-}"
 	exit 0
 fi
 out=$1
