@@ -537,8 +537,8 @@ int repo_archive_read_chunk(const struct repo_archive *a, uint64_t i,
 	}
 	ret = store_get_chunk(a->snap->store, ctx.digest, prio, read_check,
 			      &ctx);
-	if (!ret)
-		return 0;
+	if (!ret || ret == -ECANCELED)
+		return ret;	/* cancelled: shutting down, nothing to say */
 	if (__atomic_load_n(&a->stop_on_error, __ATOMIC_RELAXED)) {
 		int zero = 0;
 
