@@ -348,9 +348,14 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, n == -ENOMEM ? ENOMEM : EIO);
 		return;
 	}
+	/*
+	 * Note the read before the reply: once replied, the guest's next
+	 * read may reach another thread and be noted first, which would
+	 * look like a jump backwards and end the sequential stream.
+	 */
+	readahead_note(fs->conf.readahead, img, off, n);
 	fuse_reply_buf(req, (const char *)buf, n);
 	image_copy_on_read(img, off, n);
-	readahead_note(fs->conf.readahead, img, off, n);
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,

@@ -2,9 +2,9 @@
 /*
  * Sequential readahead.
  *
- * Detection, per image: a read that starts within SLACK of where the
- * last one ended is sequential (QEMU and the FUSE threads may deliver a
- * sequential stream slightly out of order).  A sequential read queues the
+ * Detection, per image: a read that starts within SLACK after where the
+ * last one ended, or ends within SLACK before it, is sequential (QEMU and
+ * the FUSE threads may deliver a sequential stream slightly out of order).  A sequential read queues the
  * chunks after it, up to `window_bytes` ahead, that were not queued since
  * the stream of reads began.  Workers take chunks off the queue and call
  * image_prefetch(), which decodes them into the cache.
@@ -165,7 +165,9 @@ void readahead_note(struct readahead *ra, struct image *img, uint64_t off,
 	last = (off + len - 1) / cs;
 	stop = MIN(last + 1 + MAX(ra->conf.window_bytes / cs, 1), n);
 	prev = __atomic_load_n(&sq->next_off, __ATOMIC_RELAXED);
-	if (!prev || off + SLACK < prev || off > prev + SLACK) {
+	/* Judged by the read's end: a late note of a large read still
+	   ends near the stream's end. */
+	if (!prev || off + len + SLACK < prev || off > prev + SLACK) {
 		/* A new stream of reads, or none: start counting here. */
 		__atomic_store_n(&sq->next_off, off + len, __ATOMIC_RELAXED);
 		__atomic_store_n(&sq->queued_to, last + 1, __ATOMIC_RELAXED);

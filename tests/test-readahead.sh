@@ -46,9 +46,10 @@ lm_umount "$T/mnt"
 cmp <(head -c $((40 << 20)) "$T/a.img") <(head -c $((40 << 20)) "$T/t.raw") ||
 	fail "target after sequential reads"
 
-# Random reads: each fetches its own chunk and nothing else.
+# Random reads: each fetches its own chunk and nothing else.  The mounts
+# from here on would prefetch the boot trace the first one recorded.
 rm -f "$T/t.raw" "$T/t.raw.lmstate"
-lm_mount "$T/mnt" --target "$T/t.raw" --no-stream "$NGX_URL" vm/1
+lm_mount "$T/mnt" --target "$T/t.raw" --no-stream --no-trace "$NGX_URL" vm/1
 for blk in 10 3 14 7; do
 	dd if="$T/mnt/disk.img" of=/dev/null bs=1M count=1 skip=$((blk * 4)) \
 		iflag=direct status=none
@@ -60,7 +61,7 @@ lm_umount "$T/mnt"
 
 # A small cache gets a small window: 16 MiB cache, 4 MiB (one chunk) ahead.
 rm -f "$T/t.raw" "$T/t.raw.lmstate"
-lm_mount "$T/mnt" --target "$T/t.raw" --no-stream --cache-size 16M \
+lm_mount "$T/mnt" --target "$T/t.raw" --no-stream --no-trace --cache-size 16M \
 	"$NGX_URL" vm/1
 dd if="$T/mnt/disk.img" of=/dev/null bs=1M count=2 iflag=direct status=none
 wait_fetched 8 || fail "small cache: $(fetched) MiB fetched, expected 8"
@@ -70,7 +71,7 @@ lm_umount "$T/mnt"
 
 # Without a target the chunks ahead go to the cache: a sequential read of
 # the whole image fetches each chunk once.
-lm_mount "$T/mnt" --read-only "$NGX_URL" vm/1
+lm_mount "$T/mnt" --read-only --no-trace "$NGX_URL" vm/1
 cmp "$T/a.img" "$T/mnt/disk.img" || fail "read-only sequential read"
 [ "$(fetched)" -le 64 ] || fail "read-only: $(fetched) MiB fetched for 64"
 lm_umount "$T/mnt"

@@ -2,6 +2,7 @@
 # private temporary directory, cleanup handlers run on exit, skip/fail
 # helpers and small fixtures.  Tests are parallel-safe: nothing outside
 # $T is touched and servers listen on ephemeral loopback ports.
+# KEEP_T=1 keeps $T after the test, for a post-mortem.
 set -eu
 set -o pipefail
 
@@ -19,7 +20,7 @@ _run_cleanups() {
 	for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do
 		eval "${_cleanups[i]}" >/dev/null 2>&1 || true
 	done
-	rm -rf "$T"
+	[ -n "${KEEP_T:-}" ] || rm -rf "$T"
 	exit $rc
 }
 trap _run_cleanups EXIT
