@@ -33,6 +33,31 @@ cmp "$T/plus1.img" "$T/newest.img"
 # Zero chunks are holes in a file target.
 is_sparse "$T/r-drive-scsi0.img" || fail "zero regions were written out"
 
+# Whole chunks go through O_DIRECT where the target takes it: a loop
+# device with 4 KiB sectors (misaligned writes would fail there), and
+# tmpfs, which refuses O_DIRECT and gets every byte buffered.
+if command -v losetup >/dev/null; then
+	truncate -s 104M "$T/blk"
+	if loop=$(losetup -f --show --sector-size 4096 "$T/blk" 2>/dev/null)
+	then
+		cleanup_fn "losetup -d $loop"
+		for a in plus1 drive-scsi0; do
+			src=$T/$a.img
+			[ $a = drive-scsi0 ] && src=$T/mixed.img
+			$PROG restore -q "$ds" $snap $a "$loop"
+			cmp -n "$(stat -c %s "$src")" "$src" "$loop" ||
+				fail "restore of $a to a 4 KiB-sector device"
+		done
+	fi
+fi
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+	shm=$(mktemp /dev/shm/pbslm-test.XXXXXX)
+	cleanup_fn "rm -f $shm"
+	rm -f "$shm"
+	$PROG restore -q "$ds" $snap plus1 "$shm"
+	cmp "$T/plus1.img" "$shm" || fail "restore to tmpfs differs"
+fi
+
 # verify names the first differing chunk.
 printf 'X' | dd of="$T/r-drive-scsi0.img" bs=1 seek=$((9 * 4194304 + 7)) \
 	conv=notrunc status=none
