@@ -32,6 +32,22 @@ int fingerprint_decode(const char *s, uint8_t out[32]);
 int pread_full(int fd, void *buf, size_t len, off_t off);
 int pwrite_full(int fd, const void *buf, size_t len, off_t off);
 int write_full(int fd, const void *buf, size_t len);
+
+/*
+ * Writes around the page cache.  open_direct() gives a second, O_DIRECT
+ * descriptor of @fd's open file (reopened through /proc/self/fd, so the
+ * very file @fd locks), or -1 where the file system refuses O_DIRECT.
+ * pwrite_split() is pwrite_full() of [off, off + len) with the
+ * DIRECT_ALIGN-aligned head through @dfd when @buf and @off are aligned,
+ * the rest through @fd; EINVAL from @dfd (a device wanting more
+ * alignment) sets *@direct_off, atomically, and everything goes through
+ * @fd from then on.  Readers of @fd stay coherent: the kernel drops its
+ * cached pages of a range written with O_DIRECT.
+ */
+#define DIRECT_ALIGN 4096u
+int open_direct(int fd);
+int pwrite_split(int fd, int dfd, bool *direct_off, const void *buf,
+		 size_t len, off_t off);
 /*
  * Make [off, off + len) of @fd read as zeros: a hole in a file (punched),
  * BLKZEROOUT on a block device, written zeros where neither works.

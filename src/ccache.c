@@ -31,6 +31,7 @@
 
 #include "ccache.h"
 #include "compiler.h"
+#include "util.h"
 #include "banned.h"
 
 enum entry_state {
@@ -261,6 +262,7 @@ int ccache_get(struct ccache *c, const uint8_t key[32], size_t len,
 	struct cds_lfht_node *node;
 	struct ccache_entry *e;
 	struct ccache_entry *n;
+	void *mem;
 	int ret;
 
 	for (;;) {
@@ -281,7 +283,10 @@ int ccache_get(struct ccache *c, const uint8_t key[32], size_t len,
 		n = calloc(1, sizeof(*n));
 		if (!n)
 			return -ENOMEM;
-		n->data = malloc(len ? len : 1);
+		/* Aligned, so that fills can write it with O_DIRECT. */
+		if (posix_memalign(&mem, DIRECT_ALIGN, len ? len : 1))
+			mem = NULL;
+		n->data = mem;
 		if (!n->data) {
 			free(n);
 			return -ENOMEM;

@@ -43,8 +43,6 @@
 
 /* A mount unmounted a moment ago is gone within about a second. */
 #define LOCK_WAIT_MS 5000
-/* Covers 512-byte and 4 KiB logical blocks. */
-#define DIRECT_ALIGN 4096u
 
 struct item {
 	uint64_t first;		/* index of the first position */
@@ -138,30 +136,6 @@ static int zero_chunk(struct job *job, uint64_t off, uint64_t len)
 	return zero_range(job->fd, true, off, len);
 }
 
-/* The aligned head through ->dfd while it works, the rest buffered. */
-static int write_chunk(struct job *job, const uint8_t *buf, uint64_t len,
-		       uint64_t off)
-{
-	uint64_t head = len & ~(uint64_t)(DIRECT_ALIGN - 1);
-	int ret;
-
-	if (job->dfd < 0 || !head ||
-	    __atomic_load_n(&job->direct_off, __ATOMIC_RELAXED))
-		return pwrite_full(job->fd, buf, len, off);
-	ret = pwrite_full(job->dfd, buf, head, off);
-	if (ret == -EINVAL) {
-		/* Alignment the device wants beyond ours: go buffered. */
-		__atomic_store_n(&job->direct_off, true, __ATOMIC_RELAXED);
-		log_debug(LOG_CAT_STORE, "restore: '%s' refuses O_DIRECT "
-			  "writes; writing through the page cache",
-			  job->conf->target);
-		return pwrite_full(job->fd, buf, len, off);
-	}
-	if (ret || head == len)
-		return ret;
-	return pwrite_full(job->fd, buf + head, len - head, off + head);
-}
-
 static int do_item(struct job *job, const struct item *it, uint8_t *buf)
 {
 	const struct repo_archive *a = job->conf->archive;
@@ -186,8 +160,8 @@ static int do_item(struct job *job, const struct item *it, uint8_t *buf)
 	for (uint64_t k = 0; k < it->npos; k++) {
 		uint64_t i = it->pos[k];
 
-		ret = write_chunk(job, buf, snap_fidx_chunk_len(job->fidx, i),
-				  i * cs);
+		ret = pwrite_split(job->fd, job->dfd, &job->direct_off, buf,
+				   snap_fidx_chunk_len(job->fidx, i), i * cs);
 		if (ret) {
 			log_err("restore: cannot write '%s' at offset %llu: %s",
 				job->conf->target,
@@ -293,21 +267,6 @@ err:
 	return -errno;
 }
 
-/*
- * A second descriptor of the same open file, O_DIRECT: reopened through
- * /proc so that it is the very file open_target() created and locked.
- * -1 when chunks are not block-aligned or the file system refuses.
- */
-static int open_direct(int fd, uint64_t chunk_size)
-{
-	char path[64];
-
-	if (chunk_size % DIRECT_ALIGN)
-		return -1;
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	return open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
-}
-
 int restore_run(const struct restore_conf *conf)
 {
 	struct job job = {
@@ -334,7 +293,7 @@ int restore_run(const struct restore_conf *conf)
 	if (ret)
 		goto out;
 	posix_fadvise(job.fd, 0, 0, POSIX_FADV_DONTNEED);
-	job.dfd = open_direct(job.fd, snap_fidx_chunk_size(job.fidx));
+	job.dfd = open_direct(job.fd);
 	tids = xcalloc(nthreads, sizeof(*tids));
 	for (; started < nthreads; started++)
 		if (pthread_create(&tids[started], NULL, worker, &job))

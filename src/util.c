@@ -124,6 +124,35 @@ int pwrite_full(int fd, const void *buf, size_t len, off_t off)
 	return 0;
 }
 
+int open_direct(int fd)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	return open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+}
+
+int pwrite_split(int fd, int dfd, bool *direct_off, const void *buf,
+		 size_t len, off_t off)
+{
+	size_t head = len & ~(size_t)(DIRECT_ALIGN - 1);
+	const uint8_t *p = buf;
+	int ret;
+
+	if (dfd < 0 || !head || (uintptr_t)p % DIRECT_ALIGN ||
+	    (uint64_t)off % DIRECT_ALIGN ||
+	    __atomic_load_n(direct_off, __ATOMIC_RELAXED))
+		return pwrite_full(fd, p, len, off);
+	ret = pwrite_full(dfd, p, head, off);
+	if (ret == -EINVAL) {
+		__atomic_store_n(direct_off, true, __ATOMIC_RELAXED);
+		return pwrite_full(fd, p, len, off);
+	}
+	if (ret || head == len)
+		return ret;
+	return pwrite_full(fd, p + head, len - head, off + (off_t)head);
+}
+
 int write_full(int fd, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;

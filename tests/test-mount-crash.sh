@@ -10,7 +10,8 @@
 # again at once (the old daemon must be gone first), and one starts a
 # second daemon on the same target (refused, naming the first).  At the
 # end the stream completes, --verify says verified, and the image and the
-# target equal the model.  ROUNDS (default 10; tests/soak runs 100).
+# target equal the model.  ROUNDS (default 10; tests/soak runs 100);
+# BLOCK_SIZE (default 4096) is the mount's --block-size.
 source "$(dirname "$0")/lib/functions.sh"
 requires_fuse
 rounds=${ROUNDS:-10}
@@ -24,7 +25,9 @@ cp "$T/src.img" "$T/model"
 seed=${SEED:-$RANDOM}
 note "seed $seed, $rounds rounds"
 RANDOM=$seed
-mopts=(--target "$T/tgt.raw" --connections 2 --limit-rate 40M)
+export BLOCK_SIZE=${BLOCK_SIZE:-4096}
+mopts=(--target "$T/tgt.raw" --connections 2 --limit-rate 40M
+	--block-size "$BLOCK_SIZE")
 old_pid=
 
 lm_mount "$T/mnt" "${mopts[@]}" "$T/ds" vm/5
@@ -76,7 +79,8 @@ gm resolve "$T/mnt/disk.img" "$T/model" "$T/journal" ||
 lm_umount "$T/mnt"
 
 # Final round: no crash; finish, verify, compare everything.
-lm_mount "$T/mnt" --target "$T/tgt.raw" --verify "$T/ds" vm/5
+lm_mount "$T/mnt" --target "$T/tgt.raw" --block-size "$BLOCK_SIZE" --verify \
+	"$T/ds" vm/5
 lm_wait_complete "$T/mnt" 120
 [ "$(lm_state "$T/mnt")" = verified ] ||
 	{ cat "$T/lm.log"; fail "state after the crashes: $(lm_state "$T/mnt")"; }

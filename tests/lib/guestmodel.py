@@ -38,7 +38,8 @@ import random
 import sys
 import time
 
-BLOCK = 4096
+# The mount's --block-size: unsynced changes survive a crash per block.
+BLOCK = int(os.environ.get("BLOCK_SIZE", "4096"))
 FALLOC_FL_KEEP_SIZE = 0x01
 FALLOC_FL_PUNCH_HOLE = 0x02
 FALLOC_FL_ZERO_RANGE = 0x10
