@@ -2,10 +2,6 @@
 /* PBS key files (JSON; kdf none, scrypt, pbkdf2) read from a file. */
 #include "config.h"
 
-#include <stdio.h>
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include "fuzz.h"
 
 static int fd = -1;
@@ -16,10 +12,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argc;
 	(void)argv;
 	fuzz_quiet();
-	fd = memfd_create("keyfile", 0);
-	if (fd < 0)
-		abort();
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	fd = fuzz_memfd("keyfile", path, sizeof(path));
 	return 0;
 }
 
@@ -27,8 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct key_material *k = NULL;
 
-	if (ftruncate(fd, 0) || pwrite(fd, data, size, 0) != (ssize_t)size)
-		abort();
+	fuzz_memfd_set(fd, data, size);
 	if (!key_load_file(path, "fuzz-passphrase", &k))
 		key_free(k);
 	k = NULL;

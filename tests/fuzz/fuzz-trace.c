@@ -5,10 +5,7 @@
  */
 #include "config.h"
 
-#include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "fuzz.h"
 #include "trace.h"
@@ -23,10 +20,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argc;
 	(void)argv;
 	fuzz_quiet();
-	fd = memfd_create("trace", 0);
-	if (fd < 0)
-		abort();
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	fd = fuzz_memfd("trace", path, sizeof(path));
 	return 0;
 }
 
@@ -36,8 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint64_t *chunks = NULL;
 	size_t n = 0;
 
-	if (ftruncate(fd, 0) || pwrite(fd, data, size, 0) != (ssize_t)size)
-		abort();
+	fuzz_memfd_set(fd, data, size);
 	if (trace_load(path, 4194304, NCHUNKS, &chunks, &n))
 		return 0;
 	if (n > TRACE_MAX_CHUNKS)

@@ -9,7 +9,10 @@
  */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "key.h"
 #include "log.h"
@@ -35,6 +38,26 @@ static inline struct key_material *fuzz_key(void)
 static inline void fuzz_quiet(void)
 {
 	log_init("fuzz", false, LOG_EMERG);
+}
+
+/*
+ * For parsers that take a path: one memfd per target, its bytes replaced
+ * by each input, named by @path (/proc/self/fd/N, 32 bytes at least).
+ */
+static inline int fuzz_memfd(const char *name, char *path, size_t n)
+{
+	int fd = memfd_create(name, 0);
+
+	if (fd < 0)
+		abort();
+	snprintf(path, n, "/proc/self/fd/%d", fd);
+	return fd;
+}
+
+static inline void fuzz_memfd_set(int fd, const uint8_t *data, size_t size)
+{
+	if (ftruncate(fd, 0) || pwrite(fd, data, size, 0) != (ssize_t)size)
+		abort();
 }
 
 #endif
