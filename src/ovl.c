@@ -50,7 +50,8 @@
  * Locking: ->chunk_locks[] (striped) order marks of one chunk; ->dirty_lock
  * guards the dirty and intent lists; ->commit_lock serialises commits and
  * guards the file.  Bit arrays change by atomic RMW on whole words, since
- * neighbouring chunks' bits share a word under different locks.  Lock order: commit_lock -> chunk lock -> dirty_lock.  No lock but
+ * neighbouring chunks' bits share a word under different locks.
+ * Lock order: commit_lock -> chunk lock -> dirty_lock.  No lock but
  * commit_lock is held across fdatasync.
  */
 #include "config.h"

@@ -4,9 +4,10 @@
  *
  * Detection, per image: a read that starts within SLACK after where the
  * last one ended, or ends within SLACK before it, is sequential (QEMU and
- * the FUSE threads may deliver a sequential stream slightly out of order).  A sequential read queues the
- * chunks after it, up to `window_bytes` ahead, that were not queued since
- * the stream of reads began.  Workers take chunks off the queue and call
+ * the FUSE threads may deliver a sequential stream slightly out of
+ * order).  A sequential read queues the chunks after it, up to
+ * `window_bytes` ahead, that were not queued since the stream of reads
+ * began.  Workers take chunks off the queue and call
  * image_prefetch(), which decodes them into the cache.
  * A guest read of a chunk a worker is loading waits for that one fetch
  * (the cache is single-flight), never a second.

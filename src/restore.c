@@ -14,8 +14,8 @@
  * restore reads nothing back, so the page cache only costs a copy and
  * the writeback of a whole disk evicting everything else (a 1 GiB image
  * from a local datastore to ext4: 880 to 910 MiB/s, 580 to 850 buffered).
- * A file system that refuses O_DIRECT (tmpfs) or an odd chunk size
- * leaves the buffered descriptor alone doing everything.
+ * Tails that are not whole pages, and file systems that refuse O_DIRECT
+ * (tmpfs), go through the page cache (util: pwrite_split).
  *
  * Thread inventory: restore_run() starts conf->threads workers and joins
  * them all before it returns.
