@@ -141,7 +141,12 @@ FUZZ_SECONDS ?= 60
 $(FUZZ_B)/%.o: src/%.c config.mk config.h
 	@mkdir -p $(@D)
 	@echo "  FUZZCC  $<"
-	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c -o $@ $<
+
+# Kept between builds (make would delete them as intermediates); their
+# header dependencies come from the .d files.
+.SECONDARY: $(FUZZ_OBJS)
+-include $(wildcard $(FUZZ_B)/*.d)
 
 $(FUZZ_B)/fuzz-%: tests/fuzz/fuzz-%.c tests/fuzz/fuzz.h $(FUZZ_OBJS)
 	@echo "  FUZZLD  $@"
