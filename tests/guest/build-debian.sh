@@ -11,9 +11,10 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 mirror=${PBSLM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+. "$here/cache.sh"
 if [ "${1:-}" = --cached ]; then
-	. "$here/cache.sh"
-	guest_cached debian "$(sha256sum "$0" | cut -c1-16)" "$0" "${2:-}"
+	guest_cached debian "$(cat "$0" "$here/cache.sh" | sha256sum |
+		cut -c1-16)" "$0" "${2:-}"
 	exit 0
 fi
 out=$1
@@ -85,20 +86,5 @@ LABEL debian
 	INITRD /boot/initrd.img-${kernel#vmlinuz-}
 	APPEND root=/dev/vda1 rw console=ttyS0 quiet panic=-1
 CFG
-# 1 MiB of partition table space, then the ext4 partition (features
-# extlinux reads).
-part=$work/part.img
-truncate -s $(((size - 1) << 20)) "$part"
-mkfs.ext4 -q -F -O ^64bit,^metadata_csum,^huge_file -L lmroot -d "$root" "$part"
-loop=$(losetup -f --show "$part")
-mkdir -p "$mnt"
-mount "$loop" "$mnt"
-extlinux --install "$mnt/boot/extlinux" >/dev/null 2>&1
-umount "$mnt"
-losetup -d "$loop"
-loop=
-truncate -s $((size << 20)) "$out"
-printf 'label: dos\nstart=2048, type=83, bootable\n' | sfdisk -q "$out"
-dd if="$part" of="$out" bs=1M seek=1 conv=notrunc,sparse status=none
-dd if=/usr/lib/syslinux/mbr/mbr.bin of="$out" bs=440 count=1 conv=notrunc status=none
+guest_disk "$root" "$out" "$size" ^64bit,^metadata_csum,^huge_file
 echo "build-debian: $out ($size MiB, $kernel)" >&2

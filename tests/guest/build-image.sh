@@ -6,10 +6,11 @@
 #                               build-image.sh --cached DIR  (prints path)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/cache.sh"
 if [ "${1:-}" = --cached ]; then
-	. "$here/cache.sh"
 	kver=$(ls /boot/vmlinuz-* | sort -V | tail -1)
-	key=$( { sha256sum "$0" "$here/init.sh"; echo "$kver"; } | sha256sum | cut -c1-16)
+	key=$( { sha256sum "$0" "$here/init.sh" "$here/cache.sh"
+		echo "$kver"; } | sha256sum | cut -c1-16)
 	guest_cached guest "$key" "$0" "${2:-}"
 	exit 0
 fi
@@ -45,19 +46,6 @@ LABEL live
 	INITRD /boot/initrd.img
 	APPEND root=/dev/vda1 rw init=/sbin/lminit console=ttyS0 panic=-1 lmtoken=baked-in
 CFG
-# 1 MiB of partition table space, then the ext4 partition.
-part=$work/part.img
-truncate -s $(((size - 1) << 20)) "$part"
-mkfs.ext4 -q -F -O ^64bit,^metadata_csum,^extent,^flex_bg,^huge_file,^dir_index -L lmroot -d "$root" "$part"
-loop=$(losetup -f --show "$part")
-mkdir -p "$mnt"
-mount "$loop" "$mnt"
-extlinux --install "$mnt/boot/extlinux" >/dev/null 2>&1
-umount "$mnt"
-losetup -d "$loop"
-loop=
-truncate -s $((size << 20)) "$out"
-printf 'label: dos\nstart=2048, type=83, bootable\n' | sfdisk -q "$out"
-dd if="$part" of="$out" bs=1M seek=1 conv=notrunc,sparse status=none
-dd if=/usr/lib/syslinux/mbr/mbr.bin of="$out" bs=440 count=1 conv=notrunc status=none
+guest_disk "$root" "$out" "$size" \
+	^64bit,^metadata_csum,^extent,^flex_bg,^huge_file,^dir_index
 echo "build-image: $out ($size MiB, kernel $kver)" >&2
