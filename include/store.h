@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fetch.h"
+
 /*
  * Where a datastore lives: one interface, one backend per file
  * (store_dir.c: a directory on this machine; store_http.c: the same tree
@@ -104,6 +106,19 @@ int store_list(struct store *s, const char *path, char ***names, size_t *n);
 void store_describe(struct store *s, const char *path, char *out,
 		    size_t outlen);
 void store_free_names(char **names, size_t n);
+
+/*
+ * For the network backends.  store_fetch_prio(): the fetch engine's
+ * priority of a store request.  store_chunk_check_cb(): a fetch check
+ * running a struct store_chunk_check's; an empty body is -ENOENT (web
+ * servers and S3 answer a missing file so on some setups).
+ */
+struct store_chunk_check {
+	store_check_fn check;
+	void *arg;
+};
+enum fetch_prio store_fetch_prio(enum store_prio p);
+int store_chunk_check_cb(const uint8_t *body, size_t len, void *arg);
 /* -ENOTSUP for stores without put. */
 int store_put(struct store *s, const char *path, const void *buf,
 	      size_t len, bool if_absent);

@@ -139,3 +139,19 @@ void store_free_names(char **names, size_t n)
 		free(names[i]);
 	free(names);
 }
+
+enum fetch_prio store_fetch_prio(enum store_prio p)
+{
+	return p == STORE_PRIO_DEMAND	 ? FETCH_DEMAND :
+	       p == STORE_PRIO_READAHEAD ? FETCH_READAHEAD :
+					   FETCH_STREAM;
+}
+
+int store_chunk_check_cb(const uint8_t *body, size_t len, void *arg)
+{
+	struct store_chunk_check *cc = arg;
+
+	if (!len)
+		return -ENOENT;
+	return cc->check(body, len, cc->arg);
+}

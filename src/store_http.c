@@ -37,13 +37,6 @@ static struct store_http *to_http(struct store *s)
 	return container_of(s, struct store_http, base);
 }
 
-static enum fetch_prio fprio(enum store_prio p)
-{
-	return p == STORE_PRIO_DEMAND	 ? FETCH_DEMAND :
-	       p == STORE_PRIO_READAHEAD ? FETCH_READAHEAD :
-					   FETCH_STREAM;
-}
-
 static int http_get_file(struct store *s, const char *path, size_t max,
 			 uint8_t **buf, size_t *len)
 {
@@ -56,32 +49,18 @@ static int http_get_file(struct store *s, const char *path, size_t max,
 	return ret;
 }
 
-struct chunk_check {
-	store_check_fn check;
-	void *arg;
-};
-
-static int chunk_check_cb(const uint8_t *body, size_t len, void *arg)
-{
-	struct chunk_check *cc = arg;
-
-	if (!len)
-		return -ENOENT;
-	return cc->check(body, len, cc->arg);
-}
-
 static int http_get_chunk(struct store *s, const uint8_t digest[32],
 			  enum store_prio prio, store_check_fn check, void *arg)
 {
-	struct chunk_check cc = { check, arg };
+	struct store_chunk_check cc = { check, arg };
 	char rel[80];
 	char *url;
 	int ret;
 
 	snap_chunk_path(digest, rel);
 	url = xasprintf("%s/%s", to_http(s)->url, rel);
-	ret = fetch_get(to_http(s)->fetch, url, fprio(prio), CHUNK_MAX,
-			chunk_check_cb, &cc, NULL, NULL);
+	ret = fetch_get(to_http(s)->fetch, url, store_fetch_prio(prio),
+			CHUNK_MAX, store_chunk_check_cb, &cc, NULL, NULL);
 	free(url);
 	return ret;
 }

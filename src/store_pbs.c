@@ -837,30 +837,10 @@ out:
 	return ret;
 }
 
-struct chunk_check {
-	store_check_fn check;
-	void *arg;
-};
-
-static int chunk_check_cb(const uint8_t *body, size_t len, void *arg)
-{
-	struct chunk_check *cc = arg;
-
-	return cc->check(body, len, cc->arg);
-}
-
-static enum fetch_prio fprio(enum store_prio p)
-{
-	return p == STORE_PRIO_DEMAND	 ? FETCH_DEMAND :
-	       p == STORE_PRIO_READAHEAD ? FETCH_READAHEAD :
-					   FETCH_STREAM;
-}
-
 static int pbs_get_chunk(struct store *s, const uint8_t digest[32],
 			 enum store_prio prio, store_check_fn check, void *arg)
 {
 	struct store_pbs *p = to_pbs(s);
-	struct chunk_check cc = { check, arg };
 	char hex[65];
 	char path[96];
 	int ret;
@@ -868,8 +848,8 @@ static int pbs_get_chunk(struct store *s, const uint8_t digest[32],
 	hex_encode(digest, 32, hex);
 	snprintf(path, sizeof(path), "/chunk?digest=%s", hex);
 	pthread_rwlock_rdlock(&p->sess_lock);
-	ret = p->h2 ? h2_get(p->h2, path, fprio(prio), CHUNK_MAX,
-			     chunk_check_cb, &cc, NULL, NULL) :
+	ret = p->h2 ? h2_get(p->h2, path, store_fetch_prio(prio), CHUNK_MAX,
+			     check, arg, NULL, NULL) :
 		      -EINVAL;
 	pthread_rwlock_unlock(&p->sess_lock);
 	return ret;

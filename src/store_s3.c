@@ -195,33 +195,12 @@ static int s3_get_file(struct store *s, const char *path, size_t max,
 	return ret;
 }
 
-struct chunk_check {
-	store_check_fn check;
-	void *arg;
-};
-
-static int chunk_check_cb(const uint8_t *body, size_t len, void *arg)
-{
-	struct chunk_check *cc = arg;
-
-	if (!len)
-		return -ENOENT;
-	return cc->check(body, len, cc->arg);
-}
-
-static enum fetch_prio fprio(enum store_prio p)
-{
-	return p == STORE_PRIO_DEMAND	 ? FETCH_DEMAND :
-	       p == STORE_PRIO_READAHEAD ? FETCH_READAHEAD :
-					   FETCH_STREAM;
-}
-
 static int s3_get_chunk(struct store *s, const uint8_t digest[32],
 			enum store_prio prio, store_check_fn check, void *arg)
 {
 	static struct log_ratelimit rl = LOG_RATELIMIT_INIT(10, 3);
 	struct store_s3 *s3 = to_s3(s);
-	struct chunk_check cc = { check, arg };
+	struct store_chunk_check cc = { check, arg };
 	struct fetch_response resp;
 	char rel[80];
 	char *key;
@@ -231,8 +210,8 @@ static int s3_get_chunk(struct store *s, const uint8_t digest[32],
 	snap_chunk_path(digest, rel);
 	key = object_key(s3, rel);
 	url = object_url(s3, key);
-	ret = s3_request(s3, NULL, url, NULL, 0, false, fprio(prio), CHUNK_MAX,
-			 chunk_check_cb, &cc, &resp);
+	ret = s3_request(s3, NULL, url, NULL, 0, false, store_fetch_prio(prio),
+			 CHUNK_MAX, store_chunk_check_cb, &cc, &resp);
 	if (ret == -ENOENT && log_ratelimit(&rl)) {
 		log_err("s3: chunk '%s' is missing from '%s': the snapshot may "
 			"have been pruned and garbage-collected since (reads "
