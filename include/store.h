@@ -118,6 +118,8 @@ struct store_chunk_check {
 	void *arg;
 };
 enum fetch_prio store_fetch_prio(enum store_prio p);
+/* The fetch engine's settings that come from @conf as they are. */
+void store_fetch_conf(const struct store_conf *conf, struct fetch_conf *fc);
 int store_chunk_check_cb(const uint8_t *body, size_t len, void *arg);
 /* -ENOTSUP for stores without put. */
 int store_put(struct store *s, const char *path, const void *buf,

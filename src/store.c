@@ -155,3 +155,14 @@ int store_chunk_check_cb(const uint8_t *body, size_t len, void *arg)
 		return -ENOENT;
 	return cc->check(body, len, cc->arg);
 }
+
+void store_fetch_conf(const struct store_conf *conf, struct fetch_conf *fc)
+{
+	fc->connections = conf->connections;
+	fc->remote_timeout_ms = conf->remote_timeout_ms;
+	fc->request_timeout_ms = conf->request_timeout_ms;
+	fc->limit_rate = conf->limit_rate;
+	fc->ca_file = conf->ca_file;
+	fc->fingerprint = conf->fingerprint;
+	fc->insecure = conf->insecure;
+}

@@ -159,21 +159,13 @@ static const struct store_ops http_ops = {
 
 int store_http_open(const struct store_conf *conf, struct store **out)
 {
-	struct fetch_conf fc = {
-		.connections = conf->connections,
-		.remote_timeout_ms = conf->remote_timeout_ms,
-		.request_timeout_ms = conf->request_timeout_ms,
-		.limit_rate = conf->limit_rate,
-		.ca_file = conf->ca_file,
-		.fingerprint = conf->fingerprint,
-		.insecure = conf->insecure,
-		.auth_header = conf->auth_header,
-	};
+	struct fetch_conf fc = { .auth_header = conf->auth_header };
 	struct store_http *h;
 	char host[256];
 	size_t len;
 	int ret;
 
+	store_fetch_conf(conf, &fc);
 	if (!url_host(conf->url, host, sizeof(host)))
 		fc.host = host;
 	h = xcalloc(1, sizeof(*h));

@@ -577,13 +577,6 @@ static bool bucket_ok(const char *b)
 int store_s3_open(const struct store_conf *conf, struct store **out)
 {
 	struct fetch_conf fc = {
-		.connections = conf->connections,
-		.remote_timeout_ms = conf->remote_timeout_ms,
-		.request_timeout_ms = conf->request_timeout_ms,
-		.limit_rate = conf->limit_rate,
-		.ca_file = conf->ca_file,
-		.fingerprint = conf->fingerprint,
-		.insecure = conf->insecure,
 		.aws_key_id = conf->s3_key_id,
 		.aws_secret = conf->s3_secret,
 		.aws_token = conf->s3_token,
@@ -599,6 +592,7 @@ int store_s3_open(const struct store_conf *conf, struct store **out)
 	bool vhost;
 	int ret;
 
+	store_fetch_conf(conf, &fc);
 	if (!slash || slash == spec || !slash[1] || strchr(slash + 1, '/') ||
 	    !snap_is_safe_id(slash + 1)) {
 		log_err("s3: cannot use '%s': want s3://BUCKET/DATASTORE",
@@ -666,11 +660,6 @@ int store_s3_open(const struct store_conf *conf, struct store **out)
 	*out = &s3->base;
 	return 0;
 err:
-	free(s3->base_url);
-	free(s3->bucket);
-	free(s3->prefix);
-	free(s3->label);
-	free(s3->key_id);
-	free(s3);
+	s3_close(&s3->base);
 	return ret;
 }
