@@ -6,6 +6,7 @@
 
 #include "compiler.h"
 #include "key.h"
+#include "opt.h"
 #include "store.h"
 
 /*
@@ -15,106 +16,11 @@
  * (never argv), and opening the repository.  Main thread only.
  */
 
-#define EXIT_USAGE 2
-
-/* Long-only option codes. */
-/* Long-only option codes. */
-enum {
-	OPT_NS = 256,
-	OPT_KEYFILE,
-	OPT_KEYFD,
-	OPT_PASSFILE,
-	OPT_PASSFD,
-	OPT_CONNECTIONS,
-	OPT_REMOTE_TIMEOUT,
-	OPT_REQUEST_TIMEOUT,
-	OPT_CA_FILE,
-	OPT_FINGERPRINT,
-	OPT_INSECURE,
-	OPT_LIMIT_RATE,
-	OPT_AUTH_FILE,
-	OPT_PASSWORD_FILE,
-	OPT_PASSWORD_FD,
-	OPT_S3_ENDPOINT,
-	OPT_S3_REGION,
-	OPT_S3_ADDRESSING,
-	OPT_LAZY_DIRS,
-	OPT_DEBUG,
-	OPT_TYPE,
-	OPT_ID,
-	OPT_TIME,
-	OPT_CHUNK_SIZE,
-	OPT_TARGET_ZEROED,
-	OPT_THREADS,
-	OPT_TARGET,
-	OPT_TARGET_DIR,
-	OPT_STATE,
-	OPT_CACHE_SIZE,
-	OPT_BLOCK_SIZE,
-	OPT_NO_STREAM,
-	OPT_VERIFY,
-	OPT_READ_ONLY,
-	OPT_ON_COMPLETE,
-	OPT_ALLOW_OTHER,
-	OPT_ARCHIVE,
-	OPT_JSON,
-	OPT_WATCH,
-	OPT_OVERWRITE,
-	OPT_TRACE_DIR,
-	OPT_PREFETCH_TRACE,
-	OPT_NO_TRACE,
-	OPT_TRACE_TIME,
-};
-
-/* Options every command that reads a repository accepts. */
-
-
-#define REPO_LONGOPTS                                                      \
-	{ "ns", required_argument, NULL, OPT_NS },                         \
-	{ "keyfile", required_argument, NULL, OPT_KEYFILE },               \
-	{ "keyfd", required_argument, NULL, OPT_KEYFD },                   \
-	{ "passphrase-file", required_argument, NULL, OPT_PASSFILE },      \
-	{ "passphrase-fd", required_argument, NULL, OPT_PASSFD },          \
-	{ "connections", required_argument, NULL, OPT_CONNECTIONS },       \
-	{ "remote-timeout", required_argument, NULL, OPT_REMOTE_TIMEOUT }, \
-	{ "request-timeout", required_argument, NULL, OPT_REQUEST_TIMEOUT }, \
-	{ "ca-file", required_argument, NULL, OPT_CA_FILE },               \
-	{ "fingerprint", required_argument, NULL, OPT_FINGERPRINT },       \
-	{ "insecure", no_argument, NULL, OPT_INSECURE },                   \
-	{ "limit-rate", required_argument, NULL, OPT_LIMIT_RATE },         \
-	{ "auth-file", required_argument, NULL, OPT_AUTH_FILE },           \
-	{ "password-file", required_argument, NULL, OPT_PASSWORD_FILE },   \
-	{ "password-fd", required_argument, NULL, OPT_PASSWORD_FD },       \
-	{ "s3-endpoint", required_argument, NULL, OPT_S3_ENDPOINT },       \
-	{ "s3-region", required_argument, NULL, OPT_S3_REGION },           \
-	{ "s3-addressing", required_argument, NULL, OPT_S3_ADDRESSING },   \
-	{ "debug", required_argument, NULL, OPT_DEBUG },                   \
-	{ "quiet", no_argument, NULL, 'q' },                               \
-	{ "help", no_argument, NULL, 'h' }
-
-#define REPO_HELP                                                            \
-	"  --ns NS                 namespace (a/b)\n"                            \
-	"  --keyfile FILE          encryption key file (PBS format)\n"           \
-	"  --keyfd N               read the key file from descriptor N\n"     \
-	"  --passphrase-file FILE  key passphrase (first line); also\n"          \
-	"                          --passphrase-fd N, PBS_ENCRYPTION_PASSWORD\n" \
-	"  --connections N         chunks in flight (default 16)\n"              \
-	"  --remote-timeout SECS   give up on a chunk after this (default 60)\n" \
-	"  --request-timeout SECS  one HTTP attempt (default 30)\n"              \
-	"  --ca-file FILE          CA certificates for https\n"                  \
-	"  --fingerprint FP        pin the server certificate (SHA-256, aa:bb:..;\n" \
-	"                          also PBS_FINGERPRINT)\n"                      \
-	"  --insecure              do not verify the server certificate\n"       \
-	"  --limit-rate RATE       total download limit, bytes/s (K, M, G)\n"    \
-	"  --auth-file FILE        Authorization header value (also PBSLM_AUTH)\n" \
-	"  --password-file FILE    PBS password or API token secret (first\n"    \
-	"                          line); also --password-fd N, PBS_PASSWORD,\n" \
-	"                          PBS_PASSWORD_FILE, PBS_PASSWORD_FD\n"        \
-	"  --s3-endpoint URL       s3:// on another S3 server than AWS\n"       \
-	"  --s3-region REGION      (default AWS_REGION or us-east-1)\n"         \
-	"  --s3-addressing MODE    path or vhost (default: vhost on AWS)\n"     \
-	"  --debug LIST            debug categories: fetch,http,store,... or all\n" \
-	"  -q, --quiet             only errors\n"
+/* The defaults of the repository options, stated once. */
+#define CLI_CONNECTIONS 16
+#define CLI_REMOTE_TIMEOUT_MS 60000
+#define CLI_REQUEST_TIMEOUT_MS 30000
+#define CLI_CONNECT_TIMEOUT_MS 10000
 
 /* The state of one command's repository options. */
 struct cli {
@@ -125,6 +31,7 @@ struct cli {
 	const char *passfile;
 	int passfd;
 	bool quiet;
+	const char *auth_file;		/* --auth-file, read at open */
 	char *auth_header;		/* owned */
 	const char *password_file;
 	int password_fd;
@@ -132,9 +39,11 @@ struct cli {
 	char *s3_key_id;		/* owned */
 	char *s3_secret;		/* owned */
 	char *s3_token;			/* owned */
+	const char *s3_region_opt;	/* --s3-region */
 	char *s3_region;		/* owned */
 	struct key_material *key;	/* owned */
 	struct store *s;		/* owned */
+	struct opt opts[32];		/* cli_repo_opts() */
 };
 
 /* The entry points, argv[0] being the command's name. */
@@ -146,9 +55,15 @@ int cmd_verify(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_key(int argc, char **argv);
 
-/* "pbs-livemount CMD: <message> (see ...)" on stderr; EXIT_USAGE. */
-int cli_usage_error(const char *cmd, const char *fmt, ...) PRINTF_FMT(2, 3);
 void cli_init(struct cli *c);
+/*
+ * The options every command that reads a repository takes, as a table
+ * whose rows set @c's fields (kept in @c->opts): include it in the
+ * command's own with OPT_INCLUDE.
+ */
+const struct opt *cli_repo_opts(struct cli *c);
+/* OPT_CALLBACK handler for a file descriptor number: sets an int. */
+int cli_opt_fd(void *value, const char *arg, char *why, size_t len);
 /* Closes the store, frees the key, wipes secrets. */
 void cli_release(struct cli *c);
 /* First line of a secret, without CR/LF; *@out malloc'ed. */
@@ -159,12 +74,6 @@ int cli_read_secret_file(const char *path, char **out);
 int cli_get_passphrase(struct cli *c, char **out);
 /* The key named by --keyfile/--keyfd, if any, into c->key. */
 int cli_load_key(struct cli *c);
-/*
- * An option of REPO_LONGOPTS: *@handled says whether it was one.
- * 0, or an exit status to return (usage error logged).
- */
-int cli_parse_repo_opt(struct cli *c, const char *cmd, int opt,
-		       const char *arg, bool *handled);
 /*
  * Environment defaults, the key, the PBS secret, then the store of
  * @repo (a local path made absolute first).  NULL: PBS_REPOSITORY.
@@ -185,7 +94,5 @@ int cli_read_secret(struct cli *c, const char *repo);
  */
 const char *cli_repo_arg(int nargs, int want, char **argv, int *shift);
 int cli_exit_code(int ret);
-/* @p made absolute against the current directory (malloc'ed). */
-char *cli_abs_path(const char *p);
 
 #endif

@@ -81,10 +81,13 @@ struct store_conf {
 	unsigned int connections;	/* transfers in flight, default 16 */
 	uint64_t remote_timeout_ms;	/* total per request incl. retries */
 	uint64_t request_timeout_ms;	/* one attempt */
+	uint64_t connect_timeout_ms;	/* until a first answer: give up on
+					   a refused or unresolvable server
+					   after this */
 	uint64_t limit_rate;		/* bytes/s, 0 = none */
 	const char *ca_file;
 	const char *fingerprint;	/* "aa:bb:..", SHA-256 of leaf cert */
-	int insecure;			/* skip verification (warned) */
+	bool insecure;			/* skip verification (warned) */
 	const char *auth_header;	/* full "Authorization: ..." or NULL */
 	const char *secret;		/* PBS: password or token secret */
 	const char *s3_endpoint;	/* NULL: AWS for s3_region */

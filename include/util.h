@@ -75,6 +75,9 @@ int write_file_atomic(const char *path, const void *buf, size_t len,
 int write_file_rename(const char *path, const void *buf, size_t len,
 		      mode_t mode);
 int fsync_parent_dir(const char *path);
+/* @p made absolute against the current directory (malloc'ed; NULL for
+ * NULL), so that it stays valid after a daemon changes to "/". */
+char *abs_path(const char *p);
 /* mkdir -p; existing directories are fine. */
 int mkdir_p(const char *path, mode_t mode);
 
@@ -84,7 +87,10 @@ int mkdir_p(const char *path, mode_t mode);
  */
 int url_host(const char *url, char *out, size_t len);
 
-/* "4096", "4K", "256M", "1G", "2T" (powers of 1024); -EINVAL, -ERANGE. */
+/*
+ * "4096", "4K", "256M", "1.5G", "2T" (powers of 1024; a fraction needs a
+ * unit): -EINVAL for anything else, -ERANGE past 2^64 - 1.
+ */
 int parse_size(const char *s, uint64_t *out);
 /* Unsigned decimal with overflow and garbage checks. */
 int parse_u64(const char *s, uint64_t *out);

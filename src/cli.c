@@ -22,26 +22,129 @@
 #include "banned.h"
 
 
-int cli_usage_error(const char *cmd, const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "pbs-livemount %s: ", cmd);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, " (see 'pbs-livemount %s --help')\n", cmd);
-	return EXIT_USAGE;
-}
-
 void cli_init(struct cli *c)
 {
 	memset(c, 0, sizeof(*c));
-	c->store.connections = 16;
-	c->store.remote_timeout_ms = 60000;
-	c->store.request_timeout_ms = 30000;
+	c->store.connections = CLI_CONNECTIONS;
+	c->store.remote_timeout_ms = CLI_REMOTE_TIMEOUT_MS;
+	c->store.request_timeout_ms = CLI_REQUEST_TIMEOUT_MS;
+	c->store.connect_timeout_ms = CLI_CONNECT_TIMEOUT_MS;
 	c->passfd = -1;
 	c->password_fd = -1;
+}
+
+int cli_opt_fd(void *value, const char *arg, char *why, size_t len)
+{
+	uint64_t v;
+
+	if (parse_u64(arg, &v) || v > 1024) {
+		snprintf(why, len, "'%s' is not a file descriptor", arg);
+		return -EINVAL;
+	}
+	*(int *)value = (int)v;
+	return 0;
+}
+
+/* --keyfd N: the descriptor's file, read like any key file. */
+static int opt_keyfd(void *value, const char *arg, char *why, size_t len)
+{
+	struct cli *c = value;
+	int fd;
+	int ret;
+
+	ret = cli_opt_fd(&fd, arg, why, len);
+	if (ret)
+		return ret;
+	snprintf(c->keyfd_path, sizeof(c->keyfd_path), "/proc/self/fd/%d", fd);
+	c->keyfile = c->keyfd_path;
+	return 0;
+}
+
+static int opt_addressing(void *value, const char *arg, char *why,
+			  size_t len)
+{
+	if (strcmp(arg, "path") && strcmp(arg, "vhost")) {
+		snprintf(why, len, "takes path or vhost, not '%s'", arg);
+		return -EINVAL;
+	}
+	*(const char **)value = arg;
+	return 0;
+}
+
+static int opt_debug(void *value, const char *arg, char *why, size_t len)
+{
+	(void)value;
+	if (log_set_debug(arg)) {
+		snprintf(why, len, "unknown debug category in '%s'", arg);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int opt_quiet(void *value, const char *arg, char *why, size_t len)
+{
+	(void)arg;
+	(void)why;
+	(void)len;
+	*(bool *)value = true;
+	log_init("pbs-livemount", false, LOG_WARNING);
+	return 0;
+}
+
+const struct opt *cli_repo_opts(struct cli *c)
+{
+	const struct opt t[] = {
+		OPT_STRING(0, "ns", &c->ns, "NS", "namespace (a/b)"),
+		OPT_STRING(0, "keyfile", &c->keyfile, "FILE",
+			   "encryption key file (PBS format)"),
+		OPT_CALLBACK(0, "keyfd", c, "N", opt_keyfd,
+			     "read the key file from descriptor N"),
+		OPT_STRING(0, "passphrase-file", &c->passfile, "FILE",
+			   "key passphrase (first line; also\n"
+			   "PBS_ENCRYPTION_PASSWORD)"),
+		OPT_CALLBACK(0, "passphrase-fd", &c->passfd, "N", cli_opt_fd,
+			     "read the key passphrase from descriptor N"),
+		OPT_UINT("connections", &c->store.connections, "N", 1, 256,
+			 "chunks in flight (default 16)"),
+		OPT_DURATION("remote-timeout", &c->store.remote_timeout_ms,
+			     "SECS", 1, 0,
+			     "give up on a chunk after this (default 60)"),
+		OPT_DURATION("request-timeout", &c->store.request_timeout_ms,
+			     "SECS", 1, 0, "one HTTP attempt (default 30)"),
+		OPT_STRING(0, "ca-file", &c->store.ca_file, "FILE",
+			   "CA certificates for https"),
+		OPT_STRING(0, "fingerprint", &c->store.fingerprint, "FP",
+			   "pin the server certificate (SHA-256, aa:bb:..;\n"
+			   "also PBS_FINGERPRINT)"),
+		OPT_BOOL(0, "insecure", &c->store.insecure,
+			 "do not verify the server certificate"),
+		OPT_SIZE("limit-rate", &c->store.limit_rate, "RATE", 1, 0,
+			 "total download limit, bytes/s (K, M, G)"),
+		OPT_STRING(0, "auth-file", &c->auth_file, "FILE",
+			   "Authorization header value (also PBSLM_AUTH)"),
+		OPT_STRING(0, "password-file", &c->password_file, "FILE",
+			   "PBS password or API token secret (first\n"
+			   "line); also PBS_PASSWORD, PBS_PASSWORD_FILE,\n"
+			   "PBS_PASSWORD_FD"),
+		OPT_CALLBACK(0, "password-fd", &c->password_fd, "N",
+			     cli_opt_fd, "the same, from descriptor N"),
+		OPT_STRING(0, "s3-endpoint", &c->store.s3_endpoint, "URL",
+			   "s3:// on another S3 server than AWS"),
+		OPT_STRING(0, "s3-region", &c->s3_region_opt, "REGION",
+			   "(default AWS_REGION or us-east-1)"),
+		OPT_CALLBACK(0, "s3-addressing", &c->store.s3_addressing,
+			     "MODE", opt_addressing,
+			     "path or vhost (default: vhost on AWS)"),
+		OPT_CALLBACK(0, "debug", NULL, "LIST", opt_debug,
+			     "debug categories: fetch,http,store,... or all"),
+		OPT_CALLBACK('q', "quiet", &c->quiet, NULL, opt_quiet,
+			     "only errors"),
+		OPT_END(),
+	};
+
+	_Static_assert(sizeof(t) <= sizeof(c->opts), "cli->opts too small");
+	memcpy(c->opts, t, sizeof(t));
+	return c->opts;
 }
 
 void cli_release(struct cli *c)
@@ -166,116 +269,6 @@ int cli_load_key(struct cli *c)
 		free(pass);
 	}
 	return ret;
-}
-
-/* Handle an option shared by repository commands; false if not ours. */
-int cli_parse_repo_opt(struct cli *c, const char *cmd, int opt,
-			  const char *arg, bool *handled)
-{
-	uint64_t v;
-	char *secret = NULL;
-	int ret;
-
-	*handled = true;
-	switch (opt) {
-	case OPT_NS:
-		c->ns = arg;
-		return 0;
-	case OPT_KEYFILE:
-		c->keyfile = arg;
-		return 0;
-	case OPT_KEYFD:
-		if (parse_u64(arg, &v) || v > 1024)
-			return cli_usage_error(cmd, "bad --keyfd '%s'", arg);
-		/* The descriptor's file, read like any key file. */
-		snprintf(c->keyfd_path, sizeof(c->keyfd_path),
-			 "/proc/self/fd/%u", (unsigned int)v);
-		c->keyfile = c->keyfd_path;
-		return 0;
-	case OPT_PASSFILE:
-		c->passfile = arg;
-		return 0;
-	case OPT_PASSFD:
-		if (parse_u64(arg, &v) || v > 1024)
-			return cli_usage_error(cmd, "bad --passphrase-fd '%s'", arg);
-		c->passfd = (int)v;
-		return 0;
-	case OPT_CONNECTIONS:
-		if (parse_u64(arg, &v) || !v || v > 256)
-			return cli_usage_error(cmd, "--connections takes 1..256");
-		c->store.connections = (unsigned int)v;
-		return 0;
-	case OPT_REMOTE_TIMEOUT:
-		if (parse_duration_ms(arg, &v) || !v)
-			return cli_usage_error(cmd, "bad --remote-timeout '%s'", arg);
-		c->store.remote_timeout_ms = v;
-		return 0;
-	case OPT_REQUEST_TIMEOUT:
-		if (parse_duration_ms(arg, &v) || !v)
-			return cli_usage_error(cmd, "bad --request-timeout '%s'", arg);
-		c->store.request_timeout_ms = v;
-		return 0;
-	case OPT_CA_FILE:
-		c->store.ca_file = arg;
-		return 0;
-	case OPT_FINGERPRINT:
-		c->store.fingerprint = arg;
-		return 0;
-	case OPT_INSECURE:
-		c->store.insecure = 1;
-		return 0;
-	case OPT_LIMIT_RATE:
-		if (parse_size(arg, &v))
-			return cli_usage_error(cmd, "bad --limit-rate '%s'", arg);
-		c->store.limit_rate = v;
-		return 0;
-	case OPT_AUTH_FILE:
-		ret = cli_read_secret_file(arg, &secret);
-		if (ret) {
-			log_err("cannot read auth file '%s': %s", arg,
-				strerror(-ret));
-			return 1;
-		}
-		free(c->auth_header);
-		c->auth_header = xasprintf("Authorization: %s", secret);
-		explicit_bzero(secret, strlen(secret));
-		free(secret);
-		return 0;
-	case OPT_PASSWORD_FILE:
-		c->password_file = arg;
-		return 0;
-	case OPT_PASSWORD_FD:
-		if (parse_u64(arg, &v) || v > 1024)
-			return cli_usage_error(cmd, "bad --password-fd '%s'",
-					       arg);
-		c->password_fd = (int)v;
-		return 0;
-	case OPT_S3_ENDPOINT:
-		c->store.s3_endpoint = arg;
-		return 0;
-	case OPT_S3_REGION:
-		free(c->s3_region);
-		c->s3_region = xstrdup(arg);
-		return 0;
-	case OPT_S3_ADDRESSING:
-		if (strcmp(arg, "path") && strcmp(arg, "vhost"))
-			return cli_usage_error(cmd, "--s3-addressing takes path "
-					       "or vhost");
-		c->store.s3_addressing = arg;
-		return 0;
-	case OPT_DEBUG:
-		if (log_set_debug(arg))
-			return cli_usage_error(cmd, "unknown debug category in '%s'",
-					   arg);
-		return 0;
-	case 'q':
-		c->quiet = true;
-		log_init("pbs-livemount", false, LOG_WARNING);
-		return 0;
-	default:
-		*handled = false;
-		return 0;
-	}
 }
 
 static int secret_from_fd_env(const char *name, char **out)
@@ -450,6 +443,8 @@ static void read_s3_credentials(struct cli *c)
 		}
 		free(file);
 	}
+	if (c->s3_region_opt)
+		c->s3_region = xstrdup(c->s3_region_opt);
 	if (c->s3_region)
 		return;
 	v = getenv("AWS_REGION");
@@ -478,15 +473,28 @@ int cli_open_repo(struct cli *c, const char *repo)
 	if (!c->store.fingerprint)
 		c->store.fingerprint = getenv("PBS_FINGERPRINT");
 	env = getenv("PBSLM_AUTH");
-	if (!c->auth_header && env && *env)
+	if (c->auth_file) {
+		char *secret = NULL;
+
+		ret = cli_read_secret_file(c->auth_file, &secret);
+		if (ret) {
+			log_err("cannot read auth file '%s': %s", c->auth_file,
+				strerror(-ret));
+			return ret;
+		}
+		c->auth_header = xasprintf("Authorization: %s", secret);
+		explicit_bzero(secret, strlen(secret));
+		free(secret);
+	} else if (env && *env) {
 		c->auth_header = xasprintf("Authorization: %s", env);
+	}
 	c->store.auth_header = c->auth_header;
 	ret = store_repo_kind(repo, &kind);
 	if (ret)
 		return ret;
 	if (kind == STORE_KIND_DIR) {
 		/* Valid after a daemon changes to "/". */
-		path = cli_abs_path(repo);
+		path = abs_path(repo);
 		repo = path;
 	}
 	ret = cli_read_secret(c, repo);
@@ -517,14 +525,4 @@ int cli_open_repo(struct cli *c, const char *repo)
 int cli_exit_code(int ret)
 {
 	return ret ? EXIT_FAILURE : EXIT_SUCCESS;
-}
-
-/* Paths stay valid after the daemon changes to "/". */
-char *cli_abs_path(const char *p)
-{
-	char cwd[PATH_MAX];
-
-	if (!p || p[0] == '/' || !getcwd(cwd, sizeof(cwd)))
-		return p ? xstrdup(p) : NULL;
-	return xasprintf("%s/%s", cwd, p);
 }

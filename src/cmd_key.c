@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,48 +19,44 @@
 #include "util.h"
 #include "banned.h"
 
-static const char key_help[] =
-	"usage: pbs-livemount key create [options] FILE\n"
-	"       pbs-livemount key show [options] FILE\n"
-	"\n"
+static const char key_desc[] =
 	"create: write a new random encryption key, protected by a\n"
-	"passphrase with scrypt (mode 0600).  show: print its fingerprint.\n"
-	"\n"
-	"  --passphrase-file FILE, --passphrase-fd N, PBS_ENCRYPTION_PASSWORD,\n"
-	"                          or a prompt on a terminal\n";
+	"passphrase with scrypt (mode 0600).  show: print its fingerprint.\n";
 
 int cmd_key(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		REPO_LONGOPTS,
-		{ NULL, 0, NULL, 0 },
-	};
 	struct key_material *k = NULL;
 	uint8_t raw[32];
 	char *pass = NULL;
 	char fp[96];
 	struct cli c;
-	bool handled;
+	int nargs;
 	int ret = 0;
-	int opt;
 
 	cli_init(&c);
-	while ((opt = getopt_long(argc, argv, "qh", longopts, NULL)) != -1) {
-		ret = cli_parse_repo_opt(&c, "key", opt, optarg, &handled);
-		if (ret)
-			goto out;
-		if (handled)
-			continue;
-		if (opt == 'h') {
-			fputs(key_help, stdout);
-			goto out;
-		}
-		ret = EXIT_USAGE;
+	const struct opt opts[] = {
+		OPT_STRING(0, "passphrase-file", &c.passfile, "FILE",
+			   "the passphrase (first line); also\n"
+			   "PBS_ENCRYPTION_PASSWORD, or a prompt"),
+		OPT_CALLBACK(0, "passphrase-fd", &c.passfd, "N", cli_opt_fd,
+			     "read the passphrase from descriptor N"),
+		OPT_END(),
+	};
+	const struct opt_cmd cmd = {
+		.name = "key",
+		.usage = "create [options] FILE\nshow [options] FILE",
+		.desc = key_desc,
+		.opts = opts,
+	};
+
+	ret = opt_parse(&cmd, argc, argv, &nargs);
+	if (ret) {
+		ret = ret == OPT_HELP_SHOWN ? 0 : ret;
 		goto out;
 	}
-	if (argc - optind != 2 || (strcmp(argv[optind], "create") &&
-				   strcmp(argv[optind], "show"))) {
-		ret = cli_usage_error("key", "needs 'create FILE' or 'show FILE'");
+	if (nargs != 2 || (strcmp(argv[1], "create") &&
+			   strcmp(argv[1], "show"))) {
+		ret = opt_usage_error("key", "needs 'create FILE' or 'show FILE'");
 		goto out;
 	}
 	ret = cli_get_passphrase(&c, &pass);
@@ -71,17 +66,17 @@ int cmd_key(int argc, char **argv)
 		ret = EXIT_FAILURE;
 		goto out;
 	}
-	if (!strcmp(argv[optind], "create")) {
+	if (!strcmp(argv[1], "create")) {
 		ret = crypto_random(raw, sizeof(raw));
 		if (!ret)
-			ret = key_create_file(argv[optind + 1], pass, raw);
+			ret = key_create_file(argv[2], pass, raw);
 		crypto_wipe(raw, sizeof(raw));
 		if (ret) {
 			ret = EXIT_FAILURE;
 			goto out;
 		}
 	}
-	ret = key_load_file(argv[optind + 1], pass, &k);
+	ret = key_load_file(argv[2], pass, &k);
 	if (ret) {
 		ret = EXIT_FAILURE;
 		goto out;

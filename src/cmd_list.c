@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,14 +19,10 @@
 #include "util.h"
 #include "banned.h"
 
-static const char list_help[] =
-	"usage: pbs-livemount list [options] REPO [TYPE/ID]\n"
-	"\n"
+static const char list_desc[] =
 	"List backup groups, their snapshots and archives.  Over http(s) the\n"
 	"server must offer JSON directory listings (nginx: autoindex on;\n"
-	"autoindex_format json;).\n"
-	"\n"
-	REPO_HELP;
+	"autoindex_format json;).\n";
 
 static void print_snapshot(struct cli *c, const char *type, const char *id,
 			   int64_t t)
@@ -60,14 +55,9 @@ static void print_snapshot(struct cli *c, const char *type, const char *id,
 
 int cmd_list(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		REPO_LONGOPTS,
-		{ NULL, 0, NULL, 0 },
-	};
 	struct repo_group *groups = NULL;
 	size_t ngroups = 0;
 	struct cli c;
-	bool handled;
 	int ret = 0;
 	struct snap_error serr = { "" };
 	const char *repo = NULL;
@@ -77,38 +67,39 @@ int cmd_list(int argc, char **argv)
 	int64_t gtime = 0;
 	int nargs;
 	int shift;
-	int opt;
 
 	cli_init(&c);
-	while ((opt = getopt_long(argc, argv, "qh", longopts, NULL)) != -1) {
-		ret = cli_parse_repo_opt(&c, "list", opt, optarg, &handled);
-		if (ret)
-			goto out;
-		if (handled)
-			continue;
-		if (opt == 'h') {
-			fputs(list_help, stdout);
-			goto out;
-		}
-		ret = EXIT_USAGE;
+	const struct opt opts[] = {
+		OPT_INCLUDE(cli_repo_opts(&c), "repository options:"),
+		OPT_END(),
+	};
+	const struct opt_cmd cmd = {
+		.name = "list",
+		.usage = "[options] REPO [TYPE/ID]",
+		.desc = list_desc,
+		.opts = opts,
+	};
+
+	ret = opt_parse(&cmd, argc, argv, &nargs);
+	if (ret) {
+		ret = ret == OPT_HELP_SHOWN ? 0 : ret;
 		goto out;
 	}
 	/* With PBS_REPOSITORY, a lone TYPE/ID argument is a group. */
-	nargs = argc - optind;
 	if (nargs == 1 && getenv("PBS_REPOSITORY") &&
-	    snap_parse_spec(argv[optind], &gt, &gi, &gtime, &serr) == 0 &&
+	    snap_parse_spec(argv[1], &gt, &gi, &gtime, &serr) == 0 &&
 	    gtime < 0) {
 		repo = getenv("PBS_REPOSITORY");
-		group = argv[optind];
+		group = argv[1];
 	} else if (nargs == 0 || nargs == 1 || nargs == 2) {
-		repo = cli_repo_arg(nargs, nargs ? nargs : 1, argv + optind,
+		repo = cli_repo_arg(nargs, nargs ? nargs : 1, argv + 1,
 				    &shift);
-		group = nargs == 2 ? argv[optind + 1] : NULL;
+		group = nargs == 2 ? argv[2] : NULL;
 	}
 	free(gt);
 	free(gi);
 	if (!repo) {
-		ret = cli_usage_error("list", "needs REPO [TYPE/ID] (or "
+		ret = opt_usage_error("list", "needs REPO [TYPE/ID] (or "
 				      "PBS_REPOSITORY)");
 		goto out;
 	}
@@ -127,7 +118,7 @@ int cmd_list(int argc, char **argv)
 		char *slash = strchr(group, '/');
 
 		if (!slash || !snap_is_safe_id(slash + 1)) {
-			ret = cli_usage_error("list", "group must be TYPE/ID");
+			ret = opt_usage_error("list", "group must be TYPE/ID");
 			goto out;
 		}
 		groups = xcalloc(1, sizeof(*groups));

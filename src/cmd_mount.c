@@ -11,7 +11,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -29,38 +28,36 @@
 #include "util.h"
 #include "banned.h"
 
-static const char mount_help[] =
-	"usage: pbs-livemount mount [options] REPO SNAPSHOT MOUNTPOINT\n"
-	"\n"
+static const char mount_desc[] =
 	"Mount every disk of SNAPSHOT as MOUNTPOINT/<name>.img, readable and\n"
 	"writable at once, and copy the backup into the targets in the\n"
 	"background.  When 'status' says complete, unmount (fusermount3 -u)\n"
-	"and use the targets directly.\n"
-	"\n"
-	"  --target PATH           target file or block device (one disk)\n"
-	"  --target-dir DIR        targets DIR/<name>.raw, one per disk\n"
-	"  --state PATH            state file (default TARGET.lmstate)\n"
-	"  --overwrite             a target that holds data and has no state\n"
-	"                          file is restored over (refused otherwise)\n"
-	"  --archive NAME          mount only this archive (repeatable)\n"
-	"  --cache-size SIZE       decoded-chunk cache (default 256M)\n"
-	"  --block-size SIZE       allocation granularity (default 4K)\n"
-	"  --no-stream             no background copy: fill on access only\n"
-	"  --read-only             no target: on-demand reads only\n"
-	"  --verify                at completion, re-hash every chunk the\n"
-	"                          guest did not write against the backup\n"
-	"  --on-complete CMD       run CMD (sh -c) when the restore completes\n"
-	"  --trace-dir DIR         boot traces (default /var/lib/pbs-livemount/\n"
-	"                          traces as root; also PBSLM_TRACE_DIR)\n"
-	"  --prefetch-trace FILE   this disk's boot trace: read from FILE if\n"
-	"                          it exists, written to it (one disk)\n"
-	"  --trace-time SECS       record the chunks the guest reads in its\n"
-	"                          first SECS (default 120)\n"
-	"  --no-trace              neither read nor write boot traces\n"
-	"  --allow-other           let other users (e.g. QEMU) open the files\n"
-	"  -o OPTS                 extra FUSE mount options\n"
-	"  -f, --foreground        do not detach; log to stderr\n"
-	REPO_HELP;
+	"and use the targets directly.\n";
+
+/* --block-size: a power of two from 512 to 4M. */
+static int opt_block_size(void *value, const char *arg, char *why,
+			  size_t len)
+{
+	uint64_t v;
+
+	if (parse_size(arg, &v) || v < 512 || v > (4u << 20) ||
+	    (v & (v - 1))) {
+		snprintf(why, len, "'%s' is not a power of two from 512 to 4M",
+			 arg);
+		return -EINVAL;
+	}
+	*(uint64_t *)value = v;
+	return 0;
+}
+
+/* What --cache-size may take at most: the machine's memory. */
+static uint64_t phys_mem(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES);
+	long psize = sysconf(_SC_PAGESIZE);
+
+	return pages > 0 && psize > 0 ? (uint64_t)pages * (uint64_t)psize : 0;
+}
 
 struct ready_pipe {
 	int fd;		/* write end, -1 in the foreground */
@@ -75,7 +72,7 @@ static void daemon_ready(void *arg)
 	if (rp->fd < 0)
 		return;
 	log_init("pbs-livemount", true, LOG_INFO);
-	/* Every path in use is absolute (cli_abs_path): do not pin the cwd. */
+	/* Every path in use is absolute (abs_path): do not pin the cwd. */
 	if (chdir("/")) {
 		/* "/" exists */
 	}
@@ -129,7 +126,7 @@ static char *default_trace_dir(void)
 	const char *xdg = getenv("XDG_STATE_HOME");
 
 	if (env && *env)
-		return cli_abs_path(env);
+		return abs_path(env);
 	if (!geteuid())
 		return xstrdup("/var/lib/pbs-livemount/traces");
 	if (xdg && *xdg == '/')
@@ -141,43 +138,21 @@ static char *default_trace_dir(void)
 
 int cmd_mount(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "target", required_argument, NULL, OPT_TARGET },
-		{ "target-dir", required_argument, NULL, OPT_TARGET_DIR },
-		{ "state", required_argument, NULL, OPT_STATE },
-		{ "archive", required_argument, NULL, OPT_ARCHIVE },
-		{ "cache-size", required_argument, NULL, OPT_CACHE_SIZE },
-		{ "block-size", required_argument, NULL, OPT_BLOCK_SIZE },
-		{ "no-stream", no_argument, NULL, OPT_NO_STREAM },
-		{ "verify", no_argument, NULL, OPT_VERIFY },
-		{ "read-only", no_argument, NULL, OPT_READ_ONLY },
-		{ "on-complete", required_argument, NULL, OPT_ON_COMPLETE },
-		{ "allow-other", no_argument, NULL, OPT_ALLOW_OTHER },
-		{ "overwrite", no_argument, NULL, OPT_OVERWRITE },
-		{ "trace-dir", required_argument, NULL, OPT_TRACE_DIR },
-		{ "prefetch-trace", required_argument, NULL,
-		  OPT_PREFETCH_TRACE },
-		{ "no-trace", no_argument, NULL, OPT_NO_TRACE },
-		{ "trace-time", required_argument, NULL, OPT_TRACE_TIME },
-		{ "foreground", no_argument, NULL, 'f' },
-		REPO_LONGOPTS,
-		{ NULL, 0, NULL, 0 },
-	};
 	struct mount_conf mc = {
 		.cache_size = 256u << 20,
 		.block_size = 4096,
 		/* An unmounted daemon is gone within about a second. */
 		.lock_wait_ms = 5000,
-		.trace_time_s = 120,
 	};
 	struct ready_pipe rp = { .fd = -1 };
 	struct repo_snapshot *snap = NULL;
-	const char **archives = NULL;
+	struct opt_list archives = { 0 };
 	char *target = NULL;
 	char *target_dir = NULL;
 	char *state = NULL;
 	char *trace_dir = NULL;
 	char *trace_file = NULL;
+	unsigned int trace_time = 120;
 	bool no_trace = false;
 	char *mnt = NULL;
 	const char *repo = NULL;
@@ -185,132 +160,100 @@ int cmd_mount(int argc, char **argv)
 	int shift = 1;
 	bool foreground = false;
 	struct cli c;
-	bool handled;
-	uint64_t v;
+	int nargs;
 	int ret = 0;
-	int opt;
 
 	cli_init(&c);
-	archives = xcalloc(argc, sizeof(*archives));
-	while ((opt = getopt_long(argc, argv, "qhfo:", longopts, NULL)) != -1) {
-		ret = cli_parse_repo_opt(&c, "mount", opt, optarg, &handled);
-		if (ret)
-			goto out;
-		if (handled)
-			continue;
-		switch (opt) {
-		case 'h':
-			fputs(mount_help, stdout);
-			goto out;
-		case 'f':
-			foreground = true;
-			break;
-		case 'o':
-			mc.fuse_opts = optarg;
-			break;
-		case OPT_TARGET:
-			free(target);
-			target = cli_abs_path(optarg);
-			break;
-		case OPT_TARGET_DIR:
-			free(target_dir);
-			target_dir = cli_abs_path(optarg);
-			break;
-		case OPT_STATE:
-			free(state);
-			state = cli_abs_path(optarg);
-			break;
-		case OPT_ARCHIVE:
-			archives[mc.narchives++] = optarg;
-			break;
-		case OPT_CACHE_SIZE:
-			if (parse_size(optarg, &v) || v < (16u << 20)) {
-				ret = cli_usage_error("mount", "--cache-size needs "
-						  "at least 16M");
-				goto out;
-			}
-			mc.cache_size = v;
-			break;
-		case OPT_BLOCK_SIZE:
-			if (parse_size(optarg, &v) || v < 512 ||
-			    v > (4u << 20) || (v & (v - 1))) {
-				ret = cli_usage_error("mount", "--block-size: a power "
-						  "of two, 512 to 4M");
-				goto out;
-			}
-			mc.block_size = v;
-			break;
-		case OPT_NO_STREAM:
-			mc.no_stream = true;
-			break;
-		case OPT_VERIFY:
-			mc.verify = true;
-			break;
-		case OPT_READ_ONLY:
-			mc.read_only = true;
-			break;
-		case OPT_ON_COMPLETE:
-			mc.on_complete = optarg;
-			break;
-		case OPT_ALLOW_OTHER:
-			mc.allow_other = true;
-			break;
-		case OPT_OVERWRITE:
-			mc.overwrite = true;
-			break;
-		case OPT_TRACE_DIR:
-			free(trace_dir);
-			trace_dir = cli_abs_path(optarg);
-			break;
-		case OPT_PREFETCH_TRACE:
-			free(trace_file);
-			trace_file = cli_abs_path(optarg);
-			break;
-		case OPT_NO_TRACE:
-			no_trace = true;
-			break;
-		case OPT_TRACE_TIME:
-			if (parse_u64(optarg, &v) || !v || v > 86400) {
-				ret = cli_usage_error("mount", "--trace-time: "
-						  "seconds, 1 to 86400");
-				goto out;
-			}
-			mc.trace_time_s = v;
-			break;
-		default:
-			ret = EXIT_USAGE;
-			goto out;
-		}
+	const struct opt opts[] = {
+		OPT_PATH("target", &target, "PATH",
+			 "target file or block device (one disk)"),
+		OPT_PATH("target-dir", &target_dir, "DIR",
+			 "targets DIR/<name>.raw, one per disk"),
+		OPT_PATH("state", &state, "PATH",
+			 "state file (default TARGET.lmstate)"),
+		OPT_BOOL(0, "overwrite", &mc.overwrite,
+			 "a target that holds data and has no state\n"
+			 "file is restored over (refused otherwise)"),
+		OPT_LIST("archive", &archives, "NAME",
+			 "mount only this archive (repeatable)"),
+		OPT_SIZE("cache-size", &mc.cache_size, "SIZE", 16u << 20,
+			 phys_mem(), "decoded-chunk cache (default 256M)"),
+		OPT_CALLBACK(0, "block-size", &mc.block_size, "SIZE",
+			     opt_block_size,
+			     "allocation granularity (default 4K)"),
+		OPT_BOOL(0, "no-stream", &mc.no_stream,
+			 "no background copy: fill on access only"),
+		OPT_BOOL(0, "read-only", &mc.read_only,
+			 "no target: on-demand reads only"),
+		OPT_BOOL(0, "verify", &mc.verify,
+			 "at completion, re-hash every chunk the\n"
+			 "guest did not write against the backup"),
+		OPT_STRING(0, "on-complete", &mc.on_complete, "CMD",
+			   "run CMD (sh -c) when the restore completes"),
+		OPT_PATH("trace-dir", &trace_dir, "DIR",
+			 "boot traces (default /var/lib/pbs-livemount/\n"
+			 "traces as root; also PBSLM_TRACE_DIR)"),
+		OPT_PATH("prefetch-trace", &trace_file, "FILE",
+			 "this disk's boot trace: read from FILE if\n"
+			 "it exists, written to it (one disk)"),
+		OPT_UINT("trace-time", &trace_time, "SECS", 1, 86400,
+			 "record the chunks the guest reads in its\n"
+			 "first SECS (default 120)"),
+		OPT_BOOL(0, "no-trace", &no_trace,
+			 "neither read nor write boot traces"),
+		OPT_BOOL(0, "allow-other", &mc.allow_other,
+			 "let other users (e.g. QEMU) open the files"),
+		OPT_STRING('o', NULL, &mc.fuse_opts, "OPTS",
+			   "extra FUSE mount options"),
+		OPT_BOOL('f', "foreground", &foreground,
+			 "do not detach; log to stderr"),
+		OPT_INCLUDE(cli_repo_opts(&c), "repository options:"),
+		OPT_END(),
+	};
+	const struct opt_cmd cmd = {
+		.name = "mount",
+		.usage = "[options] REPO SNAPSHOT MOUNTPOINT",
+		.desc = mount_desc,
+		.opts = opts,
+	};
+
+	ret = opt_parse(&cmd, argc, argv, &nargs);
+	if (ret) {
+		ret = ret == OPT_HELP_SHOWN ? 0 : ret;
+		goto out;
 	}
-	repo = cli_repo_arg(argc - optind, 3, argv + optind, &shift);
+	mc.archives = archives.v;
+	mc.narchives = (unsigned int)archives.n;
+	mc.trace_time_s = trace_time;
+	repo = cli_repo_arg(nargs, 3, argv + 1, &shift);
 	if (!repo) {
-		ret = cli_usage_error("mount", "needs REPO SNAPSHOT MOUNTPOINT "
+		ret = opt_usage_error("mount", "needs REPO SNAPSHOT MOUNTPOINT "
 				      "(or PBS_REPOSITORY)");
 		goto out;
 	}
-	args = argv + optind + shift;
+	args = argv + 1 + shift;
 	if (!mc.read_only && !target && !target_dir) {
-		ret = cli_usage_error("mount", "needs --target, --target-dir or "
+		ret = opt_usage_error("mount", "needs --target, --target-dir or "
 				  "--read-only");
 		goto out;
 	}
 	if (target && target_dir) {
-		ret = cli_usage_error("mount", "--target and --target-dir exclude "
+		ret = opt_usage_error("mount", "--target and --target-dir exclude "
 				  "each other");
 		goto out;
 	}
 	if (state && !target) {
-		ret = cli_usage_error("mount", "--state goes with --target");
+		ret = opt_usage_error("mount", "--state goes with --target");
 		goto out;
 	}
 	if (no_trace && (trace_dir || trace_file)) {
-		ret = cli_usage_error("mount", "--no-trace excludes --trace-dir "
+		ret = opt_usage_error("mount", "--no-trace excludes --trace-dir "
 				  "and --prefetch-trace");
 		goto out;
 	}
 	if (!no_trace && !trace_file && !trace_dir)
 		trace_dir = default_trace_dir();
-	mnt = cli_abs_path(args[1]);
+	mnt = abs_path(args[1]);
 	/* The terminal is still ours: ask for a missing password now. */
 	if (cli_read_secret(&c, repo)) {
 		ret = EXIT_FAILURE;
@@ -332,7 +275,6 @@ int cmd_mount(int argc, char **argv)
 	if (target_dir)
 		mkdir_p(target_dir, 0750);
 	mc.snap = snap;
-	mc.archives = archives;
 	mc.mountpoint = mnt;
 	mc.target = target;
 	mc.target_dir = target_dir;
@@ -350,7 +292,7 @@ int cmd_mount(int argc, char **argv)
 out:
 	repo_snapshot_close(snap);
 	cli_release(&c);
-	free(archives);
+	opt_list_release(&archives);
 	free(target);
 	free(target_dir);
 	free(state);
@@ -360,44 +302,35 @@ out:
 	return ret;
 }
 
-static const char status_help[] =
-	"usage: pbs-livemount status [options] MOUNTPOINT\n"
-	"\n"
+static const char status_desc[] =
 	"Progress of a live mount: per disk the share already in the target,\n"
 	"rate, ETA, errors and the state (streaming, paused: store\n"
-	"unreachable, complete).\n"
-	"\n"
-	"  --json                  print the status document (JSON)\n"
-	"  --watch                 redraw every second until complete\n";
+	"unreachable, complete).\n";
 
 int cmd_status(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "watch", no_argument, NULL, OPT_WATCH },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct status_conf sc = { 0 };
-	int opt;
+	const struct opt opts[] = {
+		OPT_BOOL(0, "json", &sc.json,
+			 "print the status document (JSON)"),
+		OPT_BOOL(0, "watch", &sc.watch,
+			 "redraw every second until complete"),
+		OPT_END(),
+	};
+	const struct opt_cmd cmd = {
+		.name = "status",
+		.usage = "[options] MOUNTPOINT",
+		.desc = status_desc,
+		.opts = opts,
+	};
+	int nargs;
+	int ret;
 
-	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		switch (opt) {
-		case 'h':
-			fputs(status_help, stdout);
-			return 0;
-		case OPT_JSON:
-			sc.json = true;
-			break;
-		case OPT_WATCH:
-			sc.watch = true;
-			break;
-		default:
-			return EXIT_USAGE;
-		}
-	}
-	if (argc - optind != 1)
-		return cli_usage_error("status", "needs MOUNTPOINT");
-	sc.mountpoint = argv[optind];
+	ret = opt_parse(&cmd, argc, argv, &nargs);
+	if (ret)
+		return ret == OPT_HELP_SHOWN ? 0 : ret;
+	if (nargs != 1)
+		return opt_usage_error("status", "needs MOUNTPOINT");
+	sc.mountpoint = argv[1];
 	return cli_exit_code(status_run(&sc, stdout));
 }

@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,38 +19,46 @@
 #include "util.h"
 #include "banned.h"
 
-static const char pack_help[] =
-	"usage: pbs-livemount pack [options] IMAGE[:NAME]... DATASTORE\n"
-	"\n"
+static const char pack_desc[] =
 	"Write a snapshot of raw images in PBS datastore layout.  Each IMAGE\n"
 	"becomes NAME.img.fidx (default: the file name without .img/.raw).\n"
 	"DATASTORE is a directory (created as PBS creates one) or\n"
-	"s3://BUCKET/NAME (with --s3-endpoint, --s3-region, as for reading).\n"
-	"\n"
-	"  --type TYPE             vm (default), ct or host\n"
-	"  --id ID                 backup id (required), e.g. 100\n"
-	"  --time TIME             backup time, epoch or YYYY-MM-DDTHH:MM:SSZ\n"
-	"                          (default: now)\n"
-	"  --ns NS                 namespace (a/b), created as needed\n"
-	"  --chunk-size SIZE       power of two, 4K..16M (default 4M)\n"
-	"  --lazy-chunk-dirs       a new datastore gets .chunks/XXXX as chunks\n"
-	"                          need them, not all 65,536 (scratch stores)\n"
-	"  --keyfile FILE          encrypt with this key (passphrase as for\n"
-	"                          restore)\n"
-	"  --passphrase-file FILE, --passphrase-fd N\n"
-	"  -q, --quiet             only errors\n";
+	"s3://BUCKET/NAME (with --s3-endpoint, --s3-region, as for reading).\n";
+
+/* --time: epoch seconds or YYYY-MM-DDTHH:MM:SSZ. */
+static int opt_time(void *value, const char *arg, char *why, size_t len)
+{
+	uint64_t v;
+
+	if (!snap_parse_time(arg, value))
+		return 0;
+	if (parse_u64(arg, &v) || v > INT64_MAX) {
+		snprintf(why, len, "bad time '%s' (epoch seconds or "
+			 "YYYY-MM-DDTHH:MM:SSZ)", arg);
+		return -EINVAL;
+	}
+	*(int64_t *)value = (int64_t)v;
+	return 0;
+}
+
+/* --chunk-size: a power of two from 4K to the largest PBS allows. */
+static int opt_chunk_size(void *value, const char *arg, char *why,
+			  size_t len)
+{
+	uint64_t v;
+
+	if (parse_size(arg, &v) || v < 4096 || v > SNAP_MAX_CHUNK_SIZE ||
+	    (v & (v - 1))) {
+		snprintf(why, len, "'%s' is not a power of two from 4K to 16M",
+			 arg);
+		return -EINVAL;
+	}
+	*(uint64_t *)value = v;
+	return 0;
+}
 
 int cmd_pack(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "type", required_argument, NULL, OPT_TYPE },
-		{ "id", required_argument, NULL, OPT_ID },
-		{ "time", required_argument, NULL, OPT_TIME },
-		{ "chunk-size", required_argument, NULL, OPT_CHUNK_SIZE },
-		{ "lazy-chunk-dirs", no_argument, NULL, OPT_LAZY_DIRS },
-		REPO_LONGOPTS,
-		{ NULL, 0, NULL, 0 },
-	};
 	struct pack_conf conf = {
 		.type = "vm",
 		.time = time(NULL),
@@ -61,81 +68,71 @@ int cmd_pack(int argc, char **argv)
 	char **paths = NULL;
 	char **names = NULL;
 	struct cli c;
-	bool handled;
-	uint64_t v;
 	int nimg = 0;
+	int nargs;
 	int ret = 0;
-	int opt;
 
 	cli_init(&c);
-	while ((opt = getopt_long(argc, argv, "qh", longopts, NULL)) != -1) {
-		ret = cli_parse_repo_opt(&c, "pack", opt, optarg, &handled);
-		if (ret)
-			goto out;
-		if (handled)
-			continue;
-		switch (opt) {
-		case 'h':
-			fputs(pack_help, stdout);
-			goto out;
-		case OPT_TYPE:
-			conf.type = optarg;
-			break;
-		case OPT_ID:
-			conf.id = optarg;
-			break;
-		case OPT_TIME:
-			if (!snap_parse_time(optarg, &conf.time))
-				break;
-			if (parse_u64(optarg, &v) || v > INT64_MAX) {
-				ret = cli_usage_error("pack", "bad --time '%s'",
-						  optarg);
-				goto out;
-			}
-			conf.time = (int64_t)v;
-			break;
-		case OPT_CHUNK_SIZE:
-			if (parse_size(optarg, &v) || v < 4096 ||
-			    v > SNAP_MAX_CHUNK_SIZE || (v & (v - 1))) {
-				ret = cli_usage_error("pack", "bad --chunk-size '%s'",
-						  optarg);
-				goto out;
-			}
-			conf.chunk_size = v;
-			break;
-		case OPT_LAZY_DIRS:
-			conf.lazy_chunk_dirs = true;
-			break;
-		default:
-			ret = EXIT_USAGE;
-			goto out;
-		}
-	}
-	if (argc - optind < 2) {
-		ret = cli_usage_error("pack", "needs IMAGE... DATASTORE");
+	const struct opt opts[] = {
+		OPT_STRING(0, "type", &conf.type, "TYPE",
+			   "vm (default), ct or host"),
+		OPT_STRING(0, "id", &conf.id, "ID",
+			   "backup id (required), e.g. 100"),
+		OPT_CALLBACK(0, "time", &conf.time, "TIME", opt_time,
+			     "backup time, epoch or YYYY-MM-DDTHH:MM:SSZ\n"
+			     "(default: now)"),
+		OPT_CALLBACK(0, "chunk-size", &conf.chunk_size, "SIZE",
+			     opt_chunk_size,
+			     "power of two, 4K..16M (default 4M)"),
+		OPT_BOOL(0, "lazy-chunk-dirs", &conf.lazy_chunk_dirs,
+			 "a new datastore gets .chunks/XXXX as chunks\n"
+			 "need them, not all 65,536 (scratch stores)"),
+		OPT_INCLUDE(cli_repo_opts(&c), "repository options:"),
+		OPT_END(),
+	};
+	const struct opt_cmd cmd = {
+		.name = "pack",
+		.usage = "[options] --id ID IMAGE[:NAME]... DATASTORE",
+		.desc = pack_desc,
+		.opts = opts,
+	};
+
+	ret = opt_parse(&cmd, argc, argv, &nargs);
+	if (ret) {
+		ret = ret == OPT_HELP_SHOWN ? 0 : ret;
 		goto out;
 	}
-	if (!conf.id || !snap_is_safe_id(conf.id)) {
-		ret = cli_usage_error("pack", "--id must be a plain name");
+	if (nargs < 2) {
+		ret = opt_usage_error("pack", "needs IMAGE... DATASTORE");
+		goto out;
+	}
+	if (!conf.id) {
+		ret = opt_usage_error("pack", "--id is required (the backup "
+				      "id, e.g. --id 100)");
+		goto out;
+	}
+	if (!snap_is_safe_id(conf.id)) {
+		ret = opt_usage_error("pack", "--id must be a plain name, not "
+				      "'%s'", conf.id);
 		goto out;
 	}
 	if (!snap_is_backup_type(conf.type)) {
-		ret = cli_usage_error("pack", "--type must be vm, ct or host");
+		ret = opt_usage_error("pack", "--type must be vm, ct or host");
 		goto out;
 	}
-	nimg = argc - optind - 1;
+	nimg = nargs - 1;
 	imgs = xcalloc(nimg, sizeof(*imgs));
 	paths = xcalloc(nimg, sizeof(*paths));
 	names = xcalloc(nimg, sizeof(*names));
 	for (int i = 0; i < nimg; i++) {
-		if (pack_archive_name(argv[optind + i], &paths[i], &names[i])) {
+		if (pack_archive_name(argv[1 + i], &paths[i], &names[i])) {
 			ret = EXIT_FAILURE;
 			nimg = i;
 			goto out;
 		}
 		for (int k = 0; k < i; k++) {
 			if (!strcmp(names[k], names[i])) {
-				ret = cli_usage_error("pack", "two images named '%s'",
+				ret = opt_usage_error("pack", "two images named '%s'",
 						  names[i]);
 				nimg = i + 1;
 				goto out;
@@ -144,9 +141,9 @@ int cmd_pack(int argc, char **argv)
 		imgs[i].path = paths[i];
 		imgs[i].archive = names[i];
 	}
-	if (!strncmp(argv[argc - 1], "s3://", 5)) {
+	if (!strncmp(argv[nargs], "s3://", 5)) {
 		/* Into a bucket: the S3 store writes it (key loaded too). */
-		ret = cli_open_repo(&c, argv[argc - 1]);
+		ret = cli_open_repo(&c, argv[nargs]);
 		conf.dest = c.s;
 	} else {
 		ret = cli_load_key(&c);
@@ -157,7 +154,7 @@ int cmd_pack(int argc, char **argv)
 	}
 	conf.images = imgs;
 	conf.nimages = nimg;
-	conf.datastore = argv[argc - 1];
+	conf.datastore = argv[nargs];
 	conf.ns = c.ns;
 	conf.key = c.key;
 	conf.quiet = c.quiet;

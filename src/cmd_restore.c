@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,74 +20,65 @@
 #include "util.h"
 #include "banned.h"
 
-static const char restore_help[] =
-	"usage: pbs-livemount restore [options] REPO SNAPSHOT ARCHIVE TARGET\n"
-	"\n"
+static const char restore_desc[] =
 	"Restore one disk archive into TARGET, a file (written as\n"
 	"TARGET.partial and renamed when complete) or a block device.\n"
 	"SNAPSHOT is TYPE/ID/TIME or TYPE/ID for the newest; ARCHIVE is e.g.\n"
 	"drive-scsi0 or drive-scsi0.img.fidx.  REPO is a datastore directory,\n"
-	"file://PATH or http(s)://HOST[:PORT]/PATH.\n"
-	"\n"
-	"  --target-zeroed         block device already reads zeros: skip\n"
-	"                          zero chunks\n"
-	REPO_HELP;
+	"file://PATH, http(s)://HOST[:PORT]/PATH, s3://BUCKET/DATASTORE or a\n"
+	"PBS repository [[USER@REALM[!TOKEN]@]HOST[:PORT]:]DATASTORE.\n";
 
-static const char verify_help[] =
-	"usage: pbs-livemount verify [options] REPO SNAPSHOT ARCHIVE IMAGE\n"
-	"\n"
+static const char verify_desc[] =
 	"Check IMAGE against the backup chunk by chunk (hashes only, no\n"
 	"chunk download).  Exit 0 only if identical; otherwise names the\n"
-	"first differing chunk.\n"
-	"\n"
-	REPO_HELP;
+	"first differing chunk.\n";
 
 static int restore_verify(int argc, char **argv, bool verify)
 {
-	static const struct option longopts[] = {
-		{ "target-zeroed", no_argument, NULL, OPT_TARGET_ZEROED },
-		REPO_LONGOPTS,
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *cmd = verify ? "verify" : "restore";
+	const char *cmdname = verify ? "verify" : "restore";
 	struct repo_snapshot *snap = NULL;
 	struct repo_archive *a = NULL;
 	bool target_zeroed = false;
 	struct cli c;
-	bool handled;
 	int ret = 0;
 	const char *repo;
 	char **args;
+	int nargs;
 	int shift;
-	int opt;
 
 	cli_init(&c);
-	while ((opt = getopt_long(argc, argv, "qh", longopts, NULL)) != -1) {
-		ret = cli_parse_repo_opt(&c, cmd, opt, optarg, &handled);
-		if (ret)
-			goto out;
-		if (handled)
-			continue;
-		switch (opt) {
-		case 'h':
-			fputs(verify ? verify_help : restore_help, stdout);
-			goto out;
-		case OPT_TARGET_ZEROED:
-			target_zeroed = true;
-			break;
-		default:
-			ret = EXIT_USAGE;
-			goto out;
-		}
+	const struct opt restore_opts[] = {
+		OPT_BOOL(0, "target-zeroed", &target_zeroed,
+			 "block device already reads zeros: skip\n"
+			 "zero chunks"),
+		OPT_INCLUDE(cli_repo_opts(&c), "repository options:"),
+		OPT_END(),
+	};
+	const struct opt verify_opts[] = {
+		OPT_INCLUDE(cli_repo_opts(&c), "repository options:"),
+		OPT_END(),
+	};
+	const struct opt_cmd cmd = {
+		.name = cmdname,
+		.usage = verify ? "[options] REPO SNAPSHOT ARCHIVE IMAGE" :
+				  "[options] REPO SNAPSHOT ARCHIVE TARGET",
+		.desc = verify ? verify_desc : restore_desc,
+		.opts = verify ? verify_opts : restore_opts,
+	};
+
+	ret = opt_parse(&cmd, argc, argv, &nargs);
+	if (ret) {
+		ret = ret == OPT_HELP_SHOWN ? 0 : ret;
+		goto out;
 	}
-	repo = cli_repo_arg(argc - optind, 4, argv + optind, &shift);
+	repo = cli_repo_arg(nargs, 4, argv + 1, &shift);
 	if (!repo) {
-		ret = cli_usage_error(cmd, "needs REPO SNAPSHOT ARCHIVE %s (or "
-				      "PBS_REPOSITORY)", verify ? "IMAGE" :
+		ret = opt_usage_error(cmdname, "needs REPO SNAPSHOT ARCHIVE %s "
+				      "(or PBS_REPOSITORY)", verify ? "IMAGE" :
 				      "TARGET");
 		goto out;
 	}
-	args = argv + optind + shift;
+	args = argv + 1 + shift;
 	ret = cli_open_repo(&c, repo);
 	if (!ret)
 		ret = repo_snapshot_open(c.s, c.ns, args[0], c.key, &snap);

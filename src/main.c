@@ -56,7 +56,7 @@ int main(int argc, char **argv)
 		fputs(main_help, stdout);
 		return 0;
 	}
-	if (!strcmp(cmd, "--version")) {
+	if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {
 		printf("pbs-livemount %s\n", PROG_VERSION);
 		return 0;
 	}

@@ -237,6 +237,15 @@ out_close:
 	return ret;
 }
 
+char *abs_path(const char *p)
+{
+	char cwd[PATH_MAX];
+
+	if (!p || p[0] == '/' || !getcwd(cwd, sizeof(cwd)))
+		return p ? xstrdup(p) : NULL;
+	return xasprintf("%s/%s", cwd, p);
+}
+
 int fsync_parent_dir(const char *path)
 {
 	char *copy = strdup(path);
@@ -370,41 +379,67 @@ int url_host(const char *url, char *out, size_t len)
 	return 0;
 }
 
+/*
+ * "4096", "64M", "1.5G": an integer or decimal number and an optional
+ * unit K, M, G, T or P (powers of 1024, "KiB" and "KB" alike).  A
+ * fraction needs a unit; what it leaves below one byte is dropped.
+ */
 int parse_size(const char *s, uint64_t *out)
 {
-	unsigned long long v;
+	uint64_t ip = 0;
+	uint64_t frac = 0;
+	uint64_t scale = 1;
 	unsigned int shift = 0;
-	char *end;
+	bool dot = false;
+	const char *p = s;
+	uint64_t v;
 
-	if (!*s || !isdigit((unsigned char)*s))
+	if (!isdigit((unsigned char)*p))
 		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return -errno;
-	switch (*end) {
-	case '\0':
-		break;
+	for (; isdigit((unsigned char)*p); p++)
+		if (__builtin_mul_overflow(ip, 10, &ip) ||
+		    __builtin_add_overflow(ip, (uint64_t)(*p - '0'), &ip))
+			return -ERANGE;
+	if (*p == '.') {
+		dot = true;
+		p++;
+		if (!isdigit((unsigned char)*p))
+			return -EINVAL;
+		for (; isdigit((unsigned char)*p); p++) {
+			if (scale >= 1000000000000ull)
+				continue;	/* beyond a byte of a petabyte */
+			frac = frac * 10 + (uint64_t)(*p - '0');
+			scale *= 10;
+		}
+	}
+	switch (*p) {
 	case 'k': case 'K': shift = 10; break;
 	case 'm': case 'M': shift = 20; break;
 	case 'g': case 'G': shift = 30; break;
 	case 't': case 'T': shift = 40; break;
-	default:
+	case 'p': case 'P': shift = 50; break;
+	default: break;
+	}
+	if (shift) {
+		p++;
+		if (*p == 'i')
+			p++;
+	}
+	if (*p == 'B')
+		p++;
+	if (*p || (dot && !shift))
 		return -EINVAL;
-	}
-	if (*end) {
-		end++;
-		/* accept "4K", "4KB", "4KiB" */
-		if (*end == 'i')
-			end++;
-		if (*end == 'B')
-			end++;
-		if (*end)
-			return -EINVAL;
-	}
-	if (shift && v > (UINT64_MAX >> shift))
+	if (ip > (UINT64_MAX >> shift))
 		return -ERANGE;
-	*out = (uint64_t)v << shift;
+	v = ip << shift;
+	/* frac / scale of a unit: frac < scale <= 10^12, unit <= 2^50. */
+	if (frac) {
+		unsigned __int128 f = (unsigned __int128)frac << shift;
+
+		if (__builtin_add_overflow(v, (uint64_t)(f / scale), &v))
+			return -ERANGE;
+	}
+	*out = v;
 	return 0;
 }
 
