@@ -72,6 +72,9 @@ int cli_read_secret_file(const char *path, char **out);
 /* The key passphrase: --passphrase-fd/-file, PBS_ENCRYPTION_PASSWORD,
  * or the terminal; *@out NULL when none is to be had. */
 int cli_get_passphrase(struct cli *c, char **out);
+/* The same for a new key: a terminal is asked twice (-EINVAL, logged,
+ * when the two differ). */
+int cli_get_new_passphrase(struct cli *c, char **out);
 /* The key named by --keyfile/--keyfd, if any, into c->key. */
 int cli_load_key(struct cli *c);
 /*

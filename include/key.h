@@ -2,6 +2,7 @@
 #ifndef PBSLM_KEY_H
 #define PBSLM_KEY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,9 +33,23 @@ int key_from_raw(const uint8_t raw[32], struct key_material **out);
  */
 int key_load_file(const char *path, const char *passphrase,
 		  struct key_material **out);
-/* Write a new scrypt-protected key file (mode 0600). */
+/*
+ * Write a new scrypt-protected key file (mode 0600).  Unless @replace,
+ * an existing @path is never replaced: -EEXIST, logged.
+ */
 int key_create_file(const char *path, const char *passphrase,
-		    const uint8_t raw[32]);
+		    const uint8_t raw[32], bool replace);
+
+/* What a key file says about itself, read without its passphrase. */
+struct key_info {
+	char kdf[16];			/* "none", "scrypt" or "pbkdf2" */
+	char created[48];		/* as stored; "" if missing */
+	char modified[48];
+	bool has_fingerprint;		/* stored, or derived from a plain key */
+	uint8_t fingerprint[32];
+};
+/* -EBADMSG (logged, naming the field) for a malformed file. */
+int key_read_info(const char *path, struct key_info *info);
 void key_free(struct key_material *k);
 
 /* "aa:bb:..." (95 chars + NUL) full form, and the 8-byte short form. */

@@ -74,6 +74,13 @@ int write_file_atomic(const char *path, const void *buf, size_t len,
  */
 int write_file_rename(const char *path, const void *buf, size_t len,
 		      mode_t mode);
+/*
+ * Create @path, which must not exist (-EEXIST, even against a racing
+ * creator or a dangling symlink): written and synced under a temporary
+ * name, then link()ed into place; never a half-written @path.
+ */
+int write_file_new(const char *path, const void *buf, size_t len,
+		   mode_t mode);
 int fsync_parent_dir(const char *path);
 /* @p made absolute against the current directory (malloc'ed; NULL for
  * NULL), so that it stays valid after a daemon changes to "/". */

@@ -228,10 +228,14 @@ static int prompt_secret(const char *prompt, char **out)
 	return ret;
 }
 
-/* Passphrase from --passphrase-fd, --passphrase-file, env, or a tty. */
-int cli_get_passphrase(struct cli *c, char **out)
+/*
+ * Passphrase from --passphrase-fd, --passphrase-file, env, or a tty;
+ * with @confirm a terminal is asked twice and must get the same twice.
+ */
+static int get_passphrase(struct cli *c, bool confirm, char **out)
 {
 	const char *env = getenv("PBS_ENCRYPTION_PASSWORD");
+	char *again = NULL;
 	int ret;
 
 	if (c->passfd >= 0)
@@ -248,9 +252,37 @@ int cli_get_passphrase(struct cli *c, char **out)
 		return 0;
 	}
 	ret = prompt_secret("Encryption key password: ", out);
-	if (ret == -ENOTTY)
+	if (ret == -ENOTTY) {
 		*out = NULL;	/* kdf-less key files need none */
-	return ret == -ENOTTY ? 0 : ret;
+		return 0;
+	}
+	if (ret || !confirm)
+		return ret;
+	ret = prompt_secret("Verify Password: ", &again);
+	if (!ret && strcmp(*out, again)) {
+		log_err("key: the passphrases do not match");
+		ret = -EINVAL;
+	}
+	if (again) {
+		explicit_bzero(again, strlen(again));
+		free(again);
+	}
+	if (ret) {
+		explicit_bzero(*out, strlen(*out));
+		free(*out);
+		*out = NULL;
+	}
+	return ret;
+}
+
+int cli_get_passphrase(struct cli *c, char **out)
+{
+	return get_passphrase(c, false, out);
+}
+
+int cli_get_new_passphrase(struct cli *c, char **out)
+{
+	return get_passphrase(c, true, out);
 }
 
 int cli_load_key(struct cli *c)

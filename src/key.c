@@ -253,7 +253,7 @@ static void rfc3339_now(char out[32])
 }
 
 int key_create_file(const char *path, const char *passphrase,
-		    const uint8_t raw[32])
+		    const uint8_t raw[32], bool replace)
 {
 	struct key_material *k = NULL;
 	json_object *root = NULL;
@@ -307,14 +307,97 @@ int key_create_file(const char *path, const char *passphrase,
 	/* As PBS writes KeyConfig: compact serde_json, fields in order. */
 	text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN |
 						    JSON_C_TO_STRING_NOSLASHESCAPE);
-	ret = write_file_atomic(path, text, strlen(text), 0600);
-	if (ret)
+	ret = replace ? write_file_atomic(path, text, strlen(text), 0600) :
+			write_file_new(path, text, strlen(text), 0600);
+	if (ret == -EEXIST)
+		log_err("key: cannot create '%s': it exists; give --force to "
+			"replace it (backups made with the old key need it)",
+			path);
+	else if (ret)
 		log_err("key: cannot write '%s': %s", path, strerror(-ret));
 out:
 	json_object_put(root);
 	key_free(k);
 	crypto_wipe(kek, sizeof(kek));
 	crypto_wipe(data, sizeof(data));
+	return ret;
+}
+
+/* A JSON string field copied into @out, "" when missing. */
+static void copy_str(json_object *o, const char *key, char *out, size_t len)
+{
+	const char *v = get_str(o, key);
+
+	snprintf(out, len, "%s", v ? v : "");
+}
+
+int key_read_info(const char *path, struct key_info *info)
+{
+	struct key_material *k = NULL;
+	json_object *root = NULL;
+	json_object *kdf = NULL;
+	uint8_t *text = NULL;
+	uint8_t data[64];
+	size_t textlen = 0;
+	size_t dlen = 0;
+	const char *s;
+	int ret;
+
+	memset(info, 0, sizeof(*info));
+	ret = read_file(path, KEY_FILE_MAX, &text, &textlen);
+	if (ret) {
+		log_err("key: cannot read '%s': %s", path, strerror(-ret));
+		return ret;
+	}
+	root = json_tokener_parse((const char *)text);
+	if (!root || !json_object_is_type(root, json_type_object)) {
+		log_err("key: cannot read '%s': not a JSON key file", path);
+		ret = -EBADMSG;
+		goto out;
+	}
+	if (!json_object_object_get_ex(root, "kdf", &kdf)) {
+		ret = bad_field(path, "kdf");
+		goto out;
+	}
+	if (!kdf)
+		snprintf(info->kdf, sizeof(info->kdf), "none");
+	else if (json_object_object_get_ex(kdf, "Scrypt", NULL))
+		snprintf(info->kdf, sizeof(info->kdf), "scrypt");
+	else if (json_object_object_get_ex(kdf, "PBKDF2", NULL))
+		snprintf(info->kdf, sizeof(info->kdf), "pbkdf2");
+	else {
+		ret = bad_field(path, "kdf");
+		goto out;
+	}
+	copy_str(root, "created", info->created, sizeof(info->created));
+	copy_str(root, "modified", info->modified, sizeof(info->modified));
+	s = get_str(root, "fingerprint");
+	if (s) {
+		if (fingerprint_decode(s, info->fingerprint)) {
+			ret = bad_field(path, "fingerprint");
+			goto out;
+		}
+		info->has_fingerprint = true;
+	} else if (!kdf) {
+		/* A plain key: its fingerprint follows from it. */
+		s = get_str(root, "data");
+		if (!s || crypto_base64_decode(s, data, sizeof(data), &dlen) ||
+		    dlen != 32) {
+			ret = bad_field(path, "data");
+			goto out;
+		}
+		ret = key_from_raw(data, &k);
+		if (ret)
+			goto out;
+		memcpy(info->fingerprint, k->fingerprint, 32);
+		info->has_fingerprint = true;
+	}
+out:
+	key_free(k);
+	crypto_wipe(data, sizeof(data));
+	crypto_wipe(text, textlen);
+	free(text);
+	json_object_put(root);
 	return ret;
 }
 

@@ -267,9 +267,16 @@ out:
 	return ret;
 }
 
-static int replace_file(const char *path, const void *buf, size_t len,
-			mode_t mode, bool sync)
+enum put_mode {
+	PUT_REPLACE,		/* rename over @path */
+	PUT_REPLACE_NOSYNC,	/* the same, without fsync */
+	PUT_NEW,		/* link into place: -EEXIST if @path exists */
+};
+
+static int put_file(const char *path, const void *buf, size_t len,
+		    mode_t mode, enum put_mode how)
 {
+	bool sync = how != PUT_REPLACE_NOSYNC;
 	char tmp[PATH_MAX];
 	int ret;
 	int fd;
@@ -285,25 +292,33 @@ static int replace_file(const char *path, const void *buf, size_t len,
 		ret = -errno;
 	if (close(fd) < 0 && !ret)
 		ret = -errno;
-	if (!ret && rename(tmp, path) < 0)
+	if (!ret && how == PUT_NEW && link(tmp, path) < 0)
 		ret = -errno;
-	if (ret) {
+	if (!ret && how != PUT_NEW && rename(tmp, path) < 0)
+		ret = -errno;
+	if (ret || how == PUT_NEW)
 		unlink(tmp);
+	if (ret)
 		return ret;
-	}
 	return sync ? fsync_parent_dir(path) : 0;
 }
 
 int write_file_atomic(const char *path, const void *buf, size_t len,
 		      mode_t mode)
 {
-	return replace_file(path, buf, len, mode, true);
+	return put_file(path, buf, len, mode, PUT_REPLACE);
 }
 
 int write_file_rename(const char *path, const void *buf, size_t len,
 		      mode_t mode)
 {
-	return replace_file(path, buf, len, mode, false);
+	return put_file(path, buf, len, mode, PUT_REPLACE_NOSYNC);
+}
+
+int write_file_new(const char *path, const void *buf, size_t len,
+		   mode_t mode)
+{
+	return put_file(path, buf, len, mode, PUT_NEW);
 }
 
 int mkdir_p(const char *path, mode_t mode)

@@ -142,7 +142,7 @@ static void test_key_create(void **state)
 
 	(void)state;
 	memset(raw, 0x5a, sizeof(raw));
-	assert_int_equal(key_create_file(path, "short", raw), 0);
+	assert_int_equal(key_create_file(path, "short", raw, false), 0);
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
 	assert_int_equal(key_load_file(path, "short", &k), 0);
@@ -152,8 +152,59 @@ static void test_key_create(void **state)
 	key_fingerprint_str(k, fp2);
 	key_free(k);
 	assert_string_equal(fp1, fp2);
-	assert_int_equal(key_create_file(path, "four", raw), -EINVAL);
+	assert_int_equal(key_create_file(path, "four", raw, true), -EINVAL);
+	/* Never replaced unless asked: the old key still loads. */
+	memset(raw, 0x33, sizeof(raw));
+	assert_int_equal(key_create_file(path, "other", raw, false), -EEXIST);
+	assert_int_equal(key_load_file(path, "short", &k), 0);
+	key_free(k);
+	assert_int_equal(key_create_file(path, "other", raw, true), 0);
+	assert_int_equal(key_load_file(path, "other", &k), 0);
+	key_free(k);
 	free(path);
+}
+
+/* key show: kdf, dates and fingerprint without the passphrase. */
+static void test_key_info(void **state)
+{
+	struct key_material *k = NULL;
+	struct key_info info;
+	char *sc;
+	char *plain;
+	char *bad;
+	char fp[96];
+
+	(void)state;
+	sc = write_key("info-scrypt.json", "{\"kdf\":{\"Scrypt\":{\"n\":65536,"
+		"\"r\":8,\"p\":1,\"salt\":\"" SALT "\"}},\"created\":"
+		"\"2020-06-26T13:56:05Z\",\"modified\":\"2021-01-01T00:00:00Z\","
+		"\"data\":\"AgICAgICAgICAgICAgICAirgKxgpx56YpgcvMM6AXh+7LXSCgt+"
+		"QLhEFpxT/cjTEdrZkLfN5M1fOU1yzawmG0Q==\",\"fingerprint\":\"0e:ab:"
+		"d4:46:0b:6e:b9:ca:34:50:23:de:e2:b7:78:c7:90:e5:4a:16:83:b9:65:"
+		"9c:0a:57:ae:19:90:90:15:9b\"}");
+	plain = write_key("info-plain.json", "{\"kdf\":null,\"created\":\"x\","
+		"\"modified\":\"y\",\"data\":"
+		"\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\"}");
+	bad = write_key("info-bad.json", "{\"kdf\":{\"Argon\":{}},\"data\":\"\"}");
+	assert_int_equal(key_read_info(sc, &info), 0);
+	assert_string_equal(info.kdf, "scrypt");
+	assert_string_equal(info.created, "2020-06-26T13:56:05Z");
+	assert_string_equal(info.modified, "2021-01-01T00:00:00Z");
+	assert_true(info.has_fingerprint);
+	assert_int_equal(info.fingerprint[0], 0x0e);
+	assert_int_equal(info.fingerprint[31], 0x9b);
+	/* A plain key without a stored fingerprint: derived, as loading. */
+	assert_int_equal(key_read_info(plain, &info), 0);
+	assert_string_equal(info.kdf, "none");
+	assert_true(info.has_fingerprint);
+	assert_int_equal(key_load_file(plain, NULL, &k), 0);
+	assert_memory_equal(info.fingerprint, k->fingerprint, 32);
+	key_fingerprint_str(k, fp);
+	key_free(k);
+	assert_int_equal(key_read_info(bad, &info), -EBADMSG);
+	free(sc);
+	free(plain);
+	free(bad);
 }
 
 static void test_manifest_signature(void **state)
@@ -207,6 +258,7 @@ int main(void)
 		cmocka_unit_test(test_fingerprint),
 		cmocka_unit_test(test_key_files),
 		cmocka_unit_test(test_key_create),
+		cmocka_unit_test(test_key_info),
 		cmocka_unit_test(test_manifest_signature),
 	};
 
