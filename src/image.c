@@ -29,22 +29,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
-#include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/xattr.h>
-#include <sys/sysmacros.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "chunk.h"
-#include "crypto.h"
-#include "excl.h"
 #include "image.h"
 #include "log.h"
 #include "ovl.h"
+#include "target.h"
 #include "util.h"
 #include "banned.h"
 
@@ -53,6 +48,7 @@ struct image {
 	const struct snap_fidx *fidx;		/* immutable */
 	struct ccache *cache;			/* immutable pointer */
 	struct ovl *ovl;			/* NULL when read-only */
+	struct target *tgt;			/* NULL when read-only */
 	char *name;				/* immutable */
 	char *target;				/* immutable, may be NULL */
 	uint64_t size;				/* immutable */
@@ -119,186 +115,7 @@ static uint64_t block_end(const struct image *img, uint64_t blk)
 	return MIN((blk + 1) * img->block_size, img->size);
 }
 
-/* ---- the target: ownership, identity, emptiness ---- */
-
-/*
- * Identity of a file target: a random id in an extended attribute, set
- * when the state is created.  A file deleted and re-created at the same
- * path (even with the same inode number) or a copy lacks it or has
- * another inode, so a state never resumes onto it.  Where the file
- * system keeps no user xattrs, the birth time stands in; where it has
- * neither, only the inode (weak, and said so at creation).
- */
-#define ID_XATTR "user.pbs-livemount.id"
-#define ID_HEX 32
-
-static int file_identity(int fd, const char *path, bool create, char *out,
-			 size_t len)
-{
-	struct statx stx;
-	char id[ID_HEX + 1];
-	uint8_t rnd[ID_HEX / 2];
-	ssize_t n;
-
-	if (statx(fd, "", AT_EMPTY_PATH, STATX_INO | STATX_BTIME, &stx) < 0)
-		return -errno;
-	n = fgetxattr(fd, ID_XATTR, id, ID_HEX);
-	if (n == ID_HEX) {
-		id[ID_HEX] = '\0';
-		snprintf(out, len, "file:xattr:%s:ino:%llu", id,
-			 (unsigned long long)stx.stx_ino);
-		return 0;
-	}
-	if (n < 0 && errno != ENODATA && errno != ENOTSUP)
-		return -errno;
-	if (n >= 0 || errno == ENODATA) {
-		if (!create) {
-			/* Xattrs work here, yet no id: not our file. */
-			snprintf(out, len, "file:xattr:none:ino:%llu",
-				 (unsigned long long)stx.stx_ino);
-			return 0;
-		}
-		if (crypto_random(rnd, sizeof(rnd)))
-			return -EIO;
-		hex_encode(rnd, sizeof(rnd), id);
-		if (!fsetxattr(fd, ID_XATTR, id, ID_HEX, 0)) {
-			snprintf(out, len, "file:xattr:%s:ino:%llu", id,
-				 (unsigned long long)stx.stx_ino);
-			return 0;
-		}
-		if (errno != ENOTSUP)
-			return -errno;
-	}
-	if (stx.stx_mask & STATX_BTIME) {
-		snprintf(out, len, "file:btime:%lld.%09u:ino:%llu",
-			 (long long)stx.stx_btime.tv_sec,
-			 stx.stx_btime.tv_nsec,
-			 (unsigned long long)stx.stx_ino);
-		return 0;
-	}
-	if (create)
-		log_warn("image: '%s' keeps neither extended attributes nor "
-			 "a birth time: a file re-created there could be "
-			 "taken for it on resume", path);
-	snprintf(out, len, "file:dev:%u:%u:ino:%llu", stx.stx_dev_major,
-		 stx.stx_dev_minor, (unsigned long long)stx.stx_ino);
-	return 0;
-}
-
-/* First line of a sysfs attribute of device @maj:@min, or false. */
-static bool sysfs_attr(unsigned int maj, unsigned int min, const char *attr,
-		       char *out, size_t len)
-{
-	char path[128];
-	size_t n = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/%s", maj, min, attr);
-	f = fopen(path, "re");
-	if (!f)
-		return false;
-	if (fgets(out, (int)len, f))
-		n = strcspn(out, "\n");
-	out[n] = '\0';
-	fclose(f);
-	return n > 0;
-}
-
-/*
- * Identity of a block device: what names the storage rather than the
- * device number, which changes across reboots: the device-mapper UUID
- * (LVM, dm-crypt), a loop device's backing file, the disk's WWID or
- * serial; partitions add their number and start.  Hashed to fit.
- */
-static void blk_identity(dev_t rdev, char *out, size_t len)
-{
-	unsigned int maj = major(rdev);
-	unsigned int min = minor(rdev);
-	unsigned int pmaj = maj;
-	unsigned int pmin = min;
-	char part[600] = "";
-	char val[512];
-	char desc[1200];
-	char kind[8] = "dev";
-	uint8_t d[32];
-	char hex[65];
-	struct stat bs;
-
-	if (sysfs_attr(maj, min, "partition", val, sizeof(val))) {
-		char start[32] = "";
-
-		sysfs_attr(maj, min, "start", start, sizeof(start));
-		snprintf(part, sizeof(part), ":part%s@%s", val, start);
-		/* The parent disk is the directory above in sysfs. */
-		if (sysfs_attr(maj, min, "../dev", val, sizeof(val)))
-			sscanf(val, "%u:%u", &pmaj, &pmin);
-	}
-	if (sysfs_attr(pmaj, pmin, "dm/uuid", val, sizeof(val))) {
-		snprintf(kind, sizeof(kind), "dm");
-	} else if (sysfs_attr(pmaj, pmin, "loop/backing_file", val,
-			      sizeof(val))) {
-		char off[32] = "";
-		size_t l = strlen(val);
-
-		snprintf(kind, sizeof(kind), "loop");
-		sysfs_attr(pmaj, pmin, "loop/offset", off, sizeof(off));
-		if (!stat(val, &bs))
-			snprintf(val + l, sizeof(val) - l, "@%s:ino:%llu", off,
-				 (unsigned long long)bs.st_ino);
-	} else if (sysfs_attr(pmaj, pmin, "wwid", val, sizeof(val)) ||
-		   sysfs_attr(pmaj, pmin, "device/wwid", val, sizeof(val)) ||
-		   sysfs_attr(pmaj, pmin, "device/serial", val, sizeof(val))) {
-		snprintf(kind, sizeof(kind), "disk");
-	} else {
-		snprintf(val, sizeof(val), "%u:%u", pmaj, pmin);
-	}
-	snprintf(desc, sizeof(desc), "%s:%s%s", kind, val, part);
-	crypto_sha256(desc, strlen(desc), d);
-	hex_encode(d, 16, hex);
-	snprintf(out, len, "blk:%s:%s", kind, hex);
-}
-
-/* Does a block device hold data?  Samples its start, end and 62 places
- * between: every partition table, file system or volume label shows. */
-static int blk_holds_data(int fd, uint64_t devsize, bool *data)
-{
-	const uint64_t big = 1u << 20;
-	const uint64_t small = 64u << 10;
-	uint8_t *buf;
-	int ret = 0;
-
-	*data = false;
-	buf = malloc(big);
-	if (!buf)
-		return -ENOMEM;
-	for (int k = 0; !ret && !*data && k < 64; k++) {
-		uint64_t n = k == 0 || k == 63 ? big : small;
-		uint64_t off = k == 63 ? devsize - MIN(big, devsize) :
-					 devsize / 64 * k;
-
-		n = MIN(n, devsize - off);
-		ret = pread_full(fd, buf, n, off);
-		for (uint64_t j = 0; !ret && j < n && !*data; j++)
-			*data = buf[j] != 0;
-	}
-	free(buf);
-	return ret;
-}
-
-/* Does a file hold data?  Any allocated extent counts. */
-static int file_holds_data(int fd, uint64_t size, bool *data)
-{
-	off_t off;
-
-	*data = false;
-	if (!size)
-		return 0;
-	off = lseek(fd, 0, SEEK_DATA);
-	if (off < 0 && errno != ENXIO)
-		return -errno;
-	*data = off >= 0 && (uint64_t)off < size;
-	return 0;
-}
+/* ---- the target: resume checks, a fresh start ---- */
 
 /*
  * A resumed file target must still hold data where the state says the
@@ -344,134 +161,45 @@ static int check_restored_data(struct image *img)
 }
 
 /*
- * Open the target and lock it for the image's life.  *@created: this
- * call created the (empty) file.  Its size in *@size.
- */
-static int open_target(struct image *img, const struct image_conf *conf,
-		       uint64_t *size, bool *created)
-{
-	const char *path = conf->target;
-	struct stat st;
-	int ret;
-
-	*created = false;
-	if (!stat(path, &st) && S_ISBLK(st.st_mode)) {
-		/* O_EXCL: the kernel refuses a device in use (mounted, or
-		 * claimed by another exclusive opener). */
-		img->fd = open(path, O_RDWR | O_EXCL | O_CLOEXEC);
-		if (img->fd < 0 && errno == EBUSY) {
-			log_err("image: cannot use target '%s': the device is "
-				"in use (mounted, or opened exclusively)", path);
-			return -EBUSY;
-		}
-	} else {
-		img->fd = open(path, O_RDWR | O_CLOEXEC);
-		if (img->fd < 0 && errno == ENOENT) {
-			img->fd = open(path, O_RDWR | O_CREAT | O_EXCL |
-					     O_CLOEXEC, 0600);
-			*created = img->fd >= 0;
-		}
-	}
-	if (img->fd < 0) {
-		ret = -errno;
-		log_err("image: cannot open target '%s': %s", path,
-			strerror(errno));
-		return ret;
-	}
-	ret = excl_lock(img->fd, path, false, conf->lock_wait_ms, "image",
-			"; unmount that mount first");
-	if (ret)
-		return ret;
-	if (fstat(img->fd, &st) < 0)
-		return -errno;
-	img->is_blk = S_ISBLK(st.st_mode);
-	if (!img->is_blk && !S_ISREG(st.st_mode)) {
-		log_err("image: cannot use target '%s': not a file or block "
-			"device", path);
-		return -EINVAL;
-	}
-	*size = (uint64_t)st.st_size;
-	if (img->is_blk) {
-		if (ioctl(img->fd, BLKGETSIZE64, size) < 0)
-			return -errno;
-		if (*size < img->size) {
-			log_err("image: cannot use target '%s': device has "
-				"%llu bytes, image needs %llu", path,
-				(unsigned long long)*size,
-				(unsigned long long)img->size);
-			return -ENOSPC;
-		}
-	}
-	return 0;
-}
-
-/* The identity of the open target; @create: mark a file as ours. */
-static int target_identity(struct image *img, bool create, char *id,
-			   size_t idlen)
-{
-	struct stat st;
-	int ret;
-
-	if (fstat(img->fd, &st) < 0)
-		return -errno;
-	if (img->is_blk) {
-		blk_identity(st.st_rdev, id, idlen);
-		return 0;
-	}
-	ret = file_identity(img->fd, img->target, create, id, idlen);
-	if (ret)
-		log_err("image: cannot %s target '%s': %s",
-			create ? "mark" : "identify", img->target,
-			strerror(-ret));
-	return ret;
-}
-
-/*
  * No state to resume: the target must not hold data unless the user
  * said --overwrite.  A file is then made a sparse file of the image's
  * size, old blocks dropped.
  */
 static int prepare_fresh_target(struct image *img,
-				const struct image_conf *conf, uint64_t size)
+				const struct image_conf *conf)
 {
-	const char *path = conf->target;
-	bool data = false;
+	uint64_t size = target_size(img->tgt);
+	uint64_t where = 0;
 	int ret;
 
-	if (img->is_blk) {
-		if (conf->overwrite)
-			return 0;
-		ret = blk_holds_data(img->fd, size, &data);
-		if (ret)
+	if (!conf->overwrite) {
+		ret = target_find_data(img->tgt, &where);
+		if (ret < 0) {
+			log_err("image: cannot read target '%s': %s",
+				img->target, strerror(-ret));
 			return ret;
-		if (data) {
-			log_err("image: cannot use target '%s': the device "
-				"holds data and there is no state file to "
+		}
+		if (ret) {
+			log_err("image: cannot use target '%s': it holds data "
+				"(at offset %llu) and there is no state file to "
 				"resume; give --overwrite to restore over it",
-				path);
+				img->target, (unsigned long long)where);
 			return -EEXIST;
 		}
+	}
+	if (img->is_blk)
 		return 0;
-	}
-	ret = file_holds_data(img->fd, size, &data);
-	if (ret)
-		return ret;
-	if (data && !conf->overwrite) {
-		log_err("image: cannot use target '%s': it holds data and "
-			"there is no state file to resume; give --overwrite "
-			"to restore over it", path);
-		return -EEXIST;
-	}
 	if (size && size != img->size && !conf->overwrite) {
 		log_err("image: cannot use target '%s': size %llu, image is "
-			"%llu bytes; give --overwrite to replace it", path,
-			(unsigned long long)size, (unsigned long long)img->size);
+			"%llu bytes; give --overwrite to replace it",
+			img->target, (unsigned long long)size,
+			(unsigned long long)img->size);
 		return -EINVAL;
 	}
 	if ((size && ftruncate(img->fd, 0) < 0) ||
 	    ftruncate(img->fd, img->size) < 0) {
 		ret = -errno;
-		log_err("image: cannot size target '%s': %s", path,
+		log_err("image: cannot size target '%s': %s", img->target,
 			strerror(errno));
 		return ret;
 	}
@@ -480,11 +208,16 @@ static int prepare_fresh_target(struct image *img,
 
 int image_open(const struct image_conf *conf, struct image **out)
 {
+	struct target_conf tc = {
+		.path = conf->target,
+		.who = "image",
+		.busy_hint = "; unmount that mount first",
+		.lock_wait_ms = conf->lock_wait_ms,
+		.create = true,
+	};
 	struct ovl_conf oc = { 0 };
 	struct image *img;
 	char *state = NULL;
-	bool created = false;
-	uint64_t tsize = 0;
 	bool resume;
 	int ret;
 
@@ -505,7 +238,7 @@ int image_open(const struct image_conf *conf, struct image **out)
 			"two from 512 to the chunk size",
 			(unsigned long long)img->block_size);
 		ret = -EINVAL;
-		goto err_free;
+		goto err;
 	}
 	if (conf->read_only || !conf->target) {
 		*out = img;
@@ -520,18 +253,21 @@ int image_open(const struct image_conf *conf, struct image **out)
 	 * replaced when compacted), and while we hold it no other daemon of
 	 * this target can create or remove the state.
 	 */
-	ret = open_target(img, conf, &tsize, &created);
+	tc.size = img->size;
+	ret = target_open(&tc, &img->tgt);
 	if (ret)
-		goto err_unlink;
+		goto err;
+	img->fd = target_fd(img->tgt);
+	img->is_blk = target_is_blk(img->tgt);
 	img->dfd = open_direct(img->fd);
 	resume = !access(state, F_OK);
 	if (!resume)
-		ret = prepare_fresh_target(img, conf, tsize);
+		ret = prepare_fresh_target(img, conf);
 	if (!ret)
-		ret = target_identity(img, !resume, oc.target_id,
+		ret = target_identity(img->tgt, !resume, oc.target_id,
 				      sizeof(oc.target_id));
 	if (ret)
-		goto err_unlink;
+		goto err;
 	oc.state_path = state;
 	oc.target_fd = img->fd;
 	oc.size = img->size;
@@ -542,33 +278,36 @@ int image_open(const struct image_conf *conf, struct image **out)
 	/* Locks the state file, then checks its header against all that. */
 	ret = ovl_open(&oc, &img->ovl);
 	if (ret)
-		goto err_unlink;
+		goto err;
 	if (!ovl_is_new(img->ovl) && !img->is_blk) {
-		if (tsize != img->size) {
+		if (target_size(img->tgt) != img->size) {
 			log_err("image: cannot resume into target '%s': it has "
 				"%llu bytes, the state was written for %llu "
 				"(truncated or replaced since); remove the "
 				"state file to start over", img->target,
-				(unsigned long long)tsize,
+				(unsigned long long)target_size(img->tgt),
 				(unsigned long long)img->size);
 			ret = -ESTALE;
-			goto err_unlink;
+			goto err;
 		}
 		ret = check_restored_data(img);
 		if (ret)
-			goto err_unlink;
+			goto err;
 	}
 	free(state);
 	*out = img;
 	return 0;
-err_unlink:
-	/* A file this call created is empty and ours alone. */
-	if (created)
-		unlink(conf->target);
-err_free:
+err:
 	free(state);
 	ovl_free(img->ovl);
 	img->ovl = NULL;
+	if (img->dfd >= 0)
+		close(img->dfd);
+	img->dfd = -1;
+	/* A file this call created is empty and ours alone. */
+	target_close(img->tgt, true);
+	img->tgt = NULL;
+	img->fd = -1;
 	image_close(img);
 	return ret;
 }
@@ -587,8 +326,7 @@ void image_close(struct image *img)
 	}
 	if (img->dfd >= 0)
 		close(img->dfd);
-	if (img->fd >= 0)
-		close(img->fd);
+	target_close(img->tgt, false);
 	free(img->name);
 	free(img->target);
 	free(img);
