@@ -97,5 +97,12 @@ int cli_read_secret(struct cli *c, const char *repo);
  */
 const char *cli_repo_arg(int nargs, int want, char **argv, int *shift);
 int cli_exit_code(int ret);
+/*
+ * Where state of a kind @leaf ("traces", "state") lives: $@env if set,
+ * else /var/lib/pbs-livemount/@leaf for root and
+ * $XDG_STATE_HOME/pbs-livemount/@leaf (~/.local/state/...) for others.
+ * Malloc'ed; NULL when no home is known.
+ */
+char *cli_default_dir(const char *env, const char *leaf);
 
 #endif

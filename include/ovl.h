@@ -34,6 +34,8 @@ struct ovl_conf {
 	uint8_t index_csum[32];	/* identity of the backup image */
 	char target_id[128];	/* identity of the target */
 	uint64_t lock_wait_ms;	/* wait for another holder of the file */
+	bool probe;		/* a state of another backup, geometry or
+				   target is -ESTALE without a log line */
 };
 
 /*

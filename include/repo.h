@@ -84,7 +84,9 @@ bool repo_archive_is_zero(const struct repo_archive *a, uint64_t i);
 /*
  * Fetch, verify and decode chunk @i into @out (snap_fidx_chunk_len()
  * bytes).  Retried by the store; on failure logs one line with the
- * digest, the location and the reason, and returns -EIO (or -ENOKEY).
+ * digest, the location and the reason, and returns -EIO when the store
+ * gave up (unreachable, refusing: it may come back), -EBADMSG when the
+ * chunk is missing or fails its checks, or -ENOKEY.
  * Zero chunks are filled without a fetch.
  */
 int repo_archive_read_chunk(const struct repo_archive *a, uint64_t i,

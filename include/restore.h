@@ -8,20 +8,33 @@
 #include "repo.h"
 
 /*
- * restore: copy one archive into a file or block device, several chunks
- * in flight, every chunk verified.  A regular-file target is written
- * under "<target>.partial" and renamed only when complete and durable,
- * so a failed restore never leaves a target that looks complete.
- * verify: hash an image chunk by chunk against the index.
+ * restore: copy one archive into a file, a block device or standard
+ * output, several chunks in flight, every chunk verified.
+ *
+ * Nothing the user did not name is replaced: a target that holds data
+ * is refused unless @overwrite; a symbolic link (but one to a block
+ * device), a FIFO, a socket, a directory, a character device, or
+ * anything under /dev that is not a block device is refused at once.
+ * A file target is written as "<target>.partial" and renamed over
+ * <target> only when complete and durable; a device is written in
+ * place, locked and opened exclusively as a live mount's target.
+ * Progress is kept in a state file (ovl.h: "<target>.partial.lmstate",
+ * or <state_dir>/restore-<device name> for a device), so that a restore
+ * that was killed, or stopped by an outage or a full disk, resumes from
+ * what it had written when run again.  "-" writes the image to standard
+ * output, in order (not a terminal).
  */
 struct restore_conf {
 	struct repo_archive *archive;	/* borrowed */
-	const char *target;
+	const char *target;		/* path, or "-" */
+	const char *state_dir;		/* devices' state files */
 	unsigned int threads;		/* chunks in flight */
 	bool target_zeroed;		/* block device known to read zeros */
+	bool overwrite;			/* a target holding data may go */
 	bool quiet;
 };
 
+/* 0, or -errno after one line (two when a resumable restore stopped). */
 int restore_run(const struct restore_conf *conf);
 
 struct verify_conf {

@@ -62,6 +62,9 @@ int target_find_data(const struct target *t, uint64_t *where);
  */
 int target_identity(const struct target *t, bool mark, char *id, size_t len);
 
+/* A file that carries the id a state was created with (ours). */
+bool target_is_marked(const struct target *t);
+
 /*
  * The state file name of a block device target, from what names its
  * storage: "dm-LVM-....lmstate", "loop-disk.img-....lmstate" (readable

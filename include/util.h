@@ -82,6 +82,11 @@ int write_file_rename(const char *path, const void *buf, size_t len,
 int write_file_new(const char *path, const void *buf, size_t len,
 		   mode_t mode);
 int fsync_parent_dir(const char *path);
+/*
+ * Is the file open as @fd still the one at @path?  A lock taken after
+ * waiting may be on a file that was renamed or removed meanwhile.
+ */
+bool fd_is_at(int fd, const char *path);
 /* @p made absolute against the current directory (malloc'ed; NULL for
  * NULL), so that it stays valid after a daemon changes to "/". */
 char *abs_path(const char *p);

@@ -554,6 +554,25 @@ int cli_open_repo(struct cli *c, const char *repo)
 	return ret;
 }
 
+/* State, not cache: what a later run needs. */
+char *cli_default_dir(const char *env, const char *leaf)
+{
+	const char *v = getenv(env);
+	const char *home = getenv("HOME");
+	const char *xdg = getenv("XDG_STATE_HOME");
+
+	if (v && *v)
+		return abs_path(v);
+	if (!geteuid())
+		return xasprintf("/var/lib/pbs-livemount/%s", leaf);
+	if (xdg && *xdg == '/')
+		return xasprintf("%s/pbs-livemount/%s", xdg, leaf);
+	if (home && *home == '/')
+		return xasprintf("%s/.local/state/pbs-livemount/%s", home,
+				 leaf);
+	return NULL;
+}
+
 int cli_exit_code(int ret)
 {
 	return ret ? EXIT_FAILURE : EXIT_SUCCESS;

@@ -118,24 +118,6 @@ static int daemonize(struct ready_pipe *rp)
 	return 0;
 }
 
-/* Where boot traces live unless --trace-dir says: state, not cache. */
-static char *default_trace_dir(void)
-{
-	const char *env = getenv("PBSLM_TRACE_DIR");
-	const char *home = getenv("HOME");
-	const char *xdg = getenv("XDG_STATE_HOME");
-
-	if (env && *env)
-		return abs_path(env);
-	if (!geteuid())
-		return xstrdup("/var/lib/pbs-livemount/traces");
-	if (xdg && *xdg == '/')
-		return xasprintf("%s/pbs-livemount/traces", xdg);
-	if (home && *home == '/')
-		return xasprintf("%s/.local/state/pbs-livemount/traces", home);
-	return NULL;
-}
-
 int cmd_mount(int argc, char **argv)
 {
 	struct mount_conf mc = {
@@ -252,7 +234,7 @@ int cmd_mount(int argc, char **argv)
 		goto out;
 	}
 	if (!no_trace && !trace_file && !trace_dir)
-		trace_dir = default_trace_dir();
+		trace_dir = cli_default_dir("PBSLM_TRACE_DIR", "traces");
 	mnt = abs_path(args[1]);
 	/* The terminal is still ours: ask for a missing password now. */
 	if (cli_read_secret(&c, repo)) {

@@ -21,8 +21,10 @@
 #include "banned.h"
 
 static const char restore_desc[] =
-	"Restore one disk archive into TARGET, a file (written as\n"
-	"TARGET.partial and renamed when complete) or a block device.\n"
+	"Restore one disk archive into TARGET: a file (written as\n"
+	"TARGET.partial and renamed when complete), a block device, or '-'\n"
+	"for standard output.  A TARGET that holds data is refused unless\n"
+	"--overwrite; an interrupted restore resumes when run again.\n"
 	"SNAPSHOT is TYPE/ID/TIME or TYPE/ID for the newest; ARCHIVE is e.g.\n"
 	"drive-scsi0 or drive-scsi0.img.fidx.  REPO is a datastore directory,\n"
 	"file://PATH, http(s)://HOST[:PORT]/PATH, s3://BUCKET/DATASTORE or a\n"
@@ -39,6 +41,8 @@ static int restore_verify(int argc, char **argv, bool verify)
 	struct repo_snapshot *snap = NULL;
 	struct repo_archive *a = NULL;
 	bool target_zeroed = false;
+	bool overwrite = false;
+	char *state_dir = NULL;
 	struct cli c;
 	int ret = 0;
 	const char *repo;
@@ -48,6 +52,9 @@ static int restore_verify(int argc, char **argv, bool verify)
 
 	cli_init(&c);
 	const struct opt restore_opts[] = {
+		OPT_BOOL(0, "overwrite", &overwrite,
+			 "restore over a TARGET that holds data (a file\n"
+			 "is replaced once the restore is complete)"),
 		OPT_BOOL(0, "target-zeroed", &target_zeroed,
 			 "block device already reads zeros: skip\n"
 			 "zero chunks"),
@@ -79,6 +86,9 @@ static int restore_verify(int argc, char **argv, bool verify)
 		goto out;
 	}
 	args = argv + 1 + shift;
+	state_dir = cli_default_dir("PBSLM_STATE_DIR", "state");
+	if (!state_dir)
+		state_dir = xstrdup(".");
 	ret = cli_open_repo(&c, repo);
 	if (!ret)
 		ret = repo_snapshot_open(c.s, c.ns, args[0], c.key, &snap);
@@ -109,6 +119,8 @@ static int restore_verify(int argc, char **argv, bool verify)
 				       (unsigned int)sysconf(_SC_NPROCESSORS_ONLN)) :
 				   c.store.connections,
 			.target_zeroed = target_zeroed,
+			.overwrite = overwrite,
+			.state_dir = state_dir,
 			.quiet = c.quiet,
 		};
 
@@ -119,6 +131,7 @@ out:
 	repo_archive_close(a);
 	repo_snapshot_close(snap);
 	cli_release(&c);
+	free(state_dir);
 	return ret;
 }
 

@@ -855,7 +855,8 @@ int image_fill_chunk(struct image *img, uint64_t i, enum store_prio prio)
 	ovl_unlock_chunk(img->ovl, i);
 	if (e)
 		ccache_put(img->cache, e);
-	if (ret && ret != -EIO && ret != -ECANCELED)
+	/* The store's failures were logged below. */
+	if (ret && ret != -EIO && ret != -EBADMSG && ret != -ECANCELED)
 		log_err("image: cannot fill chunk %llu of '%s': %s",
 			(unsigned long long)i, img->name, strerror(-ret));
 	return ret;

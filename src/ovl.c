@@ -433,6 +433,11 @@ static int check_header(struct ovl *o, const uint8_t *h)
 	else if (memcmp(h + 72, want + 72, 128))
 		field = "the target is not the file or device it was written "
 			"for (deleted and re-created, replaced or copied since)";
+	if (field && o->conf.probe) {
+		log_debug(LOG_CAT_OVL, "ovl: not resuming '%s': %s", o->path,
+			  field);
+		return -ESTALE;
+	}
 	if (field) {
 		log_err("ovl: cannot resume '%s': %s", o->path, field);
 		return -ESTALE;
@@ -783,15 +788,6 @@ out:
 }
 
 /* Same file at @path as on @fd (not replaced since we opened it)? */
-static bool still_linked(int fd, const char *path)
-{
-	struct stat a;
-	struct stat b;
-
-	return !fstat(fd, &a) && !stat(path, &b) && a.st_dev == b.st_dev &&
-	       a.st_ino == b.st_ino;
-}
-
 /*
  * Open and lock the state file: the existing one, or a new one created
  * whole and linked into place.  *@created tells which.
@@ -809,7 +805,7 @@ static int open_locked(struct ovl *o, bool *created)
 					"; unmount that mount first");
 			if (ret)
 				goto out;
-			if (still_linked(o->fd, o->path)) {
+			if (fd_is_at(o->fd, o->path)) {
 				*created = false;
 				ret = 0;
 				goto out;

@@ -559,5 +559,8 @@ int repo_archive_read_chunk(const struct repo_archive *a, uint64_t i,
 			ret == -ENOENT ? "chunk missing" :
 			ctx.why ? ctx.why : strerror(-ret));
 	}
-	return ret == -ENOKEY ? -ENOKEY : -EIO;
+	/* The store gave up (down, refusing) or the chunk is bad. */
+	if (ret == -ENOKEY)
+		return ret;
+	return store_err_logged(ret) ? -EIO : -EBADMSG;
 }

@@ -6,9 +6,17 @@
  * digest's first position, so that a chunk used at several offsets is
  * fetched and decoded once and written everywhere it belongs.  Worker
  * threads take items through an atomic cursor; each owns a chunk-sized
- * buffer; they share nothing else but the error flag.  Zero chunks are
- * never fetched: a fresh file target gets a hole, a block device gets
- * BLKZEROOUT unless --target-zeroed says it already reads zeros.
+ * buffer; they share nothing else but the error flag and the state.
+ * Zero chunks are never fetched: a fresh file target gets a hole, a
+ * block device gets BLKZEROOUT unless --target-zeroed says it already
+ * reads zeros, a resumed file gets its range punched.
+ *
+ * Progress: every chunk position written is marked in an allocation
+ * state (ovl.h, one block per chunk), which the main thread commits once
+ * a second while the workers run; a commit syncs the target before the
+ * state says a chunk is in, so after kill -9 or an outage the same
+ * command resumes from what is durable.  The state goes once the restore
+ * is complete (a file renamed into place, a device synced).
  *
  * Whole chunks are written with O_DIRECT where the target takes it: a
  * restore reads nothing back, so the page cache only costs a copy and
@@ -17,8 +25,11 @@
  * Tails that are not whole pages, and file systems that refuse O_DIRECT
  * (tmpfs), go through the page cache (util: pwrite_split).
  *
+ * Standard output ("-") is written in order: workers fetch into a ring
+ * of chunk buffers, the main thread writes the ring's head as it fills.
+ *
  * Thread inventory: restore_run() starts conf->threads workers and joins
- * them all before it returns.
+ * them all before it returns; the main thread commits meanwhile.
  */
 #include "config.h"
 
@@ -26,6 +37,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,12 +49,15 @@
 #include "chunk.h"
 #include "excl.h"
 #include "log.h"
+#include "ovl.h"
 #include "restore.h"
+#include "target.h"
 #include "util.h"
 #include "banned.h"
 
 /* A mount unmounted a moment ago is gone within about a second. */
 #define LOCK_WAIT_MS 5000
+#define BUSY_HINT "; unmount that mount or wait for that restore"
 
 struct item {
 	uint64_t first;		/* index of the first position */
@@ -60,15 +75,26 @@ struct job {
 	const struct restore_conf *conf;    /* immutable */
 	const struct snap_fidx *fidx;	    /* immutable */
 	struct plan plan;		    /* immutable once workers run */
+	struct target *hold;		    /* immutable: an existing file
+					       TARGET, locked till replaced */
+	struct target *tgt;		    /* immutable: what is written */
+	struct ovl *ovl;		    /* own locking */
+	char *partial;			    /* immutable: file targets */
+	char *state;			    /* immutable */
 	int fd;				    /* immutable */
 	int dfd;			    /* immutable: O_DIRECT, or -1 */
 	bool direct_off;		    /* atomic: dfd refused a write */
-	int hold_fd;			    /* immutable: locks TARGET */
 	bool is_blk;			    /* immutable */
+	bool replace;			    /* immutable: TARGET was a file */
+	bool fresh_file;		    /* immutable: a new sparse file */
 	uint64_t next;			    /* atomic: next item */
 	int error;			    /* atomic: first -errno */
 	uint64_t fetched_bytes;		    /* atomic */
 	uint64_t zero_chunks;		    /* atomic */
+	uint64_t done_before;		    /* immutable: resumed chunks */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;		    /* with ->lock: a worker ended */
+	unsigned int running;		    /* protected by ->lock */
 };
 
 static int cmp_pos(const void *a, const void *b, void *ctx)
@@ -128,12 +154,36 @@ static void plan_free(struct plan *p)
 	free(p->positions);
 }
 
+static bool is_done(const struct job *job, uint64_t i)
+{
+	return ovl_chunk_state(job->ovl, i) == OVL_PRESENT;
+}
+
+/* Chunk position @i is written: the next commit says so. */
+static int mark_done(struct job *job, uint64_t i)
+{
+	int ret;
+
+	ovl_lock_chunk(job->ovl, i);
+	ret = ovl_mark_present(job->ovl, i, 1);
+	ovl_unlock_chunk(job->ovl, i);
+	return ret;
+}
+
 static int zero_chunk(struct job *job, uint64_t off, uint64_t len)
 {
 	/* A fresh file reads zeros already: leave a hole. */
-	if (!job->is_blk || job->conf->target_zeroed)
+	if (job->fresh_file || (job->is_blk && job->conf->target_zeroed))
 		return 0;
-	return zero_range(job->fd, true, off, len);
+	return zero_range(job->fd, job->is_blk, off, len);
+}
+
+static int write_err(struct job *job, uint64_t off, int ret)
+{
+	log_err("restore: cannot write '%s' at offset %llu: %s",
+		job->partial ? job->partial : job->conf->target,
+		(unsigned long long)off, strerror(-ret));
+	return ret;
 }
 
 static int do_item(struct job *job, const struct item *it, uint8_t *buf)
@@ -141,35 +191,48 @@ static int do_item(struct job *job, const struct item *it, uint8_t *buf)
 	const struct repo_archive *a = job->conf->archive;
 	uint64_t cs = snap_fidx_chunk_size(job->fidx);
 	uint64_t len = snap_fidx_chunk_len(job->fidx, it->first);
+	bool zero = repo_archive_is_zero(a, it->first);
+	bool fetched = false;
 	int ret;
 
-	if (repo_archive_is_zero(a, it->first)) {
-		__atomic_add_fetch(&job->zero_chunks, it->npos,
-				   __ATOMIC_RELAXED);
-		for (uint64_t k = 0; k < it->npos; k++) {
-			ret = zero_chunk(job, it->pos[k] * cs, len);
-			if (ret)
-				return ret;
-		}
-		return 0;
-	}
-	ret = repo_archive_read_chunk(a, it->first, STORE_PRIO_DEMAND, buf);
-	if (ret)
-		return ret;
-	__atomic_add_fetch(&job->fetched_bytes, len, __ATOMIC_RELAXED);
 	for (uint64_t k = 0; k < it->npos; k++) {
 		uint64_t i = it->pos[k];
 
-		ret = pwrite_split(job->fd, job->dfd, &job->direct_off, buf,
-				   snap_fidx_chunk_len(job->fidx, i), i * cs);
-		if (ret) {
-			log_err("restore: cannot write '%s' at offset %llu: %s",
-				job->conf->target,
-				(unsigned long long)(i * cs), strerror(-ret));
-			return ret;
+		if (is_done(job, i))
+			continue;	/* a resumed restore wrote it */
+		if (zero) {
+			__atomic_add_fetch(&job->zero_chunks, 1,
+					   __ATOMIC_RELAXED);
+			ret = zero_chunk(job, i * cs, len);
+		} else {
+			if (!fetched) {
+				ret = repo_archive_read_chunk(
+					a, it->first, STORE_PRIO_DEMAND, buf);
+				if (ret)
+					return ret;
+				fetched = true;
+				__atomic_add_fetch(&job->fetched_bytes, len,
+						   __ATOMIC_RELAXED);
+			}
+			ret = pwrite_split(job->fd, job->dfd, &job->direct_off,
+					   buf, snap_fidx_chunk_len(job->fidx, i),
+					   i * cs);
 		}
+		if (ret)
+			return write_err(job, i * cs, ret);
+		ret = mark_done(job, i);
+		if (ret)
+			return ret;
 	}
 	return 0;
+}
+
+static void set_error(int *error, int ret)
+{
+	int zero = 0;
+
+	__atomic_compare_exchange_n(error, &zero, ret, false, __ATOMIC_RELAXED,
+				    __ATOMIC_RELAXED);
 }
 
 static void *worker(void *arg)
@@ -189,83 +252,389 @@ static void *worker(void *arg)
 			break;
 		ret = do_item(job, &job->plan.items[k], buf);
 	}
-	if (ret) {
-		int zero = 0;
-
-		__atomic_compare_exchange_n(&job->error, &zero, ret, false,
-					    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
-	}
+	/* -ECANCELED follows another worker's failure, which says why. */
+	if (ret && ret != -ECANCELED)
+		set_error(&job->error, ret);
 	free(buf);
+	pthread_mutex_lock(&job->lock);
+	job->running--;
+	pthread_cond_signal(&job->cond);
+	pthread_mutex_unlock(&job->lock);
 	return NULL;
 }
 
-/*
- * A live mount's target is never written behind its back: a block device
- * is opened O_EXCL and locked; an existing file TARGET is locked until
- * the finished TARGET.partial has been renamed over it, and
- * TARGET.partial itself is locked against a second restore.
- */
-static int open_target(struct job *job, const char *target, uint64_t size,
-		       char **partial)
+/* ---- what TARGET is, and may it be written ---- */
+
+enum kind {
+	K_NEW,		/* nothing there: a new file */
+	K_FILE,		/* an existing regular file */
+	K_BLK,		/* a block device (or a symlink to one) */
+};
+
+/* Refuse what restore must never write or replace; logged. */
+static int classify(const char *path, enum kind *kind)
 {
-	const char *hint = "; unmount that mount or wait for that restore";
-	struct stat sb;
-	uint64_t devsize;
+	char *abs = abs_path(path);
+	bool in_dev = !strncmp(abs, "/dev/", 5);
+	const char *what = NULL;
+	char link[PATH_MAX];
+	struct stat st;
+	ssize_t n;
+	int ret = 0;
+
+	if (lstat(path, &st) < 0) {
+		if (errno != ENOENT) {
+			ret = -errno;
+			log_err("restore: cannot use '%s': %s", path,
+				strerror(errno));
+		} else if (in_dev) {
+			log_err("restore: cannot use '%s': no such block "
+				"device", path);
+			ret = -ENOENT;
+		} else {
+			*kind = K_NEW;
+		}
+		goto out;
+	}
+	if (S_ISLNK(st.st_mode)) {
+		/* /dev/vg0/lv, /dev/disk/by-id/...: the device itself. */
+		if (!stat(path, &st) && S_ISBLK(st.st_mode)) {
+			*kind = K_BLK;
+			goto out;
+		}
+		n = readlink(path, link, sizeof(link) - 1);
+		link[n > 0 ? n : 0] = '\0';
+		log_err("restore: cannot use '%s': a symbolic link to '%s'; "
+			"name the file itself (a link is never replaced)%s",
+			path, link, strncmp(link, "/proc/self/fd/", 14) ? "" :
+			", or '-' for standard output");
+		ret = -ELOOP;
+		goto out;
+	}
+	if (S_ISBLK(st.st_mode))
+		*kind = K_BLK;
+	else if (S_ISREG(st.st_mode) && !in_dev)
+		*kind = K_FILE;
+	else if (S_ISREG(st.st_mode))
+		what = "a file under /dev but not a block device";
+	else if (S_ISDIR(st.st_mode))
+		what = "a directory";
+	else if (S_ISFIFO(st.st_mode))
+		what = "a FIFO; to write into a pipe, give '-' and redirect "
+		       "standard output";
+	else if (S_ISSOCK(st.st_mode))
+		what = "a socket";
+	else if (S_ISCHR(st.st_mode))
+		what = "a character device; '-' writes to standard output";
+	else
+		what = "not a file or block device";
+	if (what) {
+		log_err("restore: cannot use '%s': %s", path, what);
+		ret = -EINVAL;
+	}
+out:
+	free(abs);
+	return ret;
+}
+
+static int refuse_data(const char *path, struct target *t)
+{
+	uint64_t where = 0;
 	int ret;
 
-	if (!stat(target, &sb) && S_ISBLK(sb.st_mode)) {
-		job->is_blk = true;
-		job->fd = open(target, O_RDWR | O_EXCL | O_CLOEXEC);
-		if (job->fd < 0 && errno == EBUSY) {
-			log_err("restore: cannot use '%s': the device is in use "
-				"(mounted, or opened exclusively)", target);
-			return -EBUSY;
-		}
-		if (job->fd < 0)
-			goto err;
-		ret = excl_lock(job->fd, target, false, LOCK_WAIT_MS, "restore",
-				hint);
+	ret = target_find_data(t, &where);
+	if (ret < 0) {
+		log_err("restore: cannot read '%s': %s", path, strerror(-ret));
+		return ret;
+	}
+	if (!ret)
+		return 0;
+	if (target_is_blk(t))
+		log_err("restore: cannot use '%s': the device holds data "
+			"(non-zero bytes at offset %llu); give --overwrite to "
+			"restore over it", path, (unsigned long long)where);
+	else
+		log_err("restore: cannot use '%s': it holds data (a file of "
+			"%llu bytes); give --overwrite to replace it once the "
+			"restore is complete", path,
+			(unsigned long long)target_size(t));
+	return -EEXIST;
+}
+
+/*
+ * Open the progress state: resume it (0, *@resumed) if it describes
+ * this backup and target, else start a fresh one, after @fresh_ok()
+ * allows it.  A stale state is replaced.
+ */
+static int open_state(struct job *job, bool mark, bool *resumed)
+{
+	struct ovl_conf oc = {
+		.state_path = job->state,
+		.target_fd = job->fd,
+		.size = snap_fidx_size(job->fidx),
+		.chunk_size = snap_fidx_chunk_size(job->fidx),
+		.block_size = snap_fidx_chunk_size(job->fidx),
+		.lock_wait_ms = LOCK_WAIT_MS,
+		.probe = true,
+	};
+	int ret;
+
+	memcpy(oc.index_csum, snap_fidx_csum(job->fidx), 32);
+	ret = target_identity(job->tgt, mark, oc.target_id,
+			      sizeof(oc.target_id));
+	if (ret)
+		return ret;
+	ret = ovl_open(&oc, &job->ovl);
+	*resumed = !ret && !ovl_is_new(job->ovl);
+	return ret;
+}
+
+/* The state of an earlier run for this target, or why it cannot be. */
+static int try_resume(struct job *job, bool *resumed)
+{
+	int ret;
+
+	*resumed = false;
+	if (access(job->state, F_OK))
+		return 0;
+	ret = open_state(job, false, resumed);
+	if (ret == -ESTALE || ret == -EBADMSG) {
+		log_info("restore: '%s' is from another restore: starting "
+			 "over", job->state);
+		unlink(job->state);
+		return 0;
+	}
+	return ret;
+}
+
+static int open_file(struct job *job, enum kind kind)
+{
+	const struct restore_conf *c = job->conf;
+	uint64_t size = snap_fidx_size(job->fidx);
+	struct target_conf tc = {
+		.who = "restore",
+		.busy_hint = BUSY_HINT,
+		.lock_wait_ms = LOCK_WAIT_MS,
+	};
+	bool resumed = false;
+	struct stat st;
+	int ret;
+
+	job->replace = kind == K_FILE;
+	if (kind == K_FILE) {
+		/* Locked until the finished copy is renamed over it. */
+		tc.path = c->target;
+		tc.read_only = true;
+		ret = target_open(&tc, &job->hold);
+		if (!ret && !c->overwrite)
+			ret = refuse_data(c->target, job->hold);
 		if (ret)
 			return ret;
-		if (ioctl(job->fd, BLKGETSIZE64, &devsize) < 0)
-			goto err;
-		if (devsize < size) {
-			log_err("restore: cannot use '%s': device has %llu "
-				"bytes, image needs %llu", target,
-				(unsigned long long)devsize,
-				(unsigned long long)size);
-			return -ENOSPC;
+	}
+	job->partial = xasprintf("%s.partial", c->target);
+	job->state = xasprintf("%s.lmstate", job->partial);
+	if (!lstat(job->partial, &st) && !S_ISREG(st.st_mode)) {
+		log_err("restore: cannot use '%s': it is in the way and not a "
+			"file", job->partial);
+		return -EEXIST;
+	}
+	tc.path = job->partial;
+	tc.read_only = false;
+	tc.create = true;
+	ret = target_open(&tc, &job->tgt);
+	if (ret)
+		return ret;
+	job->fd = target_fd(job->tgt);
+	if (!target_created(job->tgt)) {
+		ret = try_resume(job, &resumed);
+		if (ret)
+			return ret;
+		if (!resumed && !target_is_marked(job->tgt) &&
+		    target_size(job->tgt)) {
+			log_err("restore: cannot use '%s': it exists and was "
+				"not left by a restore; remove it", job->partial);
+			return -EEXIST;
+		}
+	}
+	if (resumed) {
+		if (target_size(job->tgt) != size) {
+			log_err("restore: cannot resume '%s': it has %llu "
+				"bytes, not %llu; remove it and '%s' to start "
+				"over", job->partial,
+				(unsigned long long)target_size(job->tgt),
+				(unsigned long long)size, job->state);
+			return -ESTALE;
 		}
 		return 0;
 	}
-	job->hold_fd = open(target, O_RDONLY | O_CLOEXEC);
-	if (job->hold_fd >= 0) {
-		ret = excl_lock(job->hold_fd, target, false, LOCK_WAIT_MS,
-				"restore", hint);
-		if (ret)
-			return ret;
-	} else if (errno != ENOENT) {
-		goto err;
-	}
-	*partial = xasprintf("%s.partial", target);
-	job->fd = open(*partial, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (job->fd < 0)
-		goto err;
-	ret = excl_lock(job->fd, *partial, false, LOCK_WAIT_MS, "restore",
-			hint);
-	if (ret) {
-		free(*partial);
-		*partial = NULL;	/* not ours to remove */
+	/*
+	 * Ours and not resumable, or new: start from an empty file.  A
+	 * state left without its file is an orphan of ours (we hold the
+	 * file's lock, which every owner of that state takes first).
+	 */
+	unlink(job->state);
+	if (ftruncate(job->fd, 0) < 0 || ftruncate(job->fd, size) < 0) {
+		ret = -errno;
+		log_err("restore: cannot size '%s': %s", job->partial,
+			strerror(errno));
 		return ret;
 	}
-	if (ftruncate(job->fd, 0) < 0 || ftruncate(job->fd, size) < 0)
-		goto err;
-	return 0;
-err:
-	log_err("restore: cannot open target '%s': %s",
-		*partial ? *partial : target, strerror(errno));
-	return -errno;
+	job->fresh_file = true;
+	return open_state(job, true, &resumed);
 }
+
+static int open_device(struct job *job)
+{
+	const struct restore_conf *c = job->conf;
+	struct target_conf tc = {
+		.path = c->target,
+		.who = "restore",
+		.busy_hint = BUSY_HINT,
+		.lock_wait_ms = LOCK_WAIT_MS,
+		.size = snap_fidx_size(job->fidx),
+	};
+	char name[256];
+	bool resumed = false;
+	int ret;
+
+	ret = target_open(&tc, &job->tgt);
+	if (ret)
+		return ret;
+	job->fd = target_fd(job->tgt);
+	job->is_blk = true;
+	target_state_name(job->tgt, name, sizeof(name));
+	ret = mkdir_p(c->state_dir, 0700);
+	if (ret) {
+		log_err("restore: cannot create '%s': %s", c->state_dir,
+			strerror(-ret));
+		return ret;
+	}
+	job->state = xasprintf("%s/restore-%s", c->state_dir, name);
+	ret = try_resume(job, &resumed);
+	if (ret || resumed)
+		return ret;
+	if (!c->overwrite) {
+		ret = refuse_data(c->target, job->tgt);
+		if (ret)
+			return ret;
+	}
+	return open_state(job, true, &resumed);
+}
+
+/* ---- running it ---- */
+
+static uint64_t chunks_done(const struct job *job)
+{
+	uint64_t n = 0;
+
+	for (uint64_t i = 0; i < snap_fidx_count(job->fidx); i++)
+		n += is_done(job, i);
+	return n;
+}
+
+/* Workers run; commit once a second meanwhile, then join them. */
+static int run_workers(struct job *job, unsigned int nthreads)
+{
+	pthread_t *tids = xcalloc(nthreads, sizeof(*tids));
+	struct timespec ts;
+	unsigned int started;
+	int ret;
+
+	pthread_mutex_lock(&job->lock);
+	job->running = nthreads;
+	pthread_mutex_unlock(&job->lock);
+	started = threads_start(tids, nthreads, worker, job);
+	pthread_mutex_lock(&job->lock);
+	job->running -= nthreads - started;
+	while (job->running) {
+		deadline_ms(CLOCK_MONOTONIC, 1000, &ts);
+		if (pthread_cond_timedwait(&job->cond, &job->lock, &ts) !=
+		    ETIMEDOUT)
+			continue;
+		pthread_mutex_unlock(&job->lock);
+		ret = ovl_commit(job->ovl);
+		if (ret)
+			set_error(&job->error, ret);
+		pthread_mutex_lock(&job->lock);
+	}
+	pthread_mutex_unlock(&job->lock);
+	threads_join(tids, started);
+	free(tids);
+	if (!started) {
+		log_err("restore: cannot start worker threads");
+		return -EAGAIN;
+	}
+	return job->error;
+}
+
+/*
+ * Errors that running the same command again can get past: the store
+ * gave up (-EIO), the target is full.  Not a bad or missing chunk.
+ */
+static bool resumable(int err)
+{
+	return err == -EIO || err == -ENOSPC || err == -EDQUOT;
+}
+
+/* The restore stopped: keep what a rerun can use, drop the rest. */
+static void stopped(struct job *job, int err)
+{
+	uint64_t n = snap_fidx_count(job->fidx);
+	uint64_t have;
+
+	if (!job->ovl)
+		return;
+	/* Only what is durable counts: commit what was written. */
+	if (ovl_commit(job->ovl))
+		have = 0;
+	else
+		have = chunks_done(job);
+	if (have && (job->is_blk || resumable(err))) {
+		log_err("restore: stopped with %llu of %llu chunks in '%s'; "
+			"run the same command again to resume",
+			(unsigned long long)have, (unsigned long long)n,
+			job->partial ? job->partial : job->conf->target);
+		return;
+	}
+	unlink(job->state);
+	if (job->partial)
+		unlink(job->partial);
+}
+
+/* Complete: the target takes its place, the state goes. */
+static int finish(struct job *job)
+{
+	const char *what = job->partial ? job->partial : job->conf->target;
+	int ret = 0;
+
+	if (fsync(job->fd) < 0) {
+		ret = -errno;
+		log_err("restore: cannot sync '%s': %s", what, strerror(errno));
+		return ret;
+	}
+	/* Where there was nothing, something that appeared stays. */
+	if (job->partial &&
+	    renameat2(AT_FDCWD, job->partial, AT_FDCWD, job->conf->target,
+		      job->replace ? 0 : RENAME_NOREPLACE) < 0) {
+		ret = -errno;
+		if (ret == -EEXIST)
+			log_err("restore: cannot rename '%s' to '%s': that "
+				"appeared meanwhile; the restore stays in '%s'",
+				job->partial, job->conf->target, job->partial);
+		else
+			log_err("restore: cannot rename '%s' to '%s': %s",
+				job->partial, job->conf->target,
+				strerror(errno));
+		return ret;
+	}
+	unlink(job->state);
+	fsync_parent_dir(job->state);
+	if (job->partial)
+		fsync_parent_dir(job->conf->target);
+	return 0;
+}
+
+static int restore_stdout(const struct restore_conf *conf);
 
 int restore_run(const struct restore_conf *conf)
 {
@@ -274,56 +643,47 @@ int restore_run(const struct restore_conf *conf)
 		.fidx = repo_archive_fidx(conf->archive),
 		.fd = -1,
 		.dfd = -1,
-		.hold_fd = -1,
 	};
 	unsigned int nthreads = conf->threads ? conf->threads : 4;
 	uint64_t size = snap_fidx_size(job.fidx);
-	pthread_t *tids;
-	char *partial = NULL;
 	uint64_t t0 = now_ns();
-	unsigned int started = 0;
+	enum kind kind = K_NEW;
 	double secs;
 	int ret;
 
+	if (!strcmp(conf->target, "-"))
+		return restore_stdout(conf);
 	repo_archive_stop_on_error(conf->archive);
-	ret = plan_build(job.fidx, &job.plan);
+	pthread_mutex_init(&job.lock, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&job.cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	ret = classify(conf->target, &kind);
+	if (!ret)
+		ret = plan_build(job.fidx, &job.plan);
+	if (!ret)
+		ret = kind == K_BLK ? open_device(&job) : open_file(&job, kind);
 	if (ret)
 		goto out;
-	ret = open_target(&job, conf->target, size, &partial);
-	if (ret)
-		goto out;
+	job.done_before = chunks_done(&job);
+	if (job.done_before && !conf->quiet)
+		log_info("restore: resuming '%s': %llu of %llu chunks are in "
+			 "already", job.partial ? job.partial : conf->target,
+			 (unsigned long long)job.done_before,
+			 (unsigned long long)snap_fidx_count(job.fidx));
 	posix_fadvise(job.fd, 0, 0, POSIX_FADV_DONTNEED);
 	job.dfd = open_direct(job.fd);
-	tids = xcalloc(nthreads, sizeof(*tids));
-	for (; started < nthreads; started++)
-		if (pthread_create(&tids[started], NULL, worker, &job))
-			break;
-	if (!started) {
-		log_err("restore: cannot start worker threads");
-		job.error = -EAGAIN;
-	}
-	for (unsigned int i = 0; i < started; i++)
-		pthread_join(tids[i], NULL);
-	free(tids);
-	ret = job.error;
-	if (!ret && fsync(job.fd) < 0) {
-		ret = -errno;
-		log_err("restore: cannot sync '%s': %s", conf->target,
-			strerror(errno));
-	}
-	if (!ret && partial) {
-		if (rename(partial, conf->target) < 0) {
-			ret = -errno;
-			log_err("restore: cannot rename '%s' to '%s': %s",
-				partial, conf->target, strerror(errno));
-		} else {
-			fsync_parent_dir(conf->target);
-		}
-	}
+	ret = run_workers(&job, nthreads);
+	if (!ret)
+		ret = finish(&job);
 	if (ret) {
 		/* The failure was logged where it happened, once. */
-		if (partial)
-			unlink(partial);
+		stopped(&job, ret);
 		goto out;
 	}
 	secs = (now_ns() - t0) / 1e9;
@@ -335,14 +695,145 @@ int restore_run(const struct restore_conf *conf)
 			 (unsigned long long)job.zero_chunks, secs,
 			 size / 1048576.0 / (secs > 0 ? secs : 1e-9));
 out:
+	ovl_free(job.ovl);
 	if (job.dfd >= 0)
 		close(job.dfd);
-	if (job.fd >= 0)
-		close(job.fd);
-	if (job.hold_fd >= 0)
-		close(job.hold_fd);
+	target_close(job.tgt, ret && !job.ovl);
+	target_close(job.hold, false);
 	plan_free(&job.plan);
-	free(partial);
+	free(job.partial);
+	free(job.state);
+	pthread_cond_destroy(&job.cond);
+	pthread_mutex_destroy(&job.lock);
+	return ret;
+}
+
+/* ---- standard output, in order ---- */
+
+struct slot {
+	uint64_t index;		/* protected by ->lock: the chunk it holds
+				   or will hold */
+	bool ready;		/* protected by ->lock */
+	int err;		/* protected by ->lock */
+	uint8_t *buf;		/* the owner's: a worker, then the writer */
+};
+
+struct sjob {
+	const struct restore_conf *conf;    /* immutable */
+	const struct snap_fidx *fidx;	    /* immutable */
+	struct slot *slots;		    /* see struct slot */
+	unsigned int nslots;		    /* immutable */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;		    /* with ->lock: slot changes */
+	uint64_t next;			    /* protected by ->lock */
+	bool stop;			    /* protected by ->lock */
+};
+
+static void *stdout_worker(void *arg)
+{
+	struct sjob *j = arg;
+	uint64_t n = snap_fidx_count(j->fidx);
+
+	for (;;) {
+		struct slot *s;
+		uint64_t k;
+		int ret = 0;
+
+		pthread_mutex_lock(&j->lock);
+		k = j->next;
+		if (j->stop || k >= n) {
+			pthread_mutex_unlock(&j->lock);
+			break;
+		}
+		j->next++;
+		s = &j->slots[k % j->nslots];
+		/* The writer frees a slot by moving it nslots ahead. */
+		while (!j->stop && s->index != k)
+			pthread_cond_wait(&j->cond, &j->lock);
+		pthread_mutex_unlock(&j->lock);
+		if (!repo_archive_is_zero(j->conf->archive, k))
+			ret = repo_archive_read_chunk(j->conf->archive, k,
+						      STORE_PRIO_DEMAND,
+						      s->buf);
+		else
+			memset(s->buf, 0, snap_fidx_chunk_len(j->fidx, k));
+		pthread_mutex_lock(&j->lock);
+		s->err = ret;
+		s->ready = true;
+		pthread_cond_broadcast(&j->cond);
+		pthread_mutex_unlock(&j->lock);
+	}
+	return NULL;
+}
+
+static int restore_stdout(const struct restore_conf *conf)
+{
+	struct sjob j = {
+		.conf = conf,
+		.fidx = repo_archive_fidx(conf->archive),
+	};
+	unsigned int nthreads = MIN(conf->threads ? conf->threads : 4, 16u);
+	uint64_t n = snap_fidx_count(j.fidx);
+	pthread_t tids[16];
+	unsigned int started;
+	int ret = 0;
+
+	if (isatty(STDOUT_FILENO)) {
+		log_err("restore: cannot write a disk image to a terminal; "
+			"redirect standard output or pipe it (e.g. into dd, "
+			"qemu-img or ssh)");
+		return -ENOTTY;
+	}
+	/* A reader that goes away is an error to report, not a signal. */
+	signal(SIGPIPE, SIG_IGN);
+	repo_archive_stop_on_error(conf->archive);
+	j.nslots = nthreads + 2;
+	j.slots = xcalloc(j.nslots, sizeof(*j.slots));
+	for (unsigned int i = 0; i < j.nslots; i++) {
+		j.slots[i].index = i;
+		j.slots[i].buf = xmalloc(snap_fidx_chunk_size(j.fidx));
+	}
+	pthread_mutex_init(&j.lock, NULL);
+	pthread_cond_init(&j.cond, NULL);
+	started = threads_start(tids, nthreads, stdout_worker, &j);
+	if (!started) {
+		log_err("restore: cannot start worker threads");
+		ret = -EAGAIN;
+	}
+	for (uint64_t k = 0; !ret && k < n; k++) {
+		struct slot *s = &j.slots[k % j.nslots];
+
+		pthread_mutex_lock(&j.lock);
+		while (!s->ready)
+			pthread_cond_wait(&j.cond, &j.lock);
+		ret = s->err;
+		pthread_mutex_unlock(&j.lock);
+		if (!ret) {
+			ret = write_full(STDOUT_FILENO, s->buf,
+					 snap_fidx_chunk_len(j.fidx, k));
+			if (ret)
+				log_err("restore: cannot write standard "
+					"output at offset %llu: %s",
+					(unsigned long long)(k *
+					snap_fidx_chunk_size(j.fidx)),
+					strerror(-ret));
+		}
+		pthread_mutex_lock(&j.lock);
+		s->ready = false;
+		s->index = k + j.nslots;
+		pthread_cond_broadcast(&j.cond);
+		pthread_mutex_unlock(&j.lock);
+	}
+	pthread_mutex_lock(&j.lock);
+	j.stop = true;
+	pthread_cond_broadcast(&j.cond);
+	pthread_mutex_unlock(&j.lock);
+	threads_join(tids, started);
+	for (unsigned int i = 0; i < j.nslots; i++)
+		free(j.slots[i].buf);
+	free(j.slots);
+	pthread_cond_destroy(&j.cond);
+	pthread_mutex_destroy(&j.lock);
 	return ret;
 }
 

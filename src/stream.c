@@ -13,8 +13,9 @@
  * mutex next to a 4 MiB fetch and write, which is nothing.  A chunk
  * whose fill fails with -EIO is retried by the same worker after a
  * back-off (1 s doubling to 30 s) so the stream pauses while the store
- * is down and resumes by itself; other errors are counted and the chunk
- * is left for a later pass.  Guest reads go first at the fetch layer
+ * is down and resumes by itself; other errors (a chunk missing or bad
+ * in the store: -EBADMSG) are counted and the chunk is left for a later
+ * pass.  Guest reads go first at the fetch layer
  * (demand priority), and fills never overwrite guest data (image.c
  * re-checks under the chunk lock).
  *

@@ -48,45 +48,71 @@ struct target {
 	dev_t rdev;		/* immutable: a device's number */
 };
 
+/* Open @t->path: the device, the file, or a new file if allowed. */
+static int open_path(struct target *t, const struct target_conf *conf)
+{
+	int flags = conf->read_only ? O_RDONLY : O_RDWR;
+	struct stat st;
+
+	t->created = false;
+	if (!stat(t->path, &st) && S_ISBLK(st.st_mode)) {
+		/* O_EXCL: the kernel refuses a device in use (mounted, or
+		 * claimed by another exclusive opener). */
+		t->fd = open(t->path, flags | O_EXCL | O_CLOEXEC);
+		if (t->fd < 0 && errno == EBUSY) {
+			log_err("%s: cannot use '%s': the device is in use "
+				"(mounted, or opened exclusively)", conf->who,
+				t->path);
+			return -EBUSY;
+		}
+	} else {
+		t->fd = open(t->path, flags | O_CLOEXEC);
+		if (t->fd < 0 && errno == ENOENT && conf->create) {
+			t->fd = open(t->path, O_RDWR | O_CREAT | O_EXCL |
+					      O_CLOEXEC, 0600);
+			t->created = t->fd >= 0;
+		}
+	}
+	if (t->fd < 0) {
+		log_err("%s: cannot open target '%s': %s", conf->who, t->path,
+			strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
 int target_open(const struct target_conf *conf, struct target **out)
 {
 	const char *path = conf->path;
-	int flags = conf->read_only ? O_RDONLY : O_RDWR;
 	struct target *t;
 	struct stat st;
 	int ret;
 
 	t = xcalloc(1, sizeof(*t));
 	t->path = xstrdup(path);
-	if (!stat(path, &st) && S_ISBLK(st.st_mode)) {
-		/* O_EXCL: the kernel refuses a device in use (mounted, or
-		 * claimed by another exclusive opener). */
-		t->fd = open(path, flags | O_EXCL | O_CLOEXEC);
-		if (t->fd < 0 && errno == EBUSY) {
-			log_err("%s: cannot use '%s': the device is in use "
-				"(mounted, or opened exclusively)", conf->who,
-				path);
+	t->fd = -1;
+	for (int tries = 0;; tries++) {
+		ret = open_path(t, conf);
+		if (!ret)
+			ret = excl_lock(t->fd, path, false, conf->lock_wait_ms,
+					conf->who, conf->busy_hint);
+		if (ret)
+			goto err;
+		/*
+		 * The owner we waited for may have renamed or removed the
+		 * file meanwhile (a restore completing): lock what is there.
+		 */
+		if (fd_is_at(t->fd, path))
+			break;
+		if (tries == 8) {
+			log_err("%s: cannot use '%s': it keeps being replaced",
+				conf->who, path);
 			ret = -EBUSY;
 			goto err;
 		}
-	} else {
-		t->fd = open(path, flags | O_CLOEXEC);
-		if (t->fd < 0 && errno == ENOENT && conf->create) {
-			t->fd = open(path, O_RDWR | O_CREAT | O_EXCL |
-					   O_CLOEXEC, 0600);
-			t->created = t->fd >= 0;
-		}
+		close(t->fd);
+		t->fd = -1;
 	}
-	if (t->fd < 0) {
-		ret = -errno;
-		log_err("%s: cannot open target '%s': %s", conf->who, path,
-			strerror(errno));
-		goto err;
-	}
-	ret = excl_lock(t->fd, path, false, conf->lock_wait_ms, conf->who,
-			conf->busy_hint);
-	if (ret)
-		goto err;
 	if (fstat(t->fd, &st) < 0) {
 		ret = -errno;
 		goto err;
@@ -257,6 +283,14 @@ static int file_identity(const struct target *t, bool create, char *out,
 	snprintf(out, len, "file:dev:%u:%u:ino:%llu", stx.stx_dev_major,
 		 stx.stx_dev_minor, (unsigned long long)stx.stx_ino);
 	return 0;
+}
+
+bool target_is_marked(const struct target *t)
+{
+	char id[ID_HEX];
+
+	return !t->is_blk &&
+	       fgetxattr(t->fd, ID_XATTR, id, sizeof(id)) == ID_HEX;
 }
 
 /* First line of a sysfs attribute of device @maj:@min, or false. */

@@ -237,6 +237,15 @@ out_close:
 	return ret;
 }
 
+bool fd_is_at(int fd, const char *path)
+{
+	struct stat a;
+	struct stat b;
+
+	return !fstat(fd, &a) && !stat(path, &b) && a.st_dev == b.st_dev &&
+	       a.st_ino == b.st_ino;
+}
+
 char *abs_path(const char *p)
 {
 	char cwd[PATH_MAX];
