@@ -84,7 +84,8 @@ struct stream {
 	bool stop;			/* protected by ->lock */
 	unsigned int copying;		/* protected by ->lock: workers on
 					   an item */
-	bool yielding;			/* atomic: workers held back */
+	unsigned int held;		/* ->lock to change, atomic to read:
+					   workers waiting in give_way() */
 	unsigned int paused;		/* atomic: workers retrying a chunk
 					   the store failed to give */
 	uint64_t errors;		/* atomic */
@@ -197,18 +198,27 @@ static bool guest_busy(const struct stream *s)
 	return false;
 }
 
-/* ->lock held: wait while the guest is busy and enough workers copy. */
+/*
+ * ->lock held: wait while the guest is busy and enough workers copy.
+ * The stream is "yielding" while any worker waits here: a flag set and
+ * cleared by whichever worker passed last would read false each time
+ * one of the two copying workers takes its next chunk.
+ */
 static void give_way(struct stream *s)
 {
 	struct timespec ts;
+	bool held = false;
 
 	while (!s->stop && s->copying >= BUSY_WORKERS && guest_busy(s)) {
-		__atomic_store_n(&s->yielding, true, __ATOMIC_RELAXED);
+		if (!held) {
+			held = true;
+			__atomic_add_fetch(&s->held, 1, __ATOMIC_RELAXED);
+		}
 		deadline_ms(CLOCK_MONOTONIC, YIELD_POLL_MS, &ts);
 		pthread_cond_timedwait(&s->wake, &s->lock, &ts);
 	}
-	if (s->copying < BUSY_WORKERS || !guest_busy(s))
-		__atomic_store_n(&s->yielding, false, __ATOMIC_RELAXED);
+	if (held)
+		__atomic_sub_fetch(&s->held, 1, __ATOMIC_RELAXED);
 }
 
 /*
@@ -383,7 +393,7 @@ uint64_t stream_prefetched(const struct stream *s)
 
 bool stream_is_yielding(const struct stream *s)
 {
-	return __atomic_load_n(&s->yielding, __ATOMIC_RELAXED);
+	return __atomic_load_n(&s->held, __ATOMIC_RELAXED) > 0;
 }
 
 bool stream_is_paused(const struct stream *s)
