@@ -27,7 +27,10 @@ struct image_conf {
 	struct ccache *cache;		/* borrowed, shared by all images */
 	const char *name;		/* file name in the mount: "x.img" */
 	const char *target;		/* file or block device; NULL: none */
-	const char *state_path;		/* NULL: "<target>.lmstate" */
+	const char *state_path;		/* NULL: "<target>.lmstate" for a
+					   file, <state_dir>/<device name>
+					   for a block device */
+	const char *state_dir;
 	uint64_t block_size;		/* power of two, default 4096 */
 	bool read_only;			/* no target: on-demand reads only */
 	bool overwrite;			/* fill a target that holds data */
@@ -37,7 +40,8 @@ struct image_conf {
 /*
  * Opens (creating a sparse file target of the image's size if missing)
  * the target and the allocation state, each locked for the image's
- * life (another owner that does not let go within lock_wait_ms:
+ * life (a state of a block device found beside its /dev node, where
+ * it would not survive a reboot, is moved to @state_dir first) (another owner that does not let go within lock_wait_ms:
  * -EBUSY).  Resumes the state only onto the target it was written for:
  * identity (an id stored with a file at creation, or what names a block
  * device), size and restored data are checked, a mismatch is -ESTALE.
@@ -47,6 +51,11 @@ struct image_conf {
 int image_open(const struct image_conf *conf, struct image **out);
 /* Commits the state (unless read-only), closes and unlocks the target. */
 void image_close(struct image *img);
+/*
+ * A mount that never served: close, and remove the target file and
+ * the state file if image_open() created them.  NULL is a no-op.
+ */
+void image_discard(struct image *img);
 /*
  * Shutting down: fills and --verify stop with -ECANCELED from now on.
  * Any thread; returns at once.
@@ -84,9 +93,14 @@ bool image_chunk_incomplete(const struct image *img, uint64_t i);
 /*
  * Write the absent blocks of chunk @i into the target (from the cache or
  * a fetch at @prio) and mark them present.  Zero chunks are punched, not
- * fetched.  0, or -errno (-EIO: store unreachable or chunk bad).
+ * fetched.  0, or -errno: -EIO the store gave up, -EBADMSG the chunk is
+ * bad; when writing the target failed (full, read-only, an I/O error)
+ * *@target_err (if not NULL) gets that -errno too, and nothing is logged.
  */
-int image_fill_chunk(struct image *img, uint64_t i, enum store_prio prio);
+int image_fill_chunk(struct image *img, uint64_t i, enum store_prio prio,
+		     int *target_err);
+/* The target's path (NULL without one). */
+const char *image_target(const struct image *img);
 /*
  * After a guest read: the chunks it fetched on demand are filled while
  * their decoded data is still cached (copy-on-read).  Call after the

@@ -10,7 +10,7 @@
 
 /*
  * One logging sink for the whole program (libfuse's messages included):
- * stderr in the foreground, syslog when detached.  Message form:
+ * stderr in the foreground, syslog when detached, or a --log-file.  Message form:
  * "module: cannot <verb> '<subject>': <reason>".  Every function here
  * may be called from any thread and preserves errno.  Never call from a
  * signal handler.
@@ -33,6 +33,17 @@ extern unsigned int log_debug_mask;
 
 /* @ident: program name for syslog; @level: most verbose level shown. */
 void log_init(const char *ident, bool use_syslog, int level);
+/*
+ * Also log to @path (appended, each line with a time stamp): until the
+ * program detaches (log_init with @use_syslog) alongside stderr, then
+ * instead of syslog.  Before threads exist.  -errno if it cannot open.
+ */
+int log_set_file(const char *path);
+/* Reopen the log file at the next message (log rotation): safe in a
+ * signal handler. */
+void log_request_reopen(void);
+/* Reopen it now if asked; any thread. */
+void log_reopen_if_asked(void);
 /* Parse "fetch,ccache" or "all"; -EINVAL names nothing it knows. */
 int log_set_debug(const char *list);
 void log_msg(int level, const char *fmt, ...) PRINTF_FMT(2, 3);

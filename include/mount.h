@@ -20,6 +20,7 @@ struct mount_conf {
 	const char *target;		/* one archive: its target */
 	const char *target_dir;		/* or: DIR/<archive>.raw each */
 	const char *state;		/* one archive: its state file */
+	const char *state_dir;		/* block devices' state files */
 	uint64_t cache_size;
 	uint64_t block_size;
 	unsigned int connections;	/* streamer chunks in flight */

@@ -51,5 +51,10 @@ bool stream_is_yielding(const struct stream *s);
 /* A worker is backing off after a store failure. */
 bool stream_is_paused(const struct stream *s);
 uint64_t stream_errors(const struct stream *s);
+/*
+ * Workers wait for a target that refused a write: its -errno, and the
+ * target's path in *@target (valid while the stream runs); 0 if none.
+ */
+int stream_stall(const struct stream *s, const char **target);
 
 #endif

@@ -23,6 +23,7 @@
 #include "cli.h"
 #include "log.h"
 #include "mount.h"
+#include "mountpoint.h"
 #include "repo.h"
 #include "status.h"
 #include "util.h"
@@ -132,8 +133,11 @@ int cmd_mount(int argc, char **argv)
 	char *target = NULL;
 	char *target_dir = NULL;
 	char *state = NULL;
+	char *state_dir = NULL;
+	bool made_dir = false;
 	char *trace_dir = NULL;
 	char *trace_file = NULL;
+	char *log_file = NULL;
 	unsigned int trace_time = 120;
 	bool no_trace = false;
 	char *mnt = NULL;
@@ -189,6 +193,9 @@ int cmd_mount(int argc, char **argv)
 			   "extra FUSE mount options"),
 		OPT_BOOL('f', "foreground", &foreground,
 			 "do not detach; log to stderr"),
+		OPT_PATH("log-file", &log_file, "FILE",
+			 "log to FILE (appended; reopened on SIGHUP)\n"
+			 "instead of syslog once detached"),
 		OPT_INCLUDE(cli_repo_opts(&c), "repository options:"),
 		OPT_END(),
 	};
@@ -236,6 +243,18 @@ int cmd_mount(int argc, char **argv)
 	if (!no_trace && !trace_file && !trace_dir)
 		trace_dir = cli_default_dir("PBSLM_TRACE_DIR", "traces");
 	mnt = abs_path(args[1]);
+	/* Before anything is created, and while stderr is the terminal. */
+	if (mountpoint_check(mnt)) {
+		ret = EXIT_FAILURE;
+		goto out;
+	}
+	ret = log_file ? log_set_file(log_file) : 0;
+	if (ret) {
+		log_err("mount: cannot open log file '%s': %s", log_file,
+			strerror(-ret));
+		ret = EXIT_FAILURE;
+		goto out;
+	}
 	/* The terminal is still ours: ask for a missing password now. */
 	if (cli_read_secret(&c, repo)) {
 		ret = EXIT_FAILURE;
@@ -254,13 +273,15 @@ int cmd_mount(int argc, char **argv)
 		ret = EXIT_FAILURE;
 		goto out;
 	}
-	if (target_dir)
-		mkdir_p(target_dir, 0750);
+	if (target_dir && access(target_dir, F_OK))
+		made_dir = !mkdir_p(target_dir, 0750);
+	state_dir = cli_default_dir("PBSLM_STATE_DIR", "state");
 	mc.snap = snap;
 	mc.mountpoint = mnt;
 	mc.target = target;
 	mc.target_dir = target_dir;
 	mc.state = state;
+	mc.state_dir = state_dir;
 	mc.trace_dir = trace_dir;
 	mc.trace_file = trace_file;
 	/* A local store needs CPUs, not requests in flight. */
@@ -271,6 +292,9 @@ int cmd_mount(int argc, char **argv)
 	mc.ready = daemon_ready;
 	mc.ready_arg = &rp;
 	ret = cli_exit_code(mount_run(&mc));
+	/* A failed mount leaves no directory it made (if still empty). */
+	if (ret && made_dir)
+		rmdir(target_dir);
 out:
 	repo_snapshot_close(snap);
 	cli_release(&c);
@@ -278,8 +302,10 @@ out:
 	free(target);
 	free(target_dir);
 	free(state);
+	free(state_dir);
 	free(trace_dir);
 	free(trace_file);
+	free(log_file);
 	free(mnt);
 	return ret;
 }

@@ -24,6 +24,7 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -589,8 +590,16 @@ err_free:
 	return ret;
 }
 
+/* SIGHUP: a closed terminal or a log rotation, never an unmount. */
+static void on_hup(int sig)
+{
+	(void)sig;
+	log_request_reopen();
+}
+
 int fs_run(struct fs *fs)
 {
+	struct sigaction sa = { .sa_handler = on_hup };
 	struct fuse_loop_config cfg = {
 		.clone_fd = 0,
 		.max_idle_threads = fs->conf.max_threads ?
@@ -598,9 +607,12 @@ int fs_run(struct fs *fs)
 	};
 	int ret;
 
-	/* SIGTERM, SIGINT, SIGHUP end the loop; the caller then commits. */
+	/* SIGTERM and SIGINT end the loop; the caller then commits. */
 	if (fuse_set_signal_handlers(fs->se))
 		return -EIO;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGHUP, &sa, NULL);
 	ret = fuse_session_loop_mt(fs->se, &cfg);
 	fuse_remove_signal_handlers(fs->se);
 	return ret < 0 ? ret : 0;

@@ -49,6 +49,8 @@ struct image {
 	struct ccache *cache;			/* immutable pointer */
 	struct ovl *ovl;			/* NULL when read-only */
 	struct target *tgt;			/* NULL when read-only */
+	char *state;				/* immutable: state file path */
+	bool state_created;			/* immutable: image_open made it */
 	char *name;				/* immutable */
 	char *target;				/* immutable, may be NULL */
 	uint64_t size;				/* immutable */
@@ -206,6 +208,70 @@ static int prepare_fresh_target(struct image *img,
 	return 0;
 }
 
+/*
+ * Copy the state at @from to @to (a new file, synced) and remove
+ * @from: a rename cannot leave devtmpfs.  The target's lock is held,
+ * so no daemon owns either file.
+ */
+static int move_state(const char *from, const char *to)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int ret;
+
+	ret = read_file(from, SIZE_MAX / 2, &buf, &len);
+	if (!ret)
+		ret = write_file_new(to, buf, len, 0600);
+	free(buf);
+	if (ret) {
+		log_err("image: cannot move state '%s' to '%s': %s", from, to,
+			strerror(-ret));
+		return ret;
+	}
+	unlink(from);
+	log_info("image: state '%s' moved to '%s', where it outlives a "
+		 "reboot", from, to);
+	return 0;
+}
+
+/*
+ * The state file: --state, "<target>.lmstate" for a file, or for a
+ * block device a file under @state_dir named by what names the
+ * device's storage (beside a /dev node it would be on devtmpfs, gone
+ * at the next reboot with the record of what the guest wrote).
+ */
+static int state_path(struct image *img, const struct image_conf *conf,
+		      char **out)
+{
+	char name[256];
+	char *legacy;
+	int ret;
+
+	if (conf->state_path || !img->is_blk || !conf->state_dir) {
+		*out = conf->state_path ? xstrdup(conf->state_path) :
+				      xasprintf("%s.lmstate", conf->target);
+		return 0;
+	}
+	ret = mkdir_p(conf->state_dir, 0700);
+	if (ret) {
+		log_err("image: cannot create '%s': %s", conf->state_dir,
+			strerror(-ret));
+		return ret;
+	}
+	target_state_name(img->tgt, name, sizeof(name));
+	*out = xasprintf("%s/%s", conf->state_dir, name);
+	legacy = xasprintf("%s.lmstate", conf->target);
+	ret = 0;
+	if (!access(legacy, F_OK) && access(*out, F_OK))
+		ret = move_state(legacy, *out);
+	free(legacy);
+	if (ret) {
+		free(*out);
+		*out = NULL;
+	}
+	return ret;
+}
+
 int image_open(const struct image_conf *conf, struct image **out)
 {
 	struct target_conf tc = {
@@ -217,7 +283,6 @@ int image_open(const struct image_conf *conf, struct image **out)
 	};
 	struct ovl_conf oc = { 0 };
 	struct image *img;
-	char *state = NULL;
 	bool resume;
 	int ret;
 
@@ -245,8 +310,6 @@ int image_open(const struct image_conf *conf, struct image **out)
 		return 0;
 	}
 	img->target = xstrdup(conf->target);
-	state = conf->state_path ? xstrdup(conf->state_path) :
-				   xasprintf("%s.lmstate", conf->target);
 	/*
 	 * Locks first, target then state file, before a byte of either is
 	 * read or written: the target's is the stable one (a state file is
@@ -259,8 +322,11 @@ int image_open(const struct image_conf *conf, struct image **out)
 		goto err;
 	img->fd = target_fd(img->tgt);
 	img->is_blk = target_is_blk(img->tgt);
+	ret = state_path(img, conf, &img->state);
+	if (ret)
+		goto err;
 	img->dfd = open_direct(img->fd);
-	resume = !access(state, F_OK);
+	resume = !access(img->state, F_OK);
 	if (!resume)
 		ret = prepare_fresh_target(img, conf);
 	if (!ret)
@@ -268,7 +334,7 @@ int image_open(const struct image_conf *conf, struct image **out)
 				      sizeof(oc.target_id));
 	if (ret)
 		goto err;
-	oc.state_path = state;
+	oc.state_path = img->state;
 	oc.target_fd = img->fd;
 	oc.size = img->size;
 	oc.chunk_size = img->chunk_size;
@@ -279,6 +345,7 @@ int image_open(const struct image_conf *conf, struct image **out)
 	ret = ovl_open(&oc, &img->ovl);
 	if (ret)
 		goto err;
+	img->state_created = ovl_is_new(img->ovl);
 	if (!ovl_is_new(img->ovl) && !img->is_blk) {
 		if (target_size(img->tgt) != img->size) {
 			log_err("image: cannot resume into target '%s': it has "
@@ -294,21 +361,11 @@ int image_open(const struct image_conf *conf, struct image **out)
 		if (ret)
 			goto err;
 	}
-	free(state);
 	*out = img;
 	return 0;
 err:
-	free(state);
-	ovl_free(img->ovl);
-	img->ovl = NULL;
-	if (img->dfd >= 0)
-		close(img->dfd);
-	img->dfd = -1;
-	/* A file this call created is empty and ours alone. */
-	target_close(img->tgt, true);
-	img->tgt = NULL;
-	img->fd = -1;
-	image_close(img);
+	/* What this call created is empty and ours alone. */
+	image_discard(img);
 	return ret;
 }
 
@@ -329,7 +386,27 @@ void image_close(struct image *img)
 	target_close(img->tgt, false);
 	free(img->name);
 	free(img->target);
+	free(img->state);
 	free(img);
+}
+
+void image_discard(struct image *img)
+{
+	if (!img)
+		return;
+	if (img->ovl) {
+		/* Unlinked while still locked: no other owner can be. */
+		if (img->state_created)
+			unlink(img->state);
+		ovl_free(img->ovl);
+		img->ovl = NULL;
+	}
+	if (img->dfd >= 0)
+		close(img->dfd);
+	img->dfd = -1;
+	target_close(img->tgt, true);
+	img->tgt = NULL;
+	image_close(img);
 }
 
 void image_cancel(struct image *img)
@@ -835,11 +912,15 @@ static int fill_locked(struct image *img, uint64_t i,
 	return ret;
 }
 
-int image_fill_chunk(struct image *img, uint64_t i, enum store_prio prio)
+int image_fill_chunk(struct image *img, uint64_t i, enum store_prio prio,
+		     int *target_err)
 {
+	static struct log_ratelimit rl = LOG_RATELIMIT_INIT(10, 3);
 	struct ccache_entry *e = NULL;
 	int ret;
 
+	if (target_err)
+		*target_err = 0;
 	if (!image_chunk_incomplete(img, i))
 		return 0;
 	if (cancelled(img))
@@ -855,11 +936,18 @@ int image_fill_chunk(struct image *img, uint64_t i, enum store_prio prio)
 	ovl_unlock_chunk(img->ovl, i);
 	if (e)
 		ccache_put(img->cache, e);
-	/* The store's failures were logged below. */
-	if (ret && ret != -EIO && ret != -EBADMSG && ret != -ECANCELED)
-		log_err("image: cannot fill chunk %llu of '%s': %s",
-			(unsigned long long)i, img->name, strerror(-ret));
+	/* Only the target is written here: the caller says why, once. */
+	if (ret && target_err)
+		*target_err = ret;
+	else if (ret && log_ratelimit(&rl))
+		log_err("image: cannot write target '%s' at chunk %llu: %s",
+			img->target, (unsigned long long)i, strerror(-ret));
 	return ret;
+}
+
+const char *image_target(const struct image *img)
+{
+	return img->target;
 }
 
 uint64_t image_chunk_size(const struct image *img)
@@ -899,7 +987,7 @@ void image_copy_on_read(struct image *img, uint64_t off, size_t len)
 		/* Only what is still cached: never a second fetch. */
 		if (image_chunk_incomplete(img, i) && !is_zero_chunk(img, i) &&
 		    ccache_peek(img->cache, snap_fidx_digest(img->fidx, i)))
-			image_fill_chunk(img, i, STORE_PRIO_STREAM);
+			image_fill_chunk(img, i, STORE_PRIO_STREAM, NULL);
 	}
 }
 

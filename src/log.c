@@ -8,7 +8,9 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -17,7 +19,11 @@
 #include "banned.h"
 
 unsigned int log_debug_mask;		/* immutable after start-up */
-static bool log_to_syslog;		/* atomic */
+static bool log_to_syslog;		/* atomic: detached */
+static int log_fd = -1;			/* --log-file; immutable number once
+					   set (reopened with dup2) */
+static char *log_path;			/* immutable once set */
+static int log_reopen_pending;		/* atomic: SIGHUP asked for it */
 static int log_level = LOG_INFO;	/* atomic */
 static const char *log_ident = "pbs-livemount";
 
@@ -71,26 +77,88 @@ int log_set_debug(const char *list)
 	return 0;
 }
 
+int log_set_file(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+
+	if (fd < 0)
+		return -errno;
+	log_path = strdup(path);
+	if (!log_path) {
+		close(fd);
+		return -ENOMEM;
+	}
+	log_fd = fd;
+	return 0;
+}
+
+void log_request_reopen(void)
+{
+	__atomic_store_n(&log_reopen_pending, 1, __ATOMIC_RELAXED);
+}
+
+void log_reopen_if_asked(void)
+{
+	int fd;
+
+	if (log_fd < 0 ||
+	    !__atomic_exchange_n(&log_reopen_pending, 0, __ATOMIC_RELAXED))
+		return;
+	/* Same descriptor number: a writer never sees a closed one. */
+	fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return;		/* keep writing where we were */
+	dup3(fd, log_fd, O_CLOEXEC);
+	close(fd);
+}
+
+/* "<prefix><msg>\n" into @out, one write(2) to @fd: never interleaved. */
+static void write_line(int fd, const char *prefix, const char *msg)
+{
+	char out[1200];
+	int n;
+
+	n = snprintf(out, sizeof(out) - 1, "%s%s", prefix, msg);
+	if (n > (int)sizeof(out) - 2)
+		n = sizeof(out) - 2;
+	out[n++] = '\n';
+	if (write(fd, out, n) < 0) {
+		/* nowhere left to report it */
+	}
+}
+
 void log_vmsg(int level, const char *fmt, va_list ap)
 {
 	int saved = errno;
-	char line[1024];
-	int n;
+	bool detached = __atomic_load_n(&log_to_syslog, __ATOMIC_RELAXED);
+	char prefix[128];
+	char msg[1024];
+	struct timespec ts;
+	struct tm tm;
+	size_t n;
 
 	if (level > __atomic_load_n(&log_level, __ATOMIC_RELAXED))
 		goto out;
-	if (__atomic_load_n(&log_to_syslog, __ATOMIC_RELAXED)) {
+	if (detached && log_fd < 0) {
 		vsyslog(level, fmt, ap);
 		goto out;
 	}
-	n = snprintf(line, sizeof(line), "%s: ", log_ident);
-	n += vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-	if (n >= (int)sizeof(line) - 1)
-		n = sizeof(line) - 2;
-	line[n++] = '\n';
-	/* One write per line: atomic for pipes and terminals. */
-	if (write(STDERR_FILENO, line, n) < 0) {
-		/* nowhere left to report it */
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (log_fd >= 0) {
+		/* "2026-12-06T22:50:01+0000 pbs-livemount[123]: " */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		localtime_r(&ts.tv_sec, &tm);
+		n = strftime(prefix, sizeof(prefix), "%Y-%m-%dT%H:%M:%S%z ",
+			     &tm);
+		snprintf(prefix + n, sizeof(prefix) - n, "%s[%d]: ", log_ident,
+			 (int)getpid());
+		log_reopen_if_asked();
+		write_line(log_fd, prefix, msg);
+	}
+	/* Until the daemon detaches, the terminal hears it too. */
+	if (!detached) {
+		snprintf(prefix, sizeof(prefix), "%s: ", log_ident);
+		write_line(STDERR_FILENO, prefix, msg);
 	}
 out:
 	errno = saved;

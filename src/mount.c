@@ -5,7 +5,7 @@
  * Threads (created here, joined here, in this order of shutdown):
  *   FUSE workers     created by fs_run() (libfuse), gone when it returns
  *   watcher          one: notices the end of the FUSE session (unmount,
- *                    SIGTERM/SIGINT/SIGHUP) at once and aborts the work
+ *                    SIGTERM/SIGINT) at once and aborts the work
  *                    in progress, so that fs_run() need not wait for
  *                    FUSE workers blocked on the network
  *   checkpoint       one: commits each image's state once a second while
@@ -32,6 +32,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <json-c/json.h>
 
 #include "ccache.h"
 #include "fs.h"
@@ -220,6 +222,8 @@ static void *checkpointer(void *arg)
 		bool done = true;
 
 		pthread_mutex_unlock(&m->lock);
+		/* A SIGHUP's reopen, even while nothing is logged. */
+		log_reopen_if_asked();
 		for (unsigned int i = 0; i < m->nimages; i++) {
 			struct image_stats st;
 
@@ -295,6 +299,8 @@ static void *checkpointer(void *arg)
 
 static const char *mount_state(struct mount *m)
 {
+	const char *target;
+
 	if (m->conf->read_only)
 		return "read-only";
 	if (m->complete)
@@ -302,7 +308,28 @@ static const char *mount_state(struct mount *m)
 		       m->conf->verify ? "verifying" : "complete";
 	if (!m->stream)
 		return "on-demand";
+	if (stream_stall(m->stream, &target))
+		return "stalled";
 	return stream_is_paused(m->stream) ? "paused" : "streaming";
+}
+
+/* ,"stalled":"cannot write target '...': <reason>" when stalled. */
+static void stall_json(struct mount *m, char *out, size_t len)
+{
+	const char *target = NULL;
+	json_object *o;
+	char why[600];
+	int err;
+
+	out[0] = '\0';
+	err = m->stream ? stream_stall(m->stream, &target) : 0;
+	if (!err)
+		return;
+	snprintf(why, sizeof(why), "cannot write target '%s': %s", target,
+		 strerror(-err));
+	o = json_object_new_string(why);
+	snprintf(out, len, ",\"stalled\":%s", json_object_to_json_string(o));
+	json_object_put(o);
 }
 
 static size_t prefetch_total(const struct mount *m)
@@ -321,22 +348,28 @@ static int status_json(void *arg, char **out)
 	struct ccache_stats cs;
 	struct buf b;
 	char line[1024];
+	char stall[700];
+	bool stalled;
 	double hit;
 	int ret = 0;
 
 	buf_init(&b, 1 << 20);
 	ccache_get_stats(m->cache, &cs);
+	stall_json(m, stall, sizeof(stall));
+	stalled = stall[0];
 	hit = cs.hits + cs.misses ? (double)cs.hits / (cs.hits + cs.misses) :
 				    0;
 	pthread_mutex_lock(&m->lock);
 	snprintf(line, sizeof(line),
-		 "{\"version\":1,\"state\":\"%s\",\"snapshot\":\"%s\","
+		 "{\"version\":1,\"pid\":%d,\"state\":\"%s\"%s,"
+		 "\"snapshot\":\"%s\","
 		 "\"started\":%lld,\"elapsed\":%lld,\"took\":%.1f,"
 		 "\"stream_errors\":%llu,\"stream_yielding\":%s,"
 		 "\"prefetch\":{\"chunks\":%llu,\"done\":%llu},"
 		 "\"cache\":{\"hits\":%llu,\"misses\":%llu,\"hit_rate\":%.3f,"
 		 "\"bytes\":%llu,\"evictions\":%llu},\"disks\":[",
-		 mount_state(m), repo_snapshot_path(m->conf->snap),
+		 (int)getpid(), mount_state(m), stall,
+		 repo_snapshot_path(m->conf->snap),
 		 (long long)m->started,
 		 /* Frozen at completion: how long the restore took. */
 		 (long long)(m->complete ? (time_t)(m->took + 0.5) :
@@ -359,8 +392,10 @@ static int status_json(void *arg, char **out)
 		double eta;
 
 		image_get_stats(m->images[i], &st);
+		/* Stalled: no rate says when it ends. */
 		eta = st.complete ? 0 :
-		      rate > 1 ? (st.size - st.present_bytes) / rate : -1;
+		      rate > 1 && !stalled ?
+				(st.size - st.present_bytes) / rate : -1;
 		snprintf(line, sizeof(line),
 			 "%s{\"name\":\"%s\",\"size\":%llu,\"present\":%llu,"
 			 "\"percent\":%.2f,\"fetched\":%llu,\"rate\":%.0f,"
@@ -500,6 +535,7 @@ static int open_images(struct mount *m)
 		ic.name = fname;
 		ic.target = tpath;
 		ic.state_path = c->target ? c->state : NULL;
+		ic.state_dir = c->state_dir;
 		ic.block_size = c->block_size;
 		ic.read_only = c->read_only;
 		ic.overwrite = c->overwrite;
@@ -642,7 +678,11 @@ out:
 	fs_free(fs);
 	readahead_stop(m.readahead);
 	for (unsigned int i = 0; i < m.nimages; i++) {
-		image_close(m.images[i]);
+		/* Never served: what this mount created goes again. */
+		if (ran)
+			image_close(m.images[i]);
+		else
+			image_discard(m.images[i]);
 		repo_archive_close(m.archives[i]);
 	}
 	for (unsigned int i = 0; m.traces && i < m.nimages; i++) {

@@ -15,6 +15,7 @@
 #include <json-c/json.h>
 
 #include "log.h"
+#include "mountpoint.h"
 #include "status.h"
 #include "util.h"
 #include "banned.h"
@@ -63,6 +64,10 @@ static void print_human(json_object *doc, FILE *out)
 	if (num(doc, "took") >= 0)
 		fprintf(out, "%s: %s, took %.0f s", str(doc, "snapshot"),
 			str(doc, "state"), num(doc, "took"));
+	else if (json_object_object_get_ex(doc, "stalled", NULL))
+		fprintf(out, "%s: stalled (%s), %.0f s elapsed",
+			str(doc, "snapshot"), str(doc, "stalled"),
+			num(doc, "elapsed"));
 	else
 		fprintf(out, "%s: %s, %.0f s elapsed", str(doc, "snapshot"),
 			str(doc, "state"), num(doc, "elapsed"));
@@ -111,8 +116,10 @@ static int read_status(const char *mnt, char **text, json_object **doc)
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		ret = -errno;
-		log_err("status: cannot read '%s': %s (is a pbs-livemount "
-			"mounted there?)", path, strerror(errno));
+		if (!mountpoint_dead("status", mnt, ret))
+			log_err("status: cannot read '%s': %s (is a "
+				"pbs-livemount mounted there?)", path,
+				strerror(errno));
 		free(path);
 		return ret;
 	}

@@ -15,7 +15,10 @@
  * back-off (1 s doubling to 30 s) so the stream pauses while the store
  * is down and resumes by itself; other errors (a chunk missing or bad
  * in the store: -EBADMSG) are counted and the chunk is left for a later
- * pass.  Guest reads go first at the fetch layer
+ * pass.  A fill that cannot write the target (full, read-only, failing)
+ * stalls its worker on that chunk, retrying every STALL_RETRY_MS, so
+ * the stream resumes by itself once there is room; the reason is logged
+ * once and shown in .status.  Guest reads go first at the fetch layer
  * (demand priority), and fills never overwrite guest data (image.c
  * re-checks under the chunk lock).
  *
@@ -59,6 +62,7 @@
 #define BUSY_WORKERS 2
 #define PREFETCH_WORKERS 2
 #define YIELD_POLL_MS 50
+#define STALL_RETRY_MS 5000
 
 enum phase {
 	PH_PREFETCH,	/* conf.prefetch lists */
@@ -88,6 +92,10 @@ struct stream {
 					   workers waiting in give_way() */
 	unsigned int paused;		/* atomic: workers retrying a chunk
 					   the store failed to give */
+	unsigned int stalled;		/* atomic: workers waiting for a
+					   target that refused a write */
+	int stall_err;			/* atomic: its -errno */
+	struct image *stall_img;	/* atomic: and which target */
 	uint64_t errors;		/* atomic */
 	bool announced;			/* atomic: on_done was called */
 };
@@ -237,12 +245,39 @@ static void hold_prefetch(struct stream *s)
 		pthread_cond_wait(&s->wake, &s->lock);
 }
 
+/*
+ * A fill could not write the target (full, read-only, failing): say so
+ * once for the stream, not once per worker and chunk.
+ */
+static void stall(struct stream *s, struct image *img, int err, bool *stuck)
+{
+	if (*stuck)
+		return;
+	*stuck = true;
+	__atomic_store_n(&s->stall_err, err, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->stall_img, img, __ATOMIC_RELAXED);
+	if (!__atomic_fetch_add(&s->stalled, 1, __ATOMIC_RELAXED))
+		log_err("stream: cannot write target '%s': %s; the stream "
+			"waits for it, retrying every %d s", image_target(img),
+			strerror(-err), STALL_RETRY_MS / 1000);
+}
+
+static void unstall(struct stream *s, struct image *img)
+{
+	if (__atomic_sub_fetch(&s->stalled, 1, __ATOMIC_RELAXED))
+		return;
+	log_info("stream: target '%s' takes writes again: the stream goes "
+		 "on", image_target(img));
+}
+
 /* Fill one chunk, retrying while the store is down; true if stopped. */
 static bool copy_item(struct stream *s, struct image *img, uint64_t chunk)
 {
 	uint64_t backoff = BACKOFF_MIN_MS;
 	bool stopped = false;
 	bool failing = false;
+	bool stuck = false;
+	int terr;
 	int ret;
 
 	if (s->conf.cache_only) {
@@ -251,12 +286,21 @@ static bool copy_item(struct stream *s, struct image *img, uint64_t chunk)
 		return ret == -ECANCELED;
 	}
 	while (image_chunk_incomplete(img, chunk)) {
-		ret = image_fill_chunk(img, chunk, STORE_PRIO_STREAM);
+		ret = image_fill_chunk(img, chunk, STORE_PRIO_STREAM, &terr);
 		if (!ret)
 			break;
 		if (ret == -ECANCELED) {
 			stopped = true;	/* shutting down */
 			break;
+		}
+		if (terr) {
+			/* Not the store: wait for the target, same chunk. */
+			stall(s, img, terr, &stuck);
+			if (nap(s, STALL_RETRY_MS)) {
+				stopped = true;
+				break;
+			}
+			continue;
 		}
 		__atomic_add_fetch(&s->errors, 1, __ATOMIC_RELAXED);
 		if (ret != -EIO) {
@@ -284,6 +328,8 @@ static bool copy_item(struct stream *s, struct image *img, uint64_t chunk)
 	}
 	if (failing)
 		__atomic_sub_fetch(&s->paused, 1, __ATOMIC_RELAXED);
+	if (stuck)
+		unstall(s, img);
 	return stopped;
 }
 
@@ -399,6 +445,15 @@ bool stream_is_yielding(const struct stream *s)
 bool stream_is_paused(const struct stream *s)
 {
 	return __atomic_load_n(&s->paused, __ATOMIC_RELAXED) > 0;
+}
+
+int stream_stall(const struct stream *s, const char **target)
+{
+	if (!__atomic_load_n(&s->stalled, __ATOMIC_RELAXED))
+		return 0;
+	*target = image_target(__atomic_load_n(&s->stall_img,
+					       __ATOMIC_RELAXED));
+	return __atomic_load_n(&s->stall_err, __ATOMIC_RELAXED);
 }
 
 uint64_t stream_errors(const struct stream *s)

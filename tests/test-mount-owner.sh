@@ -24,6 +24,7 @@ refused() {
 	note "$what: $(cat "$T/err")"
 }
 
+mkdir -p "$T/mnt2"
 lm_mount "$T/mnt" --target "$T/tgt.raw" --no-stream "$T/ds" vm/7
 head -c 8192 /dev/urandom | dd of="$T/mnt/disk.img" bs=4096 seek=10 \
 	conv=notrunc,fsync status=none

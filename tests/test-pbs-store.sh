@@ -108,10 +108,10 @@ for s in "$PBS_TOKEN_SECRET" "$PBS_USER_PASSWORD"; do
 	grep -qF -- "$s" "$T/debug.log" && fail "a secret in the --debug output"
 done
 # A process that has the secret: not in its argv, nor its environment.
+mkdir -p "$T/mnt"
 PBS_PASSWORD=$PBS_TOKEN_SECRET $PROG mount -f --read-only "$repo" vm/100 \
 	"$T/mnt" >"$T/lm.log" 2>&1 &
 pid=$!
-mkdir -p "$T/mnt"
 cleanup_fn "fusermount3 -u -z '$T/mnt'; kill -9 $pid"
 for _ in $(seq 1 100); do [ -e "$T/mnt/.status" ] && break; sleep 0.1; done
 [ -e "$T/mnt/.status" ] || { cat "$T/lm.log"; fail "read-only mount"; }

@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#ifndef PBSLM_MOUNTPOINT_H
+#define PBSLM_MOUNTPOINT_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+/*
+ * Mount points of a live mount, as the commands see them from outside:
+ * is a directory fit to mount on, is a mount there alive, and who
+ * serves it.  Messages name the path and what to do.  Main thread.
+ */
+
+/*
+ * 0 if @path is an empty directory that is not already a FUSE mount;
+ * otherwise one line saying what is wrong (a file, not empty, mounted
+ * by PID N, a mount whose daemon has exited) and -ENOTDIR, -ENOTEMPTY,
+ * -EBUSY, -ENOTCONN or -errno.
+ */
+int mountpoint_check(const char *path);
+
+/*
+ * A call on @path failed with @err: when that says the mount's daemon
+ * is gone (-ENOTCONN), log what to do and return true.
+ */
+bool mountpoint_dead(const char *who, const char *path, int err);
+
+/* The PID serving the pbs-livemount mount at @path (its .status), or 0. */
+pid_t mountpoint_pid(const char *path);
+
+#endif

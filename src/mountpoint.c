@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Mount point checks.  Whether a directory is a mount point, and of
+ * what, comes from /proc/self/mountinfo (the only place that names a
+ * FUSE mount's type without a call into the mount, which would hang on
+ * a stuck daemon).  No state of its own.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "log.h"
+#include "mountpoint.h"
+#include "util.h"
+#include "banned.h"
+
+/* mountinfo escapes space, tab, newline and backslash as \ooo. */
+static void unescape(char *s)
+{
+	char *o = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] &&
+		    s[3]) {
+			*o++ = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 |
+				      (s[3] - '0'));
+			s += 3;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = '\0';
+}
+
+/* The type of the file system mounted at @path ("fuse.sshfs"), or false. */
+static bool mounted_type(const char *path, char *type, size_t len)
+{
+	char real[PATH_MAX];
+	char line[4096];
+	bool found = false;
+	FILE *f;
+
+	if (!realpath(path, real))
+		return false;
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return false;
+	/* "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw" */
+	while (fgets(line, sizeof(line), f)) {
+		char mnt[PATH_MAX];
+		char fstype[64];
+		const char *dash = strstr(line, " - ");
+
+		if (!dash || sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1 ||
+		    sscanf(dash + 3, "%63s", fstype) != 1)
+			continue;
+		unescape(mnt);
+		if (!strcmp(mnt, real)) {
+			/* The last mount on a path is the visible one. */
+			snprintf(type, len, "%s", fstype);
+			found = true;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+pid_t mountpoint_pid(const char *path)
+{
+	char *status = xasprintf("%s/.status", path);
+	uint8_t *text = NULL;
+	json_object *doc = NULL;
+	json_object *v;
+	size_t len = 0;
+	pid_t pid = 0;
+	int fd;
+
+	/* st_size of .status is 0 (generated on open): read_file cannot. */
+	fd = open(status, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	free(status);
+	if (fd < 0)
+		return 0;
+	text = xmalloc(1 << 16);
+	for (ssize_t n; len < (1 << 16) - 1 &&
+			(n = read(fd, text + len, (1 << 16) - 1 - len)) > 0;)
+		len += (size_t)n;
+	close(fd);
+	text[len] = '\0';
+	doc = json_tokener_parse((const char *)text);
+	if (doc && json_object_object_get_ex(doc, "pid", &v))
+		pid = (pid_t)json_object_get_int(v);
+	json_object_put(doc);
+	free(text);
+	return pid;
+}
+
+bool mountpoint_dead(const char *who, const char *path, int err)
+{
+	if (err != -ENOTCONN)
+		return false;
+	log_err("%s: the daemon of the mount on '%s' has exited; run "
+		"fusermount3 -u %s, then mount again to resume", who, path,
+		path);
+	return true;
+}
+
+static int is_empty(const char *path, bool *empty)
+{
+	struct dirent *d;
+	DIR *dir;
+
+	dir = opendir(path);
+	if (!dir)
+		return -errno;
+	*empty = true;
+	while (*empty && (d = readdir(dir)))
+		*empty = !strcmp(d->d_name, ".") || !strcmp(d->d_name, "..");
+	closedir(dir);
+	return 0;
+}
+
+int mountpoint_check(const char *path)
+{
+	char type[64];
+	struct stat st;
+	bool empty = false;
+	pid_t pid;
+	int ret;
+
+	if (stat(path, &st) < 0) {
+		ret = -errno;
+		if (!mountpoint_dead("mount", path, ret))
+			log_err("mount: cannot mount on '%s': %s", path,
+				strerror(errno));
+		return ret;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		log_err("mount: cannot mount on '%s': not a directory (make an "
+			"empty directory for the mount)", path);
+		return -ENOTDIR;
+	}
+	if (mounted_type(path, type, sizeof(type)) &&
+	    !strncmp(type, "fuse", 4)) {
+		/* The root's attributes may be cached: ask the daemon. */
+		ret = is_empty(path, &empty);
+		if (mountpoint_dead("mount", path, ret))
+			return ret;
+		pid = strcmp(type, "fuse.pbs-livemount") ? 0 :
+		      mountpoint_pid(path);
+		if (pid)
+			log_err("mount: cannot mount on '%s': already mounted "
+				"by pbs-livemount PID %d", path, (int)pid);
+		else
+			log_err("mount: cannot mount on '%s': already a FUSE "
+				"mount (%s); unmount it first", path, type);
+		return -EBUSY;
+	}
+	ret = is_empty(path, &empty);
+	if (ret) {
+		if (!mountpoint_dead("mount", path, ret))
+			log_err("mount: cannot mount on '%s': %s", path,
+				strerror(-ret));
+		return ret;
+	}
+	if (!empty) {
+		log_err("mount: cannot mount on '%s': not empty (its files "
+			"would be hidden); use an empty directory", path);
+		return -ENOTEMPTY;
+	}
+	return 0;
+}
