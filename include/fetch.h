@@ -26,6 +26,12 @@ struct fetch_conf {
 	unsigned int connections;	/* transfers in flight, default 16 */
 	uint64_t remote_timeout_ms;	/* one fetch_get, retries included */
 	uint64_t request_timeout_ms;	/* one attempt */
+	/*
+	 * Until a first answer from the server: a refused connection or a
+	 * name that does not resolve is said at once (one warning) and
+	 * given up after this, not after remote_timeout_ms.  0: 10 s.
+	 */
+	uint64_t connect_timeout_ms;
 	uint64_t limit_rate;		/* total bytes/s, 0 = none */
 	const char *ca_file;
 	const char *fingerprint;	/* "aa:bb:..": pin as PBS does (tls.h) */

@@ -106,6 +106,10 @@ const struct opt *cli_repo_opts(struct cli *c)
 			     "read the key passphrase from descriptor N"),
 		OPT_UINT("connections", &c->store.connections, "N", 1, 256,
 			 "chunks in flight (default 16)"),
+		OPT_DURATION("connect-timeout", &c->store.connect_timeout_ms,
+			     "SECS", 1, 0,
+			     "a server not reached yet that refuses or\n"
+			     "does not resolve: give up after (default 10)"),
 		OPT_DURATION("remote-timeout", &c->store.remote_timeout_ms,
 			     "SECS", 1, 0,
 			     "give up on a chunk after this (default 60)"),

@@ -54,6 +54,7 @@
 
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 5000
+#define LAST_TRY_MS 100		/* less time left than this: give up */
 #define BACKGROUND_NICE 19
 
 struct req {
@@ -92,6 +93,8 @@ struct fetch {
 	struct req *running;		/* protected by ->lock: added to multi */
 	pthread_cond_t cancel_cond;	/* with ->lock: wakes back-off naps */
 	uint64_t last_giveup_ns;	/* atomic: when a give-up was logged */
+	bool reached;			/* atomic: the server answered once */
+	bool told_connect;		/* atomic: "cannot connect" was said */
 };
 
 /*
@@ -173,6 +176,34 @@ static bool cc_is_tls_refusal(CURLcode cc)
 	return cc == CURLE_PEER_FAILED_VERIFICATION ||
 	       cc == CURLE_SSL_CACERT_BADFILE || cc == CURLE_SSL_CERTPROBLEM ||
 	       cc == CURLE_SSL_PINNEDPUBKEYNOTMATCH;
+}
+
+/* A server we never heard from refuses us or has no address. */
+static bool never_reached(struct fetch *f, CURLcode cc)
+{
+	return (cc == CURLE_COULDNT_CONNECT ||
+		cc == CURLE_COULDNT_RESOLVE_HOST) &&
+	       !__atomic_load_n(&f->reached, __ATOMIC_RELAXED);
+}
+
+/*
+ * The first contact failed: an interactive command should not sit
+ * silent for a minute.  Say so once, and give up after the (short)
+ * connect timeout; a server that answered before gets remote_timeout.
+ */
+static uint64_t connect_deadline(struct fetch *f, const struct req *r,
+				 uint64_t t0)
+{
+	char host[256];
+
+	if (url_host(r->rq->url, host, sizeof(host)))
+		snprintf(host, sizeof(host), "%s", r->rq->url);
+	if (!__atomic_exchange_n(&f->told_connect, true, __ATOMIC_RELAXED))
+		log_warn("fetch: cannot connect to '%s': %s; retrying for "
+			 "%llu s", host, r->errbuf[0] ? r->errbuf :
+			 curl_easy_strerror(r->cc),
+			 (unsigned long long)f->conf.connect_timeout_ms / 1000);
+	return t0 + f->conf.connect_timeout_ms * 1000000;
 }
 
 /* ---- TLS: PBS-style pinning (tls.c) ---- */
@@ -527,6 +558,8 @@ int fetch_new(const struct fetch_conf *conf, struct fetch **out)
 		f->conf.remote_timeout_ms = 60000;
 	if (!f->conf.request_timeout_ms)
 		f->conf.request_timeout_ms = 30000;
+	if (!f->conf.connect_timeout_ms)
+		f->conf.connect_timeout_ms = 10000;
 	f->conf.ca_file = conf->ca_file ? xstrdup(conf->ca_file) : NULL;
 	f->conf.fingerprint = conf->fingerprint ? xstrdup(conf->fingerprint) :
 						  NULL;
@@ -735,6 +768,10 @@ int fetch_request(struct fetch *f, const struct fetch_request *rq,
 			ret = -ECANCELED;
 			goto out;
 		}
+		if (r.cc == CURLE_OK)
+			__atomic_store_n(&f->reached, true, __ATOMIC_RELAXED);
+		else if (never_reached(f, r.cc))
+			deadline = MIN(deadline, connect_deadline(f, &r, t0));
 		if (r.cc == CURLE_OK && r.status >= 200 && r.status < 300) {
 			if (!check) {
 				resp->body = buf_steal(&r.body, &resp->len);
@@ -792,6 +829,10 @@ int fetch_request(struct fetch *f, const struct fetch_request *rq,
 		buf_release(&r.body);
 		seed = seed * 1103515245u + 12345u;
 		delay = fetch_backoff_ms(attempt, seed >> 8);
+		/* The last try comes at the deadline, not a back-off early. */
+		if (now_ns() + delay * 1000000 >= deadline &&
+		    now_ns() + LAST_TRY_MS * 1000000 < deadline)
+			delay = (deadline - now_ns()) / 1000000;
 		if (now_ns() + delay * 1000000 >= deadline) {
 			/* The checker knows why a body was bad: it logs. */
 			if (bad_body) {

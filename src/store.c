@@ -161,6 +161,7 @@ void store_fetch_conf(const struct store_conf *conf, struct fetch_conf *fc)
 	fc->connections = conf->connections;
 	fc->remote_timeout_ms = conf->remote_timeout_ms;
 	fc->request_timeout_ms = conf->request_timeout_ms;
+	fc->connect_timeout_ms = conf->connect_timeout_ms;
 	fc->limit_rate = conf->limit_rate;
 	fc->ca_file = conf->ca_file;
 	fc->fingerprint = conf->fingerprint;

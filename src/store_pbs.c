@@ -963,13 +963,11 @@ int store_pbs_open(const struct store_conf *conf, struct store **out)
 	pthread_mutex_init(&p->auth_lock, NULL);
 	pthread_mutex_init(&p->idx_lock, NULL);
 	pthread_rwlock_init(&p->sess_lock, NULL);
+	/* The API's few requests: the chunks go over the reader session. */
+	store_fetch_conf(conf, &fc);
 	fc.connections = 4;
-	fc.remote_timeout_ms = conf->remote_timeout_ms;
-	fc.request_timeout_ms = conf->request_timeout_ms;
-	fc.ca_file = conf->ca_file;
-	fc.fingerprint = conf->fingerprint;
+	fc.limit_rate = 0;
 	fc.host = p->repo.host;
-	fc.insecure = conf->insecure;
 	ret = fetch_new(&fc, &p->fetch);
 	if (ret) {
 		p->base.ops = &pbs_ops;
