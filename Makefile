@@ -39,6 +39,7 @@ config.mk config.h: configure config.mk.in
 configure: configure.ac
 	@command -v autoconf >/dev/null && command -v aclocal >/dev/null \
 		&& pkg-config --exists fuse3 libcurl libzstd liburcu-cds json-c libnghttp2 \
+			libvirt-qemu libxml-2.0 \
 		|| scripts/install-deps
 	mkdir -p m4 && aclocal -I m4 --install && autoheader && autoconf
 

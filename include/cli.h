@@ -54,6 +54,7 @@ int cmd_restore(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_key(int argc, char **argv);
+int cmd_cutover(int argc, char **argv);
 
 void cli_init(struct cli *c);
 /*

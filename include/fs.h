@@ -30,6 +30,15 @@ struct fs_conf {
 	fs_status_fn status;
 	void *status_arg;
 	struct readahead *readahead;	/* borrowed, may be NULL */
+	/*
+	 * A request to the mount: setxattr of @name on ".status".  Runs on
+	 * the FUSE worker (others keep serving); 0 or -errno is the reply.
+	 * control_done() is called after the reply.  NULL: refused.
+	 */
+	int (*control)(void *arg, const char *name, const char *value,
+		       size_t len);
+	void (*control_done)(void *arg);
+	void *control_arg;
 };
 
 /* Create the session and mount; no thread is started yet. */
@@ -38,6 +47,17 @@ int fs_new(const struct fs_conf *conf, struct fs **out);
 int fs_run(struct fs *fs);
 /* Ask fs_run() to return; safe from a signal handler. */
 void fs_exit(struct fs *fs);
+/*
+ * Unmount now, as fusermount3 -u would (lazily): the session then ends
+ * and fs_run() returns.  Any thread.
+ */
+void fs_unmount(struct fs *fs);
+/*
+ * End the FUSE connection itself (fusectl's abort): for a mount that
+ * lives on in another mount namespace (libvirt's QEMU has its own)
+ * after fs_unmount().  Only once no one uses its files.  Any thread.
+ */
+int fs_abort(struct fs *fs);
 /* The session has ended (unmounted, or a signal): any thread. */
 bool fs_is_exited(struct fs *fs);
 /* Unmount (if still mounted) and free. */

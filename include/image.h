@@ -99,8 +99,9 @@ bool image_chunk_incomplete(const struct image *img, uint64_t i);
  */
 int image_fill_chunk(struct image *img, uint64_t i, enum store_prio prio,
 		     int *target_err);
-/* The target's path (NULL without one). */
+/* The target's path (NULL without one), and whether it is a device. */
 const char *image_target(const struct image *img);
+bool image_target_is_blk(const struct image *img);
 /*
  * After a guest read: the chunks it fetched on demand are filled while
  * their decoded data is still cached (copy-on-read).  Call after the

@@ -33,6 +33,14 @@ struct mount_conf {
 	const char *fuse_opts;
 	const char *on_complete;	/* sh -c command, or NULL */
 	/*
+	 * At completion, move the QEMU behind this monitor socket, or this
+	 * libvirt domain (on @libvirt_uri, NULL: qemu:///system), onto the
+	 * targets, then end the mount (cutover.h).  NULL: none.
+	 */
+	const char *cutover_qmp;
+	const char *cutover_libvirt;
+	const char *libvirt_uri;
+	/*
 	 * Boot traces (trace.h): read at start to prefetch, written once
 	 * the guest has run @trace_time_s (or at unmount).  Per disk
 	 * trace_default_path(@trace_dir, ...), or @trace_file for the one

@@ -25,6 +25,13 @@ int mountpoint_check(const char *path);
  */
 bool mountpoint_dead(const char *who, const char *path, int err);
 
+/*
+ * The FUSE connection of the mount at @path (absolute, as mounted): its
+ * number under /sys/fs/fuse/connections.  -ENOENT if none.  Makes no
+ * call into the mount, so its own daemon may ask before it serves.
+ */
+int mountpoint_fuse_conn(const char *path, unsigned int *conn);
+
 /* The PID serving the pbs-livemount mount at @path (its .status), or 0. */
 pid_t mountpoint_pid(const char *path);
 

@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include <json-c/json.h>
+
 /*
  * `pbs-livemount status`: reads MOUNTPOINT/.status (the JSON document
  * mount.c serves) and prints it for people: per disk a progress bar,
@@ -18,5 +20,13 @@ struct status_conf {
 
 /* 0: printed (with --watch: the mount completed); -errno otherwise. */
 int status_run(const struct status_conf *conf, FILE *out);
+
+/*
+ * MOUNTPOINT/.status, parsed, into *@doc (json_object_put), and its
+ * text into *@text (malloc'ed) unless NULL.  A failure is logged in one
+ * line as @who's ("the daemon has exited ..." for a dead mount).
+ */
+int status_read(const char *who, const char *mnt, char **text,
+		json_object **doc);
 
 #endif

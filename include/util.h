@@ -60,6 +60,11 @@ int zero_range(int fd, bool is_blk, uint64_t off, uint64_t len);
  * extra NUL byte after *@len so that text can be parsed in place.
  */
 int read_file(const char *path, size_t max, uint8_t **buf, size_t *len);
+/*
+ * The same for files whose size says nothing (/proc, a FUSE file made on
+ * open, a pipe): read to EOF; -EFBIG past @max bytes.
+ */
+int read_file_any(const char *path, size_t max, uint8_t **buf, size_t *len);
 
 /*
  * Replace @path atomically: write "<path>.tmp.<pid>", fsync, rename over

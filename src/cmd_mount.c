@@ -138,6 +138,7 @@ int cmd_mount(int argc, char **argv)
 	char *trace_dir = NULL;
 	char *trace_file = NULL;
 	char *log_file = NULL;
+	char *cutover_qmp = NULL;
 	unsigned int trace_time = 120;
 	bool no_trace = false;
 	char *mnt = NULL;
@@ -175,7 +176,15 @@ int cmd_mount(int argc, char **argv)
 			 "at completion, re-hash every chunk the\n"
 			 "guest did not write against the backup"),
 		OPT_STRING(0, "on-complete", &mc.on_complete, "CMD",
-			   "run CMD (sh -c) when the restore completes"),
+			   "run CMD (sh -c) when the restore completes\n"
+			   "(after the cut-over, if any)"),
+		OPT_PATH("cutover-qmp", &cutover_qmp, "SOCKET",
+			 "at completion, move the QEMU behind this\n"
+			 "monitor socket onto the targets, then end"),
+		OPT_STRING(0, "cutover-libvirt", &mc.cutover_libvirt, "DOMAIN",
+			   "the same for a running libvirt domain"),
+		OPT_STRING(0, "libvirt-uri", &mc.libvirt_uri, "URI",
+			   "libvirt to ask (default qemu:///system)"),
 		OPT_PATH("trace-dir", &trace_dir, "DIR",
 			 "boot traces (default /var/lib/pbs-livemount/\n"
 			 "traces as root; also PBSLM_TRACE_DIR)"),
@@ -214,6 +223,19 @@ int cmd_mount(int argc, char **argv)
 	mc.archives = archives.v;
 	mc.narchives = (unsigned int)archives.n;
 	mc.trace_time_s = trace_time;
+	mc.cutover_qmp = cutover_qmp;
+	if (cutover_qmp && mc.cutover_libvirt) {
+		ret = opt_usage_error("mount", "--cutover-qmp and "
+				      "--cutover-libvirt exclude each other");
+		goto out;
+	}
+	if ((cutover_qmp || mc.cutover_libvirt) &&
+	    (mc.read_only || mc.no_stream)) {
+		ret = opt_usage_error("mount", "a cut-over needs the stream to "
+				      "complete: not with --read-only or "
+				      "--no-stream");
+		goto out;
+	}
 	repo = cli_repo_arg(nargs, 3, argv + 1, &shift);
 	if (!repo) {
 		ret = opt_usage_error("mount", "needs REPO SNAPSHOT MOUNTPOINT "
@@ -306,6 +328,7 @@ out:
 	free(trace_dir);
 	free(trace_file);
 	free(log_file);
+	free(cutover_qmp);
 	free(mnt);
 	return ret;
 }

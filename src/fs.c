@@ -28,7 +28,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <spawn.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,6 +39,7 @@
 
 #include "fs.h"
 #include "log.h"
+#include "mountpoint.h"
 #include "util.h"
 #include "banned.h"
 
@@ -76,6 +80,8 @@ struct fs {
 	struct fuse_session *se;	/* libfuse's own locking */
 	time_t mtime;			/* immutable */
 	bool mounted;			/* main thread only */
+	unsigned int conn;		/* immutable: fusectl's number, 0 if
+					   unknown */
 	pthread_mutex_t status_lock;
 	struct status_doc *docs;	/* protected by ->status_lock */
 	uint64_t next_id;		/* protected by ->status_lock */
@@ -446,6 +452,30 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
 				    ret == -ENOMEM || !ret ? -ret : EIO);
 }
 
+/*
+ * Requests to the mount itself: user.pbs-livemount.* on ".status".  Not
+ * on the root directory: the kernel holds the inode of a setxattr
+ * locked until the reply, and a lookup in a locked root (the daemon's
+ * own stat of an image, during a cut-over) would wait forever.
+ */
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			const char *value, size_t size, int flags)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	int ret;
+
+	(void)flags;
+	if (ino != INO_STATUS || !fs->conf.control ||
+	    strncmp(name, "user.pbs-livemount.", 19)) {
+		fuse_reply_err(req, ENOTSUP);
+		return;
+	}
+	ret = fs->conf.control(fs->conf.control_arg, name, value, size);
+	fuse_reply_err(req, -ret);
+	if (fs->conf.control_done)
+		fs->conf.control_done(fs->conf.control_arg);
+}
+
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 		       off_t off, struct fuse_file_info *fi)
 {
@@ -525,6 +555,7 @@ static const struct fuse_lowlevel_ops fs_ops = {
 	.flush = op_flush,
 	.fsync = op_fsync,
 	.fallocate = op_fallocate,
+	.setxattr = op_setxattr,
 	.readdir = op_readdir,
 	.statfs = op_statfs,
 };
@@ -579,6 +610,8 @@ int fs_new(const struct fs_conf *conf, struct fs **out)
 		goto err_free;
 	}
 	fs->mounted = true;
+	if (mountpoint_fuse_conn(conf->mountpoint, &fs->conn))
+		fs->conn = 0;
 	fuse_opt_free_args(&args);
 	free(opts);
 	*out = fs;
@@ -616,6 +649,51 @@ int fs_run(struct fs *fs)
 	ret = fuse_session_loop_mt(fs->se, &cfg);
 	fuse_remove_signal_handlers(fs->se);
 	return ret < 0 ? ret : 0;
+}
+
+void fs_unmount(struct fs *fs)
+{
+	char *const argv[] = { (char *)"fusermount3", (char *)"-u",
+			       (char *)"-z", (char *)fs->conf.mountpoint, NULL };
+	pid_t pid;
+	int st;
+
+	/* Root unmounts itself; others ask the setuid helper. */
+	if (!geteuid()) {
+		if (umount2(fs->conf.mountpoint, MNT_DETACH))
+			log_err("fs: cannot unmount '%s': %s",
+				fs->conf.mountpoint, strerror(errno));
+		return;
+	}
+	if (posix_spawnp(&pid, "fusermount3", NULL, NULL, argv, environ)) {
+		log_err("fs: cannot run fusermount3 -u '%s'",
+			fs->conf.mountpoint);
+		return;
+	}
+	waitpid(pid, &st, 0);
+}
+
+int fs_abort(struct fs *fs)
+{
+	char path[80];
+	int ret = 0;
+	int fd;
+
+	if (!fs->conn)
+		return -ENOENT;
+	snprintf(path, sizeof(path), "/sys/fs/fuse/connections/%u/abort",
+		 fs->conn);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	/* Where nothing mounted fusectl yet, at its usual place. */
+	if (fd < 0 && errno == ENOENT && !geteuid() &&
+	    !mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, NULL))
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, "1", 1) != 1)
+		ret = -errno;
+	close(fd);
+	return ret;
 }
 
 bool fs_is_exited(struct fs *fs)

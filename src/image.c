@@ -950,6 +950,11 @@ const char *image_target(const struct image *img)
 	return img->target;
 }
 
+bool image_target_is_blk(const struct image *img)
+{
+	return img->is_blk;
+}
+
 uint64_t image_chunk_size(const struct image *img)
 {
 	return img->chunk_size;

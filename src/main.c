@@ -27,6 +27,7 @@ static const char main_help[] =
 	"commands:\n"
 	"  mount     mount a snapshot's disks and restore them live\n"
 	"  status    progress of a live mount\n"
+	"  cutover   move a running VM from the mount onto its targets\n"
 	"  pack      write a snapshot from raw images (PBS datastore layout)\n"
 	"  restore   restore one disk archive to a file or block device\n"
 	"  verify    check an image against a backup\n"
@@ -64,6 +65,8 @@ int main(int argc, char **argv)
 		return cmd_mount(argc - 1, argv + 1);
 	if (!strcmp(cmd, "status"))
 		return cmd_status(argc - 1, argv + 1);
+	if (!strcmp(cmd, "cutover"))
+		return cmd_cutover(argc - 1, argv + 1);
 	if (!strcmp(cmd, "pack"))
 		return cmd_pack(argc - 1, argv + 1);
 	if (!strcmp(cmd, "restore"))

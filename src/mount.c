@@ -36,15 +36,19 @@
 #include <json-c/json.h>
 
 #include "ccache.h"
+#include "cutover.h"
 #include "fs.h"
 #include "image.h"
 #include "log.h"
 #include "mount.h"
+#include "qmp.h"
 #include "readahead.h"
 #include "stream.h"
 #include "trace.h"
 #include "util.h"
 #include "banned.h"
+
+#define ABORT_AFTER_MS 2000
 
 struct progress {
 	uint64_t last_present;	/* protected by mount->lock */
@@ -59,6 +63,21 @@ struct boot_trace {
 	uint64_t *prefetch;	/* immutable: loaded chunks, or NULL */
 	size_t nprefetch;	/* immutable */
 	bool saved;		/* checkpointer thread, then shutdown */
+};
+
+enum cut_state {
+	CUT_NONE,
+	CUT_WAITING,	/* --cutover-*: QEMU has none of the disks open yet */
+	CUT_RUNNING,
+	CUT_DONE,	/* the VM is on the targets: the mount ends */
+	CUT_FAILED,	/* the VM stays on the mount, which serves on */
+};
+
+/* Which QEMU to move at a cut-over: a monitor socket or a domain. */
+struct cut_req {
+	const char *qmp;
+	const char *domain;
+	const char *uri;	/* libvirt's; NULL: qemu:///system */
 };
 
 struct mount {
@@ -84,6 +103,13 @@ struct mount {
 					   completion, frozen then */
 	const char *verdict;		/* protected by ->lock: verify result */
 	struct progress *prog;		/* protected by ->lock */
+	pthread_mutex_t cut_lock;	/* one cut-over at a time; taken
+					   before ->lock, never held by a
+					   FUSE op but the cut-over's own */
+	enum cut_state cut;		/* protected by ->lock */
+	struct cutover_result cut_res;	/* protected by ->lock */
+	bool unmount_asked;		/* protected by ->lock: the watcher
+					   unmounts (after a cut-over) */
 };
 
 static bool stopping(struct mount *m)
@@ -153,11 +179,35 @@ static void abort_work(struct mount *m)
 static void *watcher(void *arg)
 {
 	struct mount *m = arg;
+	uint64_t abort_at = 0;
 	struct timespec ts;
+	int ret;
 
 	pthread_mutex_lock(&m->lock);
 	while (!m->stop) {
+		bool unmount = m->unmount_asked;
+
+		m->unmount_asked = false;
 		pthread_mutex_unlock(&m->lock);
+		/* The VM is elsewhere: end the mount as fusermount3 -u would. */
+		if (unmount) {
+			fs_unmount(m->fs);
+			abort_at = now_ns() + ABORT_AFTER_MS * 1000000ull;
+		}
+		/*
+		 * Still served 2 s later: another mount namespace holds it
+		 * (libvirt's QEMU has its own), where nothing uses it now.
+		 */
+		if (abort_at && now_ns() > abort_at && !fs_is_exited(m->fs)) {
+			abort_at = 0;
+			ret = fs_abort(m->fs);
+			if (ret)
+				log_warn("mount: the mount lives on in another "
+					 "mount namespace, and its connection "
+					 "cannot be aborted: %s; the daemon ends "
+					 "when that namespace does",
+					 strerror(-ret));
+		}
 		if (fs_is_exited(m->fs)) {
 			log_debug(LOG_CAT_FS, "mount: FUSE session ended: "
 				  "aborting work in progress");
@@ -211,11 +261,176 @@ static void save_trace(struct mount *m, unsigned int i, bool final)
 			 MIN(n, (size_t)TRACE_MAX_CHUNKS), t->path);
 }
 
+static void ask_unmount(struct mount *m)
+{
+	pthread_mutex_lock(&m->lock);
+	m->unmount_asked = true;
+	pthread_cond_broadcast(&m->wake);
+	pthread_mutex_unlock(&m->lock);
+}
+
+/*
+ * Move the QEMU of @r onto the targets (cutover.h).  Any thread but a
+ * FUSE worker other than the control request's own: QEMU's I/O on the
+ * mount is served meanwhile.  0, -EAGAIN (not complete), -EBUSY (one
+ * runs), -EALREADY (done), or the cut-over's error (kept for .status).
+ * @patient (the mount's own --cutover-*): QEMU not there yet is not
+ * logged as an error; the caller tries again.
+ */
+/*
+ * QEMU is not there yet: no monitor at the socket, a domain not
+ * running, or no disk of the mount open.
+ */
+static bool qemu_absent(int err)
+{
+	return err == -ENOENT || err == -ECONNREFUSED || err == -ESRCH;
+}
+
+static int do_cutover(struct mount *m, const struct cut_req *r, bool patient)
+{
+	struct cutover_disk *disks = NULL;
+	struct cutover_result res = { 0 };
+	struct qmp *q = NULL;
+	unsigned int n = 0;
+	int ret;
+
+	if (pthread_mutex_trylock(&m->cut_lock))
+		return -EBUSY;
+	pthread_mutex_lock(&m->lock);
+	ret = !m->complete ? -EAGAIN : m->cut == CUT_DONE ? -EALREADY :
+	      m->cut == CUT_RUNNING ? -EBUSY : 0;
+	if (!ret)
+		m->cut = CUT_RUNNING;
+	pthread_mutex_unlock(&m->lock);
+	if (ret)
+		goto out_unlock;
+	/* Complete and durable first: QEMU will read the targets. */
+	for (unsigned int i = 0; i < m->nimages; i++)
+		image_flush(m->images[i]);
+	ret = r->qmp ? qmp_open_socket(r->qmp, &q, res.error,
+				       sizeof(res.error)) :
+		       qmp_open_libvirt(r->uri, r->domain, &q, res.error,
+					sizeof(res.error));
+	if (ret)
+		goto out;
+	disks = xcalloc(m->nimages, sizeof(*disks));
+	for (unsigned int i = 0; i < m->nimages; i++) {
+		if (!image_target(m->images[i]))
+			continue;
+		disks[n].image = xasprintf("%s/%s", m->conf->mountpoint,
+					   image_name(m->images[i]));
+		disks[n].target = image_target(m->images[i]);
+		disks[n].blk = image_target_is_blk(m->images[i]);
+		n++;
+	}
+	ret = cutover_run(q, m->conf->mountpoint, disks, n, &res);
+	if (!ret && res.already)
+		log_info("mount: %s has every target open and no disk of the "
+			 "mount: cut over already; the mount ends",
+			 qmp_describe(q));
+	else if (!ret)
+		log_info("mount: cut over in %.3f s: %u disk%s of %s now on "
+			 "%s target%s, no restart; the mount ends", res.took,
+			 res.moved, res.moved == 1 ? "" : "s",
+			 qmp_describe(q), res.moved == 1 ? "its" : "their",
+			 res.moved == 1 ? "" : "s");
+out:
+	/* Waiting for QEMU (--cutover-qmp): said once, by the caller. */
+	if (ret && !(patient && qemu_absent(ret)))
+		log_err("mount: cannot cut over: %s; the VM stays on the "
+			"mount, which serves on", res.error);
+	pthread_mutex_lock(&m->lock);
+	m->cut = !ret ? CUT_DONE : patient && qemu_absent(ret) ? CUT_WAITING :
+							     CUT_FAILED;
+	m->cut_res = res;
+	pthread_mutex_unlock(&m->lock);
+	for (unsigned int i = 0; i < n; i++)
+		free((char *)disks[i].image);
+	free(disks);
+	qmp_close(q);
+out_unlock:
+	pthread_mutex_unlock(&m->cut_lock);
+	return ret;
+}
+
+/*
+ * The cutover command's request, as the value of the attribute
+ * user.pbs-livemount.cutover of .status: {"qmp": SOCKET} or
+ * {"libvirt": DOMAIN, "uri": URI}.  Runs on the FUSE worker that
+ * carries it; the reply is the outcome.
+ */
+static int control(void *arg, const char *name, const char *value,
+		   size_t len)
+{
+	struct mount *m = arg;
+	struct cut_req r = { 0 };
+	json_object *o;
+	char *text;
+	int ret;
+
+	if (strcmp(name, "user.pbs-livemount.cutover"))
+		return -ENOTSUP;
+	text = strndup(value, len);
+	o = text ? json_tokener_parse(text) : NULL;
+	free(text);
+	r.qmp = json_object_get_string(json_object_object_get(o, "qmp"));
+	r.domain = json_object_get_string(json_object_object_get(o, "libvirt"));
+	r.uri = json_object_get_string(json_object_object_get(o, "uri"));
+	ret = !r.qmp == !r.domain ? -EINVAL : do_cutover(m, &r, false);
+	json_object_put(o);
+	return ret;
+}
+
+/* After the control request's reply: a cut-over done ends the mount. */
+static void control_done(void *arg)
+{
+	struct mount *m = arg;
+	bool done;
+
+	pthread_mutex_lock(&m->lock);
+	done = m->cut == CUT_DONE;
+	pthread_mutex_unlock(&m->lock);
+	if (done)
+		ask_unmount(m);
+}
+
+/*
+ * --cutover-qmp/--cutover-libvirt, once a second after completion until
+ * QEMU has a disk of the mount open: false when done with (cut over, or
+ * failed for good); --on-complete then runs, and a cut-over ends the
+ * mount.  *@told: the wait was logged.
+ */
+static bool auto_cutover(struct mount *m, bool *told)
+{
+	struct cut_req r = {
+		.qmp = m->conf->cutover_qmp,
+		.domain = m->conf->cutover_libvirt,
+		.uri = m->conf->libvirt_uri,
+	};
+	int ret;
+
+	ret = do_cutover(m, &r, true);
+	if (qemu_absent(ret)) {
+		if (!*told)
+			log_info("mount: waiting to cut over: %s",
+				 m->cut_res.error);
+		*told = true;
+		return true;
+	}
+	if (m->conf->on_complete && !stopping(m))
+		run_on_complete(m, m->conf->on_complete);
+	if (!ret)
+		ask_unmount(m);
+	return false;
+}
+
 static void *checkpointer(void *arg)
 {
 	struct mount *m = arg;
 	struct timespec ts;
 	bool announce = false;
+	bool cut_pending = false;
+	bool told = false;
 
 	pthread_mutex_lock(&m->lock);
 	while (!m->stop) {
@@ -285,9 +500,14 @@ static void *checkpointer(void *arg)
 						 "the guest did not write "
 						 "equals the backup");
 			}
-			if (m->conf->on_complete && !stopping(m))
+			cut_pending = m->conf->cutover_qmp ||
+				      m->conf->cutover_libvirt;
+			if (!cut_pending && m->conf->on_complete &&
+			    !stopping(m))
 				run_on_complete(m, m->conf->on_complete);
 		}
+		if (cut_pending && !stopping(m))
+			cut_pending = auto_cutover(m, &told);
 		deadline_ms(CLOCK_MONOTONIC, 1000, &ts);
 		pthread_mutex_lock(&m->lock);
 		if (!m->stop)
@@ -303,6 +523,10 @@ static const char *mount_state(struct mount *m)
 
 	if (m->conf->read_only)
 		return "read-only";
+	if (m->cut == CUT_RUNNING)
+		return "cutover";
+	if (m->cut == CUT_DONE)
+		return "cut over";
 	if (m->complete)
 		return m->verdict ? m->verdict :
 		       m->conf->verify ? "verifying" : "complete";
@@ -311,6 +535,28 @@ static const char *mount_state(struct mount *m)
 	if (stream_stall(m->stream, &target))
 		return "stalled";
 	return stream_is_paused(m->stream) ? "paused" : "streaming";
+}
+
+/*
+ * ,"cutover":{"took":S,"disks":N} once cut over, or
+ * ,"cutover_error":"..." after a failed attempt.  ->lock held.
+ */
+static void cut_json(struct mount *m, char *out, size_t len)
+{
+	json_object *o;
+
+	out[0] = '\0';
+	if (m->cut == CUT_DONE) {
+		snprintf(out, len, ",\"cutover\":{\"took\":%.3f,\"disks\":%u,"
+			 "\"guest_pause\":0}", m->cut_res.took,
+			 m->cut_res.moved);
+	} else if (m->cut == CUT_FAILED || m->cut == CUT_WAITING) {
+		o = json_object_new_string(m->cut_res.error);
+		snprintf(out, len, ",\"cutover_%s\":%s",
+			 m->cut == CUT_FAILED ? "error" : "waiting",
+			 json_object_to_json_string(o));
+		json_object_put(o);
+	}
 }
 
 /* ,"stalled":"cannot write target '...': <reason>" when stalled. */
@@ -349,6 +595,7 @@ static int status_json(void *arg, char **out)
 	struct buf b;
 	char line[1024];
 	char stall[700];
+	char cut[1000];
 	bool stalled;
 	double hit;
 	int ret = 0;
@@ -360,15 +607,16 @@ static int status_json(void *arg, char **out)
 	hit = cs.hits + cs.misses ? (double)cs.hits / (cs.hits + cs.misses) :
 				    0;
 	pthread_mutex_lock(&m->lock);
+	cut_json(m, cut, sizeof(cut));
 	snprintf(line, sizeof(line),
-		 "{\"version\":1,\"pid\":%d,\"state\":\"%s\"%s,"
+		 "{\"version\":1,\"pid\":%d,\"state\":\"%s\"%s%s,"
 		 "\"snapshot\":\"%s\","
 		 "\"started\":%lld,\"elapsed\":%lld,\"took\":%.1f,"
 		 "\"stream_errors\":%llu,\"stream_yielding\":%s,"
 		 "\"prefetch\":{\"chunks\":%llu,\"done\":%llu},"
 		 "\"cache\":{\"hits\":%llu,\"misses\":%llu,\"hit_rate\":%.3f,"
 		 "\"bytes\":%llu,\"evictions\":%llu},\"disks\":[",
-		 (int)getpid(), mount_state(m), stall,
+		 (int)getpid(), mount_state(m), stall, cut,
 		 repo_snapshot_path(m->conf->snap),
 		 (long long)m->started,
 		 /* Frozen at completion: how long the restore took. */
@@ -588,6 +836,7 @@ int mount_run(const struct mount_conf *conf)
 	int ret;
 
 	pthread_mutex_init(&m.lock, NULL);
+	pthread_mutex_init(&m.cut_lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&m.wake, &ca);
@@ -614,6 +863,9 @@ int mount_run(const struct mount_conf *conf)
 	fc.status = status_json;
 	fc.status_arg = &m;
 	fc.readahead = m.readahead;
+	fc.control = control;
+	fc.control_done = control_done;
+	fc.control_arg = &m;
 	ret = fs_new(&fc, &fs);
 	if (ret)
 		goto out;
@@ -697,6 +949,7 @@ out:
 	free(m.prog);
 	ccache_free(m.cache);
 	pthread_cond_destroy(&m.wake);
+	pthread_mutex_destroy(&m.cut_lock);
 	pthread_mutex_destroy(&m.lock);
 	if (!ret)
 		log_info("mount: %s unmounted, state committed",

@@ -42,16 +42,17 @@ static void unescape(char *s)
 	*o = '\0';
 }
 
-/* The type of the file system mounted at @path ("fuse.sshfs"), or false. */
-static bool mounted_type(const char *path, char *type, size_t len)
+/*
+ * The type ("fuse.sshfs") and device of the file system mounted at
+ * @path (absolute, no symlinks), or false.
+ */
+static bool mount_info(const char *path, char *type, size_t len,
+		       unsigned int *maj, unsigned int *min)
 {
-	char real[PATH_MAX];
 	char line[4096];
 	bool found = false;
 	FILE *f;
 
-	if (!realpath(path, real))
-		return false;
 	f = fopen("/proc/self/mountinfo", "re");
 	if (!f)
 		return false;
@@ -59,20 +60,50 @@ static bool mounted_type(const char *path, char *type, size_t len)
 	while (fgets(line, sizeof(line), f)) {
 		char mnt[PATH_MAX];
 		char fstype[64];
+		unsigned int a;
+		unsigned int b;
 		const char *dash = strstr(line, " - ");
 
-		if (!dash || sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1 ||
+		if (!dash || sscanf(line, "%*s %*s %u:%u %*s %4095s", &a, &b,
+				    mnt) != 3 ||
 		    sscanf(dash + 3, "%63s", fstype) != 1)
 			continue;
 		unescape(mnt);
-		if (!strcmp(mnt, real)) {
+		if (!strcmp(mnt, path)) {
 			/* The last mount on a path is the visible one. */
 			snprintf(type, len, "%s", fstype);
+			*maj = a;
+			*min = b;
 			found = true;
 		}
 	}
 	fclose(f);
 	return found;
+}
+
+static bool mounted_type(const char *path, char *type, size_t len)
+{
+	char real[PATH_MAX];
+	unsigned int maj;
+	unsigned int min;
+
+	return realpath(path, real) &&
+	       mount_info(real, type, len, &maj, &min);
+}
+
+int mountpoint_fuse_conn(const char *path, unsigned int *conn)
+{
+	char type[64];
+	unsigned int maj;
+	unsigned int min;
+
+	/* No realpath(): a call into the mount must not wait for us. */
+	if (!mount_info(path, type, sizeof(type), &maj, &min) ||
+	    strncmp(type, "fuse", 4))
+		return -ENOENT;
+	/* The kernel's dev_t, as /sys/fs/fuse/connections names it. */
+	*conn = maj << 20 | min;
+	return 0;
 }
 
 pid_t mountpoint_pid(const char *path)
@@ -83,19 +114,12 @@ pid_t mountpoint_pid(const char *path)
 	json_object *v;
 	size_t len = 0;
 	pid_t pid = 0;
-	int fd;
+	int ret;
 
-	/* st_size of .status is 0 (generated on open): read_file cannot. */
-	fd = open(status, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	ret = read_file_any(status, 1 << 20, &text, &len);
 	free(status);
-	if (fd < 0)
+	if (ret)
 		return 0;
-	text = xmalloc(1 << 16);
-	for (ssize_t n; len < (1 << 16) - 1 &&
-			(n = read(fd, text + len, (1 << 16) - 1 - len)) > 0;)
-		len += (size_t)n;
-	close(fd);
-	text[len] = '\0';
 	doc = json_tokener_parse((const char *)text);
 	if (doc && json_object_object_get_ex(doc, "pid", &v))
 		pid = (pid_t)json_object_get_int(v);

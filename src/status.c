@@ -58,6 +58,7 @@ static void print_human(json_object *doc, FILE *out)
 {
 	json_object *disks;
 	json_object *cache;
+	json_object *cut;
 	char a[32];
 	char b[32];
 
@@ -74,6 +75,15 @@ static void print_human(json_object *doc, FILE *out)
 	if (json_object_object_get_ex(doc, "cache", &cache))
 		fprintf(out, ", cache hit rate %.0f%%",
 			100 * num(cache, "hit_rate"));
+	if (json_object_object_get_ex(doc, "cutover", &cut))
+		fprintf(out, ", cut over in %.3f s (%.0f disks)",
+			num(cut, "took"), num(cut, "disks"));
+	if (json_object_object_get_ex(doc, "cutover_waiting", NULL))
+		fprintf(out, ", waiting to cut over (%s)",
+			str(doc, "cutover_waiting"));
+	if (json_object_object_get_ex(doc, "cutover_error", NULL))
+		fprintf(out, ", cut-over failed (%s)",
+			str(doc, "cutover_error"));
 	if (num(doc, "stream_errors"))
 		fprintf(out, ", %.0f stream errors", num(doc, "stream_errors"));
 	if (json_object_get_boolean(json_object_object_get(doc,
@@ -104,53 +114,36 @@ static void print_human(json_object *doc, FILE *out)
 	}
 }
 
-static int read_status(const char *mnt, char **text, json_object **doc)
+int status_read(const char *who, const char *mnt, char **text,
+		json_object **doc)
 {
 	char *path = xasprintf("%s/.status", mnt);
 	uint8_t *buf = NULL;
 	size_t len = 0;
-	int fd;
 	int ret;
 
 	/* st_size of .status is 0 (generated on open): read to EOF. */
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		ret = -errno;
-		if (!mountpoint_dead("status", mnt, ret))
-			log_err("status: cannot read '%s': %s (is a "
-				"pbs-livemount mounted there?)", path,
-				strerror(errno));
-		free(path);
-		return ret;
-	}
-	{
-		struct buf b;
-		char chunk[4096];
-		ssize_t n;
-
-		buf_init(&b, 1 << 20);
-		ret = 0;
-		while ((n = read(fd, chunk, sizeof(chunk))) > 0 && !ret)
-			ret = buf_append(&b, chunk, n);
-		if (n < 0)
-			ret = -errno;
-		buf = buf_steal(&b, &len);
-	}
-	close(fd);
-	if (!ret) {
-		*doc = buf ? json_tokener_parse((char *)buf) : NULL;
-		if (!*doc) {
-			log_err("status: cannot parse '%s'", path);
-			ret = -EBADMSG;
-		}
-	}
-	free(path);
+	ret = read_file_any(path, 1 << 20, &buf, &len);
 	if (ret) {
-		free(buf);
-		return ret;
+		if (!mountpoint_dead(who, mnt, ret))
+			log_err("%s: cannot read '%s': %s (is a pbs-livemount "
+				"mounted there?)", who, path, strerror(-ret));
+		goto out;
 	}
-	*text = (char *)buf;
-	return 0;
+	*doc = json_tokener_parse((char *)buf);
+	if (!*doc) {
+		log_err("%s: cannot parse '%s'", who, path);
+		ret = -EBADMSG;
+		goto out;
+	}
+	if (text) {
+		*text = (char *)buf;
+		buf = NULL;
+	}
+out:
+	free(buf);
+	free(path);
+	return ret;
 }
 
 int status_run(const struct status_conf *conf, FILE *out)
@@ -164,7 +157,7 @@ int status_run(const struct status_conf *conf, FILE *out)
 		bool done;
 		int ret;
 
-		ret = read_status(conf->mountpoint, &text, &doc);
+		ret = status_read("status", conf->mountpoint, &text, &doc);
 		if (ret)
 			return ret;
 		if (conf->json)

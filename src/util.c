@@ -255,6 +255,37 @@ char *abs_path(const char *p)
 	return xasprintf("%s/%s", cwd, p);
 }
 
+int read_file_any(const char *path, size_t max, uint8_t **buf, size_t *len)
+{
+	struct buf b;
+	char chunk[8192];
+	ssize_t n;
+	int ret = 0;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	buf_init(&b, max);
+	while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		ret = n < 0 ? -errno : buf_append(&b, chunk, (size_t)n);
+		if (ret)
+			break;
+	}
+	close(fd);
+	if (ret) {
+		buf_release(&b);
+		return ret;
+	}
+	if (!b.data && buf_reserve(&b, 1))
+		return -ENOMEM;
+	b.data[b.len] = '\0';
+	*buf = buf_steal(&b, len);
+	return 0;
+}
+
 int fsync_parent_dir(const char *path)
 {
 	char *copy = strdup(path);

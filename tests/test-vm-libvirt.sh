@@ -4,7 +4,9 @@
 # as libvirt-qemu and gives it the file with chown, as it does with any
 # disk file.  libvirtd runs here on a private socket; the guest boots,
 # writes its marker, and after the stream completes the target verifies
-# and holds the marker.
+# and holds the marker.  Then a persistent domain is cut over by the
+# mount (--cutover-libvirt): the guest goes on without an error, QEMU
+# holds the target, and the persistent definition names it.
 source "$(dirname "$0")/lib/functions.sh"
 source "$TESTS_DIR/lib/qemu.sh"
 requires_fuse
@@ -85,4 +87,45 @@ lm_umount "$T/mnt"
 dd if="$T/tgt.raw" of="$T/part" bs=1M skip=1 status=none
 debugfs -R 'cat /marker.txt' "$T/part" 2>/dev/null | grep -q "token=$tok" ||
 	fail "the guest's marker is not in the target"
+
+# Cut-over of a persistent domain, by the mount at completion: complete
+# before the domain starts, the mount waits for QEMU, then moves it onto
+# the target while the guest boots; the guest runs its write-and-verify
+# loop to the end on the target.
+dom=pbslm-cut-$$
+lm_mount "$T/mnt" --target "$T/cut.raw" --allow-other --cutover-libvirt $dom \
+	--libvirt-uri "$U" "$T/ds" vm/901
+lm_wait_complete "$T/mnt" 120
+sleep 1
+grep -q '"cutover_waiting"' "$T/mnt/.status" ||
+	fail "not waiting for the domain: $(cat "$T/mnt/.status")"
+tok=loop20_$RANDOM
+printf '%s' "$tok" >"$T/token.raw"
+sed -e "s|<name>pbslm-$$</name>|<name>$dom</name>|" \
+	-e "s|$T/console.log|$T/console2.log|" "$T/dom.xml" >"$T/dom2.xml"
+virsh -c "$U" define "$T/dom2.xml" >/dev/null || fail "virsh define"
+cleanup_fn "virsh -c '$U' destroy $dom; virsh -c '$U' undefine $dom"
+virsh -c "$U" start $dom >/dev/null || fail "virsh start"
+for _ in $(seq 60); do mountpoint -q "$T/mnt" || break; sleep 0.5; done
+mountpoint -q "$T/mnt" && { tail "$T/lm.log"; fail "not cut over"; }
+wait $LM_PID || fail "the daemon exited with $?"
+grep -q "cut over in" "$T/lm.log" || fail "no cut-over in the log: $(tail -3 "$T/lm.log")"
+pid=$(cat /run/libvirt/qemu/$dom.pid)
+[ "$(python3 "$TESTS_DIR/lib/qmp.py" files "$pid" "$T/mnt" "$T/cut.raw")" = target ] ||
+	fail "QEMU does not hold the target"
+virsh -c "$U" dumpxml --inactive $dom >"$T/persistent.xml"
+grep -q "source file='$T/cut.raw'" "$T/persistent.xml" ||
+	fail "the persistent definition does not name the target"
+ok=0
+for _ in $(seq 300); do
+	grep -q "LIVEMOUNT-GUEST-OK token=$tok" "$T/console2.log" 2>/dev/null &&
+		{ ok=1; break; }
+	sleep 1
+done
+[ $ok = 1 ] || { tail -20 "$T/console2.log"; fail "the guest did not finish"; }
+# Up to its end line: what comes after the power-off is not the disk's.
+sed '/LIVEMOUNT-GUEST-OK/q' "$T/console2.log" |
+	grep -Eq "LM-HB-ERROR|I/O error|EXT4-fs error" &&
+	fail "I/O error in the guest after the cut-over"
+[ "$(grep -c '^LM-HB n=' "$T/console2.log")" -gt 10 ] || fail "the loop did not run"
 echo ok

@@ -1,6 +1,7 @@
 -- Fault injection for chunk requests (tests/lib/nginx.sh).  The mode is
 -- read from the file named by $fault_file on every request:
 --   off | 503 N | drop N | stall N SECS | trunc N | flip N | delay MS
+--   | hold TEXT  (503 for the URIs that contain TEXT, the rest served)
 -- N counts failing requests per URI (0: all of them), per fault setting.
 local path = ngx.var.document_root .. ngx.var.uri
 local f = io.open(ngx.var.fault_file)
@@ -26,7 +27,11 @@ local function fails()
 	return c <= n
 end
 
-if kind == "delay" then
+if kind == "hold" then
+	if words[2] and ngx.var.uri:find(words[2], 1, true) then
+		return ngx.exit(503)
+	end
+elseif kind == "delay" then
 	ngx.sleep((n or 0) / 1000)
 elseif kind ~= "off" and kind ~= nil and fails() then
 	if kind == "503" then

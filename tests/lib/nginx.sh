@@ -7,6 +7,7 @@
 #   NGX_CERT (PEM, usable as --ca-file) and NGX_FP (SHA-256, aa:bb:..).
 # nginx_fault "MODE [ARGS]"  switch faults for requests under /.chunks/:
 #   off | 503 N | drop N | stall N SECS | trunc N | flip N | delay MS
+#   | hold TEXT (503 for chunks whose path contains TEXT)
 #   N = how many requests of each chunk fail (0 = every one).
 # nginx_count PATTERN  requests in the access log matching PATTERN.
 

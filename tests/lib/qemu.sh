@@ -64,3 +64,35 @@ qemu_boot() {
 	wait $pid 2>/dev/null || true
 	grep -q "LIVEMOUNT-GUEST-OK token=$token" "$log"
 }
+
+# qemu_idle NAME DISK...: a QEMU (TCG, no guest to speak of: the BIOS
+# finds nothing to boot) with each DISK as a virtio drive and two
+# monitor sockets, $T/NAME.qmp for the program under test and
+# $T/NAME.mon for the test itself; sets QEMU_PID.
+qemu_idle() {
+	local name=$1 d drives=() i
+	shift
+	for d in "$@"; do
+		drives+=(-drive "file=$d,format=raw,if=virtio,cache=none,aio=threads")
+	done
+	rm -f "$T/$name.qmp" "$T/$name.mon"
+	qemu-system-x86_64 -accel tcg -m 64 -nodefaults -display none \
+		-qmp "unix:$T/$name.qmp,server=on,wait=off" \
+		-qmp "unix:$T/$name.mon,server=on,wait=off" \
+		"${drives[@]}" >"$T/$name.qemu.log" 2>&1 &
+	QEMU_PID=$!
+	cleanup_fn "kill -9 $QEMU_PID"
+	for ((i = 0; i < 100; i++)); do
+		[ -S "$T/$name.mon" ] && return 0
+		sleep 0.05
+	done
+	cat "$T/$name.qemu.log"
+	fail "QEMU did not start"
+}
+
+# qmp_call SOCKET CMD [JSON]: one monitor command, its return on stdout.
+qmp_call() { python3 "$TESTS_DIR/lib/qmp.py" call "$@"; }
+# qmp_disk SOCKET MOUNTPOINT: where the first disk is: mount or target.
+qmp_disk() { python3 "$TESTS_DIR/lib/qmp.py" disk "$@"; }
+# qmp_files PID MOUNTPOINT TARGET: mount, target, both or none.
+qmp_files() { python3 "$TESTS_DIR/lib/qmp.py" files "$@"; }
