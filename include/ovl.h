@@ -36,6 +36,9 @@ struct ovl_conf {
 	uint64_t lock_wait_ms;	/* wait for another holder of the file */
 	bool probe;		/* a state of another backup, geometry or
 				   target is -ESTALE without a log line */
+	bool guest_journal;	/* keep the guest journal (guest writes
+				   outlive the process: ovl_guest_wrote) */
+	const char *boot_id;	/* tests: instead of the kernel's */
 };
 
 /*
@@ -78,6 +81,17 @@ int ovl_commit(struct ovl *o);
  * before the call is on stable storage when it returns 0.
  */
 int ovl_sync(struct ovl *o);
+
+/*
+ * A guest write (or discard) of blocks [first, first + n), all in one
+ * chunk whose lock the caller holds, reached the target: they are
+ * present and the chunk is the guest's.  With the guest journal, the
+ * change is also recorded at once (in the page cache, no sync), so that
+ * it outlives the death of this process even before the next commit: a
+ * new owner of the state (a restarted server) sees it.  Call before the
+ * write is acknowledged.
+ */
+int ovl_guest_wrote(struct ovl *o, uint64_t first, uint64_t n);
 
 /*
  * The guest wrote into chunk @chunk (persisted with the next commit):

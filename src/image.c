@@ -340,6 +340,7 @@ int image_open(const struct image_conf *conf, struct image **out)
 	oc.chunk_size = img->chunk_size;
 	oc.block_size = img->block_size;
 	oc.lock_wait_ms = conf->lock_wait_ms;
+	oc.guest_journal = true;
 	memcpy(oc.index_csum, snap_fidx_csum(img->fidx), 32);
 	/* Locks the state file, then checks its header against all that. */
 	ret = ovl_open(&oc, &img->ovl);
@@ -693,8 +694,9 @@ static int write_chunk_range(struct image *img, uint64_t i,
 					 end - me, true, e);
 	}
 	if (!ret)
-		ret = ovl_mark_present(img->ovl, first, last - first + 1);
-	ovl_mark_guest(img->ovl, i);
+		ret = ovl_guest_wrote(img->ovl, first, last - first + 1);
+	else
+		ovl_mark_guest(img->ovl, i);
 	note_marks(img);
 	ovl_unlock_chunk(img->ovl, i);
 out_put:
@@ -753,8 +755,9 @@ static int zero_blocks(struct image *img, uint64_t i, uint64_t off,
 		return ret;
 	ret = zero_target(img, off, end - off);
 	if (!ret)
-		ret = ovl_mark_present(img->ovl, first, stop - first);
-	ovl_mark_guest(img->ovl, i);
+		ret = ovl_guest_wrote(img->ovl, first, stop - first);
+	else
+		ovl_mark_guest(img->ovl, i);
 	note_marks(img);
 	ovl_unlock_chunk(img->ovl, i);
 	return ret;

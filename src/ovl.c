@@ -41,6 +41,22 @@
  * of "ABSENT|GUEST" entries, which replay reads as the mark alone, since
  * a state never goes back.
  *
+ * The guest journal: a guest write that makes blocks present is
+ * acknowledged before the next commit records it, and an acknowledged
+ * write must outlive the death of the process that served it (a crash,
+ * kill -9, a takeover by a new server: the new server must not stream
+ * the backup over it).  So before the reply, such a write appends a
+ * small record (blocks, guest mark, CRC) to "<state>.v0" or ".v1",
+ * without a sync: it lives in the page cache, as the write's data does.
+ * Each file starts with the kernel's boot id; on open the records of
+ * this boot are replayed after the state file (and queued for the next
+ * commit), those of another boot ignored: after a reboot the page cache
+ * is gone, and only what commits made durable counts.  A commit switches
+ * new records to the other, empty file before it takes its snapshot, so
+ * every record in the file it left describes a change in the snapshot,
+ * and empties that file once the commit is durable.  Two files, each
+ * holding about a commit interval's records.
+ *
  * Ownership: the file is flock'ed (excl.c) from before its first byte is
  * read until ovl_free().  A new file is written under "<path>.new.<pid>",
  * locked, and link()ed into place, so two creators cannot both win; a
@@ -49,10 +65,11 @@
  *
  * Locking: ->chunk_locks[] (striped) order marks of one chunk; ->dirty_lock
  * guards the dirty and intent lists; ->commit_lock serialises commits and
- * guards the file.  Bit arrays change by atomic RMW on whole words, since
- * neighbouring chunks' bits share a word under different locks.
- * Lock order: commit_lock -> chunk lock -> dirty_lock.  No lock but
- * commit_lock is held across fdatasync.
+ * guards the file; ->vol_lock guards the guest journal's files.  Bit
+ * arrays change by atomic RMW on whole words, since neighbouring chunks'
+ * bits share a word under different locks.
+ * Lock order: commit_lock -> chunk lock -> dirty_lock, vol_lock.  No
+ * lock but commit_lock is held across fdatasync.
  */
 #include "config.h"
 
@@ -86,6 +103,9 @@
 #define TRACE_MAX 4096
 #define JOURNAL_MIN (1u << 20)
 #define ST_GUEST 0x80	/* in a record's state byte: guest wrote here */
+#define VJ_MAGIC "PBSLMVJ1"
+#define VJ_HDR 64	/* magic, boot id (text), zeros */
+#define VJ_REC 24	/* chunk 8, first 4, count 4, flags 4, CRC 4 */
 
 /* A growing list of chunk numbers. */
 struct list {
@@ -165,6 +185,13 @@ struct ovl {
 	size_t trace_committed;		/* protected by ->commit_lock */
 	bool created;			/* immutable: no state file before */
 	bool old_format;		/* immutable: read a format 2 file */
+	/* The guest journal (see the top of the file). */
+	pthread_mutex_t vol_lock;	/* innermost lock */
+	int vfd[2];			/* immutable; -1 without a journal */
+	char *vpath[2];			/* immutable */
+	char boot_id[40];		/* immutable */
+	unsigned int vcur;		/* protected by ->vol_lock: active */
+	uint64_t vcount[2];		/* protected by ->vol_lock: records */
 };
 
 static void put32(uint8_t *p, uint32_t v)
@@ -384,6 +411,158 @@ size_t ovl_trace(const struct ovl *o, const uint64_t **chunks)
 {
 	*chunks = o->trace;
 	return __atomic_load_n(&o->ntrace, __ATOMIC_ACQUIRE);
+}
+
+/* ---- the guest journal ---- */
+
+static void vj_header(const struct ovl *o, uint8_t *h)
+{
+	memset(h, 0, VJ_HDR);
+	memcpy(h, VJ_MAGIC, 8);
+	memcpy(h + 8, o->boot_id, strlen(o->boot_id));
+}
+
+/* Empty journal file @i: just the header of this boot. */
+static int vj_reset(struct ovl *o, unsigned int i)
+{
+	uint8_t h[VJ_HDR];
+
+	vj_header(o, h);
+	if (ftruncate(o->vfd[i], 0) < 0 ||
+	    pwrite_full(o->vfd[i], h, VJ_HDR, 0))
+		return -EIO;
+	o->vcount[i] = 0;
+	return 0;
+}
+
+/* Blocks [first, first + n) of one chunk: present, the guest's. */
+static void vj_apply(struct ovl *o, uint64_t c, uint32_t first, uint32_t n)
+{
+	uint64_t added = 0;
+
+	bit_set(o->guest, c);
+	if (!apply_bits(o, c, first, n, &added) && added)
+		__atomic_add_fetch(&o->present_bytes, added,
+				   __ATOMIC_RELAXED);
+	note_dirty(o, c);
+}
+
+/*
+ * Open (creating) journal file @i and replay its records if they are of
+ * this boot; anything else is dropped.  Single-threaded open.
+ */
+static int vj_load(struct ovl *o, unsigned int i)
+{
+	uint8_t *data = NULL;
+	size_t len = 0;
+	uint64_t n = 0;
+	int ret;
+
+	o->vfd[i] = open(o->vpath[i], O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (o->vfd[i] < 0) {
+		ret = -errno;
+		log_err("ovl: cannot open '%s': %s", o->vpath[i],
+			strerror(errno));
+		return ret;
+	}
+	ret = read_file(o->vpath[i], 1u << 30, &data, &len);
+	if (ret)
+		goto out;
+	if (len >= VJ_HDR && !memcmp(data, VJ_MAGIC, 8) &&
+	    !strncmp((char *)data + 8, o->boot_id, 36)) {
+		for (size_t off = VJ_HDR; off + VJ_REC <= len; off += VJ_REC) {
+			const uint8_t *r = data + off;
+			uint64_t c = get64(r);
+			uint32_t first = get32(r + 8);
+			uint32_t cnt = get32(r + 12);
+
+			if (get32(r + 20) != (uint32_t)crc32(0, r, 20) ||
+			    c >= o->nchunks || !cnt ||
+			    first >= chunk_blocks(o, c) ||
+			    cnt > chunk_blocks(o, c) - first)
+				break;	/* torn: the process died here */
+			vj_apply(o, c, first, cnt);
+			n++;
+		}
+		if (n)
+			log_info("ovl: '%s': %llu guest writes since the last "
+				 "commit, from before a restart",
+				 o->vpath[i], (unsigned long long)n);
+	}
+	/* Replayed into the dirty list; the next commit makes them durable. */
+	ret = n ? 0 : vj_reset(o, i);
+	o->vcount[i] = n;
+out:
+	free(data);
+	return ret;
+}
+
+/* Append a record of [first, first + n) (one chunk) to the active file. */
+static int vj_append(struct ovl *o, uint64_t c, uint32_t first, uint32_t n)
+{
+	uint8_t r[VJ_REC] = { 0 };
+	unsigned int i;
+	int ret;
+
+	put64(r, c);
+	put32(r + 8, first);
+	put32(r + 12, n);
+	put32(r + 20, (uint32_t)crc32(0, r, 20));
+	pthread_mutex_lock(&o->vol_lock);
+	i = o->vcur;
+	ret = pwrite_full(o->vfd[i], r, VJ_REC,
+			  (off_t)(VJ_HDR + o->vcount[i] * VJ_REC));
+	if (!ret)
+		o->vcount[i]++;
+	pthread_mutex_unlock(&o->vol_lock);
+	return ret;
+}
+
+int ovl_guest_wrote(struct ovl *o, uint64_t first, uint64_t n)
+{
+	uint64_t c = first / o->bpc;
+	int ret;
+
+	ret = ovl_mark_present(o, first, n);
+	ovl_mark_guest(o, c);
+	if (ret || o->vfd[0] < 0)
+		return ret;
+	ret = vj_append(o, c, (uint32_t)(first % o->bpc), (uint32_t)n);
+	if (ret)
+		log_err("ovl: cannot write '%s': %s", o->vpath[o->vcur],
+			strerror(-ret));
+	return ret;
+}
+
+/*
+ * Before a commit's snapshot: new records go to the other file if it is
+ * empty.  Returns the file whose records the snapshot covers (-1: none).
+ */
+static int vj_switch(struct ovl *o)
+{
+	int old;
+
+	if (o->vfd[0] < 0)
+		return -1;
+	pthread_mutex_lock(&o->vol_lock);
+	old = (int)(o->vcur ^ 1);
+	if (!o->vcount[old]) {
+		old = (int)o->vcur;
+		o->vcur ^= 1;
+	}
+	pthread_mutex_unlock(&o->vol_lock);
+	return old;
+}
+
+/* The commit that followed vj_switch() is durable: file @old is done. */
+static void vj_done(struct ovl *o, int old)
+{
+	if (old < 0)
+		return;
+	pthread_mutex_lock(&o->vol_lock);
+	if (o->vcount[old] && vj_reset(o, (unsigned int)old))
+		log_warn("ovl: cannot empty '%s'", o->vpath[old]);
+	pthread_mutex_unlock(&o->vol_lock);
 }
 
 /* ---- state file ---- */
@@ -868,6 +1047,50 @@ static int cmp_u64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* The kernel's boot id: page cache contents are of this boot only. */
+static int read_boot_id(char out[40])
+{
+	uint8_t *text = NULL;
+	size_t len = 0;
+	int ret;
+
+	ret = read_file_any("/proc/sys/kernel/random/boot_id", 64, &text,
+			    &len);
+	if (ret)
+		return ret;
+	snprintf(out, 40, "%.36s", (char *)text);
+	free(text);
+	return strlen(out) == 36 ? 0 : -EINVAL;
+}
+
+/*
+ * The guest journal's two files, after the state was loaded: replayed
+ * if of this boot and of this state (a new state file starts them
+ * afresh: they may be a removed state's).  Locked by the state's lock.
+ */
+static int vj_open(struct ovl *o)
+{
+	int ret = 0;
+
+	if (o->conf.boot_id)
+		snprintf(o->boot_id, sizeof(o->boot_id), "%.36s",
+			 o->conf.boot_id);
+	else
+		ret = read_boot_id(o->boot_id);
+	if (ret) {
+		log_err("ovl: cannot read the boot id: %s", strerror(-ret));
+		return ret;
+	}
+	for (unsigned int i = 0; !ret && i < 2; i++) {
+		o->vpath[i] = xasprintf("%s.v%u", o->path, i);
+		if (o->created)
+			unlink(o->vpath[i]);
+		ret = vj_load(o, i);
+	}
+	o->vcur = o->vcount[0] && !o->vcount[1] ? 1 : 0;
+	return ret;
+}
+
 int ovl_open(const struct ovl_conf *conf, struct ovl **out)
 {
 	struct ovl *o;
@@ -901,6 +1124,8 @@ int ovl_open(const struct ovl_conf *conf, struct ovl **out)
 		pthread_mutex_init(&o->chunk_locks[i], NULL);
 	pthread_mutex_init(&o->dirty_lock, NULL);
 	pthread_mutex_init(&o->commit_lock, NULL);
+	pthread_mutex_init(&o->vol_lock, NULL);
+	o->vfd[0] = o->vfd[1] = -1;
 	ret = open_locked(o, &created);
 	if (ret)
 		goto err_free;
@@ -926,6 +1151,11 @@ int ovl_open(const struct ovl_conf *conf, struct ovl **out)
 			}
 		}
 	}
+	if (conf->guest_journal) {
+		ret = vj_open(o);
+		if (ret)
+			goto err_free;
+	}
 	*out = o;
 	return 0;
 err_free:
@@ -944,6 +1174,12 @@ void ovl_free(struct ovl *o)
 		return;
 	if (o->fd >= 0)
 		close(o->fd);
+	for (int i = 0; i < 2; i++) {
+		if (o->vfd[i] >= 0)
+			close(o->vfd[i]);
+		free(o->vpath[i]);
+	}
+	pthread_mutex_destroy(&o->vol_lock);
 	for (uint64_t g = 0; g < (o->nchunks + BM_GROUP - 1) / BM_GROUP; g++) {
 		for (uint64_t i = 0; o->bitmap[g] && i < BM_GROUP; i++)
 			free(o->bitmap[g][i]);
@@ -1010,6 +1246,7 @@ static int append_record(struct ovl *o, struct rec *r)
 static int commit(struct ovl *o, bool sync_always)
 {
 	struct run run = { 0 };
+	int vold;
 	uint64_t *list = NULL;
 	uint8_t *gmark = NULL;
 	size_t n;
@@ -1018,6 +1255,8 @@ static int commit(struct ovl *o, bool sync_always)
 	int ret = 0;
 
 	pthread_mutex_lock(&o->commit_lock);
+	/* Guest journal records so far describe changes in the snapshot. */
+	vold = vj_switch(o);
 	/* 1. Take the changes made so far, with their contents now. */
 	pthread_mutex_lock(&o->dirty_lock);
 	list = list_take(&o->dirty_list, &n);
@@ -1038,6 +1277,8 @@ static int commit(struct ovl *o, bool sync_always)
 			log_err("ovl: cannot sync the target of '%s': %s",
 				o->path, strerror(errno));
 		}
+		/* Every journal record described a change committed before. */
+		vj_done(o, vold);
 		goto out;
 	}
 	ret = rec_begin(&r, o->gen + 1);
@@ -1071,6 +1312,7 @@ static int commit(struct ovl *o, bool sync_always)
 	if (ret)
 		goto err_requeue;
 	o->trace_committed = ntrace;
+	vj_done(o, vold);
 	for (size_t i = 0; i < n; i++)
 		if (gmark[i])
 			bit_set(o->guest_durable, list[i]);

@@ -1,5 +1,7 @@
 #!/bin/bash
-# A guest against a model across kill -9: random unaligned writes,
+# An acknowledged write outlives kill -9 even before the checkpoint or
+# an fsync recorded it (the guest journal).  Then a guest against a
+# model across kill -9: random unaligned writes,
 # discards, zero ranges, fsyncs, read checks and page cache drops on the
 # mounted image while the stream runs; the daemon killed at random
 # moments.  After every remount, whatever was fsync'ed must be there and
@@ -29,6 +31,19 @@ export BLOCK_SIZE=${BLOCK_SIZE:-4096}
 mopts=(--target "$T/tgt.raw" --connections 2 --limit-rate 40M
 	--block-size "$BLOCK_SIZE")
 old_pid=
+
+# Unsynced writes over absent blocks, the daemon killed at once.
+lm_mount "$T/mnt" --target "$T/ack.raw" --no-stream --block-size "$BLOCK_SIZE" \
+	"$T/ds" vm/5
+head -c 12345 /dev/urandom >"$T/w"
+dd if="$T/w" of="$T/mnt/disk.img" bs=1 seek=409700 conv=notrunc status=none
+kill -9 $LM_PID; wait $LM_PID 2>/dev/null || true
+fusermount3 -u -z "$T/mnt"
+lm_mount "$T/mnt" --target "$T/ack.raw" --no-stream --block-size "$BLOCK_SIZE" \
+	"$T/ds" vm/5
+cmp "$T/w" <(tail -c +409701 "$T/mnt/disk.img" | head -c 12345) ||
+	fail "an acknowledged write was lost to kill -9"
+lm_umount "$T/mnt"
 
 lm_mount "$T/mnt" "${mopts[@]}" "$T/ds" vm/5
 for ((r = 1; r <= rounds; r++)); do

@@ -437,6 +437,87 @@ static void test_format2(void **state)
 }
 
 /* Another version's state file is refused by name, not misread. */
+#define BOOT_A "0f3c2b1a-1111-4222-8333-944455556666"
+#define BOOT_B "0f3c2b1a-1111-4222-8333-944455557777"
+
+static void guest_write(struct ovl *o, uint64_t first, uint64_t n)
+{
+	uint64_t c = first / 1024;
+
+	ovl_lock_chunk(o, c);
+	assert_int_equal(ovl_guest_wrote(o, first, n), 0);
+	ovl_unlock_chunk(o, c);
+}
+
+static off_t size_of(const char *suffix)
+{
+	char p[80];
+	struct stat st;
+
+	snprintf(p, sizeof(p), "%s%s", path, suffix);
+	return stat(p, &st) ? -1 : st.st_size;
+}
+
+/*
+ * Guest writes outlive the process before any commit (the guest
+ * journal), in this boot only; a commit empties the journal file whose
+ * records it covers.
+ */
+static void test_guest_journal(void **state)
+{
+	struct ovl_conf c = conf_of(16 * MiB);
+	struct ovl *o;
+
+	(void)state;
+	unlink(path);
+	c.guest_journal = true;
+	c.boot_id = BOOT_A;
+	assert_int_equal(ovl_open(&c, &o), 0);
+	assert_int_equal(ovl_commit(o), 0);
+	guest_write(o, 5, 3);
+	guest_write(o, 1024 + 100, 1);
+	mark(o, 2048, 1024);		/* a fill: not journaled */
+	ovl_free(o);			/* the process dies: no commit */
+	assert_int_equal(ovl_open(&c, &o), 0);
+	assert_true(ovl_block_present(o, 5) && ovl_block_present(o, 7));
+	assert_false(ovl_block_present(o, 8));
+	assert_true(ovl_block_present(o, 1124));
+	assert_true(ovl_chunk_guest(o, 0) && ovl_chunk_guest(o, 1));
+	assert_int_equal(ovl_chunk_state(o, 2), OVL_ABSENT);
+	assert_int_equal(ovl_present_bytes(o), 4 * 4096);
+	/* Replayed marks go into the next commit, which empties a file. */
+	assert_int_equal(ovl_commit(o), 0);
+	guest_write(o, 3072, 1);
+	assert_int_equal(ovl_commit(o), 0);
+	assert_true(size_of(".v0") == 64 || size_of(".v1") == 64);
+	ovl_free(o);
+	/* After a reboot only commits count: the last write was one. */
+	c.boot_id = BOOT_B;
+	assert_int_equal(ovl_open(&c, &o), 0);
+	assert_true(ovl_block_present(o, 5) && ovl_block_present(o, 3072));
+	guest_write(o, 3073, 1);
+	ovl_free(o);
+	c.boot_id = BOOT_A;
+	assert_int_equal(ovl_open(&c, &o), 0);
+	assert_false(ovl_block_present(o, 3073));
+	ovl_free(o);
+	/* A new state never replays journals left by an older one. */
+	c.boot_id = BOOT_B;
+	assert_int_equal(ovl_open(&c, &o), 0);
+	guest_write(o, 10, 1);
+	ovl_free(o);
+	unlink(path);
+	assert_int_equal(ovl_open(&c, &o), 0);
+	assert_false(ovl_block_present(o, 10));
+	ovl_free(o);
+	for (int i = 0; i < 2; i++) {
+		char p[80];
+
+		snprintf(p, sizeof(p), "%s.v%d", path, i);
+		unlink(p);
+	}
+}
+
 static void test_old_version(void **state)
 {
 	struct ovl_conf c = conf_of(64 * MiB);
@@ -460,6 +541,7 @@ int main(void)
 		cmocka_unit_test(test_concurrent),
 		cmocka_unit_test(test_lock),
 		cmocka_unit_test(test_guest_intent),
+		cmocka_unit_test(test_guest_journal),
 		cmocka_unit_test(test_old_version),
 		cmocka_unit_test(test_runs),
 		cmocka_unit_test(test_format2),
