@@ -30,6 +30,7 @@ struct cli {
 	char keyfd_path[32];
 	const char *passfile;
 	int passfd;
+	char *passphrase;		/* owned: given (a supervisor's) */
 	bool quiet;
 	const char *auth_file;		/* --auth-file, read at open */
 	char *auth_header;		/* owned */
@@ -55,6 +56,7 @@ int cmd_verify(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_key(int argc, char **argv);
 int cmd_cutover(int argc, char **argv);
+int cmd_restart(int argc, char **argv);
 
 void cli_init(struct cli *c);
 /*

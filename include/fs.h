@@ -3,6 +3,8 @@
 #define PBSLM_FS_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "image.h"
 #include "readahead.h"
@@ -21,6 +23,11 @@ typedef int (*fs_status_fn)(void *arg, char **json);
 
 struct fs_conf {
 	const char *mountpoint;
+	/* The connection the supervisor mounted (sup.h), and the kernel's
+	 * FUSE_INIT request on it, replayed into this session. */
+	int fd;
+	const void *init;
+	size_t init_len;
 	struct image **images;		/* borrowed, outlive the fs */
 	unsigned int nimages;
 	bool allow_other;
@@ -39,10 +46,46 @@ struct fs_conf {
 		       size_t len);
 	void (*control_done)(void *arg);
 	void *control_arg;
+	/*
+	 * What an earlier server of the connection set that the kernel
+	 * remembers (the images' owners and modes: libvirt's chown), as
+	 * @memo_out gave it, or NULL; memo_out(@control_arg, text) is
+	 * called with the new text after each change (under a lock: in
+	 * order), to hand to the next server.
+	 */
+	const char *memo;
+	void (*memo_out)(void *arg, const char *text);
+	/*
+	 * A test's fault: "OP:N" (OP write, fallocate or fsync) kills this
+	 * process (SIGKILL) once the Nth OP is carried out, before its
+	 * answer, so that the next server gets it again.  NULL: none.
+	 */
+	const char *fault;
 };
 
-/* Create the session and mount; no thread is started yet. */
+/*
+ * The options the mount is made with (malloc'ed), for the supervisor's
+ * fs_mount_only().
+ */
+char *fs_mount_opts(const struct fs_conf *conf);
+/*
+ * Take up the connection @conf->fd (the caller's; closed by fs_free):
+ * a session on it that has answered @conf->init.  No thread yet.
+ */
 int fs_new(const struct fs_conf *conf, struct fs **out);
+/* What this session agreed with the kernel at INIT (capabilities,
+ * max_write): every server of a connection must agree alike. */
+void fs_agreement(const struct fs *fs, uint64_t *want, uint64_t *max_write);
+
+/* The supervisor's side: a mount it owns and never serves itself. */
+struct fs_mount;
+int fs_mount_only(const char *mountpoint, const char *opts,
+		  struct fs_mount **out);
+/* One a predecessor mounted: its connection @fd (now ours). */
+int fs_mount_adopt(const char *mountpoint, int fd, struct fs_mount **out);
+int fs_mount_fd(const struct fs_mount *m);
+/* Closes (and with @unmount first unmounts, lazily). */
+void fs_mount_release(struct fs_mount *m, bool unmount);
 /* Serve requests until unmounted or fs_exit(); may be called once. */
 int fs_run(struct fs *fs);
 /* Ask fs_run() to return; safe from a signal handler. */
@@ -52,6 +95,7 @@ void fs_exit(struct fs *fs);
  * and fs_run() returns.  Any thread.
  */
 void fs_unmount(struct fs *fs);
+void fs_unmount_at(const char *mountpoint);
 /*
  * End the FUSE connection itself (fusectl's abort): for a mount that
  * lives on in another mount namespace (libvirt's QEMU has its own)
@@ -60,7 +104,7 @@ void fs_unmount(struct fs *fs);
 int fs_abort(struct fs *fs);
 /* The session has ended (unmounted, or a signal): any thread. */
 bool fs_is_exited(struct fs *fs);
-/* Unmount (if still mounted) and free. */
+/* Close this session's copy of the connection and free. */
 void fs_free(struct fs *fs);
 
 #endif

@@ -46,6 +46,16 @@ void log_request_reopen(void);
 void log_reopen_if_asked(void);
 /* Parse "fetch,ccache" or "all"; -EINVAL names nothing it knows. */
 int log_set_debug(const char *list);
+/* How this process logs, to hand to its successor (sup.c re-exec). */
+struct log_conf {
+	bool use_syslog;
+	int level;
+	unsigned int debug_mask;
+	const char *path;	/* --log-file, or NULL */
+};
+void log_get_conf(struct log_conf *out);
+/* Before threads exist; -errno if the log file cannot be opened. */
+int log_set_conf(const struct log_conf *conf);
 void log_msg(int level, const char *fmt, ...) PRINTF_FMT(2, 3);
 void log_vmsg(int level, const char *fmt, va_list ap);
 

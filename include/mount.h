@@ -6,14 +6,18 @@
 #include <stdint.h>
 
 #include "repo.h"
+#include "sup.h"
 
 /*
- * The live mount: opens every image, the chunk cache, the FUSE
- * front-end, the streamer and the checkpoint thread, serves until
- * unmounted or signalled, then stops them in reverse order and commits.
+ * The live mount's server: opens every image, the chunk cache, takes up
+ * the FUSE connection from its supervisor (sup.h; mounted then for the
+ * first server), starts the streamer and the checkpoint thread, serves
+ * until unmounted or signalled, then stops them in reverse order and
+ * commits.  Returns -EPROTO when it must not serve this connection.
  */
 struct mount_conf {
 	struct repo_snapshot *snap;	/* borrowed */
+	struct sup_client *sup;		/* borrowed: this server's supervisor */
 	const char *const *archives;	/* NULL: every .img.fidx */
 	unsigned int narchives;
 	const char *mountpoint;

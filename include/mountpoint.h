@@ -32,7 +32,10 @@ bool mountpoint_dead(const char *who, const char *path, int err);
  */
 int mountpoint_fuse_conn(const char *path, unsigned int *conn);
 
-/* The PID serving the pbs-livemount mount at @path (its .status), or 0. */
+/*
+ * The PID of the pbs-livemount mount at @path (its supervisor, per its
+ * .status), or 0.
+ */
 pid_t mountpoint_pid(const char *path);
 
 #endif

@@ -53,6 +53,9 @@ struct ovl_conf {
 int ovl_open(const struct ovl_conf *conf, struct ovl **out);
 /* Frees without committing; releases the lock. */
 void ovl_free(struct ovl *o);
+/* Removes the state file (and its guest journal), then frees: for a
+ * state that ovl_open() just created and nothing used. */
+void ovl_remove(struct ovl *o);
 /* True if ovl_open() created the file (there was none). */
 bool ovl_is_new(const struct ovl *o);
 

@@ -24,7 +24,8 @@ int status_run(const struct status_conf *conf, FILE *out);
 /*
  * MOUNTPOINT/.status, parsed, into *@doc (json_object_put), and its
  * text into *@text (malloc'ed) unless NULL.  A failure is logged in one
- * line as @who's ("the daemon has exited ..." for a dead mount).
+ * line as @who's ("the daemon has exited ..." for a dead mount); with
+ * @who NULL, not at all.
  */
 int status_read(const char *who, const char *mnt, char **text,
 		json_object **doc);

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -147,5 +148,10 @@ int buf_append(struct buf *b, const void *p, size_t n);
 /* Hand the data to the caller (who frees it) and reset @b. */
 uint8_t *buf_steal(struct buf *b, size_t *len);
 void buf_release(struct buf *b);
+
+/* Room for one descriptor in a message's control data. */
+#define FD_CMSG_SPACE CMSG_SPACE(sizeof(int))
+/* Send @fd along with @mh (SCM_RIGHTS), in @cbuf (FD_CMSG_SPACE bytes). */
+void msg_attach_fd(struct msghdr *mh, void *cbuf, int fd);
 
 #endif

@@ -163,6 +163,10 @@ void cli_release(struct cli *c)
 		explicit_bzero(c->secret, strlen(c->secret));
 		free(c->secret);
 	}
+	if (c->passphrase) {
+		explicit_bzero(c->passphrase, strlen(c->passphrase));
+		free(c->passphrase);
+	}
 	if (c->s3_secret) {
 		explicit_bzero(c->s3_secret, strlen(c->s3_secret));
 		free(c->s3_secret);
@@ -242,6 +246,10 @@ static int get_passphrase(struct cli *c, bool confirm, char **out)
 	char *again = NULL;
 	int ret;
 
+	if (c->passphrase) {
+		*out = xstrdup(c->passphrase);
+		return 0;
+	}
 	if (c->passfd >= 0)
 		return cli_read_secret_fd(c->passfd, out);
 	if (c->passfile) {

@@ -26,6 +26,7 @@
 #include "mountpoint.h"
 #include "repo.h"
 #include "status.h"
+#include "sup.h"
 #include "util.h"
 #include "banned.h"
 
@@ -119,6 +120,91 @@ static int daemonize(struct ready_pipe *rp)
 	return 0;
 }
 
+/* A daemon's server: no terminal, messages to the log file or syslog. */
+static void detach_stdio(void)
+{
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	log_init("pbs-livemount", true, LOG_INFO);
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
+		close(null);
+	}
+}
+
+/* The first server of a daemon serves: its supervisor detaches now. */
+static void server_ready(void *arg)
+{
+	(void)arg;
+	detach_stdio();
+}
+
+/*
+ * The mount's first process: check what it can before anything exists,
+ * ask the terminal for the secrets while it is there, detach, and
+ * supervise the servers (sup.h), which run this binary again with
+ * @argv (the command line as given) in the current directory.
+ */
+static int supervise(struct cli *c, const char *repo, const char *mnt,
+		     bool foreground, int argc, char **argv)
+{
+	struct ready_pipe rp = { .fd = -1 };
+	char exe[PATH_MAX];
+	char cwd[PATH_MAX];
+	char *pass = NULL;
+	ssize_t n;
+	int ret;
+
+	if (mountpoint_check(mnt))
+		return EXIT_FAILURE;
+	/* The installed binary, by name: restarts run what is there then. */
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0 || !getcwd(cwd, sizeof(cwd))) {
+		log_err("mount: cannot tell this program's path: %s",
+			strerror(errno));
+		return EXIT_FAILURE;
+	}
+	exe[n] = '\0';
+	/* The terminal is still ours: ask for what is missing now. */
+	if (cli_read_secret(c, repo))
+		return EXIT_FAILURE;
+	if (c->keyfile && cli_get_passphrase(c, &pass))
+		return EXIT_FAILURE;
+	/* Before any thread exists. */
+	if (!foreground && daemonize(&rp)) {
+		log_err("mount: cannot detach: %s", strerror(errno));
+		ret = EXIT_FAILURE;
+		goto out;
+	}
+	{
+		struct sup_conf sc = {
+			.exe = exe,
+			.argv = argv,
+			.cwd = cwd,
+			.mountpoint = mnt,
+			.detach = !foreground,
+			.secret = c->secret,
+			.passphrase = pass,
+			/* A hot loop gives up in about two seconds. */
+			.max_deaths = 20,
+			.window_s = 10,
+			.ready = foreground ? NULL : daemon_ready,
+			.ready_arg = &rp,
+		};
+
+		(void)argc;
+		ret = sup_run(&sc);
+	}
+out:
+	if (pass) {
+		explicit_bzero(pass, strlen(pass));
+		free(pass);
+	}
+	return ret;
+}
+
 int cmd_mount(int argc, char **argv)
 {
 	struct mount_conf mc = {
@@ -127,7 +213,6 @@ int cmd_mount(int argc, char **argv)
 		/* An unmounted daemon is gone within about a second. */
 		.lock_wait_ms = 5000,
 	};
-	struct ready_pipe rp = { .fd = -1 };
 	struct repo_snapshot *snap = NULL;
 	struct opt_list archives = { 0 };
 	char *target = NULL;
@@ -147,10 +232,18 @@ int cmd_mount(int argc, char **argv)
 	int shift = 1;
 	bool foreground = false;
 	struct cli c;
+	struct sup_client *sup = NULL;
+	char **argv_copy = NULL;
 	int nargs;
 	int ret = 0;
 
 	cli_init(&c);
+	/* A server's command line is the supervisor's, as it was given. */
+	argv_copy = xcalloc(argc + 2, sizeof(*argv_copy));
+	memcpy(argv_copy + 1, argv, argc * sizeof(*argv));
+	ret = sup_client_open(&sup);
+	if (ret && ret != -ENOENT)
+		return EXIT_FAILURE;
 	const struct opt opts[] = {
 		OPT_PATH("target", &target, "PATH",
 			 "target file or block device (one disk)"),
@@ -265,11 +358,6 @@ int cmd_mount(int argc, char **argv)
 	if (!no_trace && !trace_file && !trace_dir)
 		trace_dir = cli_default_dir("PBSLM_TRACE_DIR", "traces");
 	mnt = abs_path(args[1]);
-	/* Before anything is created, and while stderr is the terminal. */
-	if (mountpoint_check(mnt)) {
-		ret = EXIT_FAILURE;
-		goto out;
-	}
 	ret = log_file ? log_set_file(log_file) : 0;
 	if (ret) {
 		log_err("mount: cannot open log file '%s': %s", log_file,
@@ -277,17 +365,17 @@ int cmd_mount(int argc, char **argv)
 		ret = EXIT_FAILURE;
 		goto out;
 	}
-	/* The terminal is still ours: ask for a missing password now. */
-	if (cli_read_secret(&c, repo)) {
-		ret = EXIT_FAILURE;
+	if (!sup) {
+		ret = supervise(&c, repo, mnt, foreground, argc, argv_copy);
 		goto out;
 	}
-	/* Before any thread exists (the http store starts one). */
-	if (!foreground && daemonize(&rp)) {
-		log_err("mount: cannot detach: %s", strerror(errno));
-		ret = EXIT_FAILURE;
-		goto out;
-	}
+	/* A server: the supervisor holds the secrets and the terminal. */
+	if (sup_client_secret(sup))
+		c.secret = xstrdup(sup_client_secret(sup));
+	if (sup_client_passphrase(sup))
+		c.passphrase = xstrdup(sup_client_passphrase(sup));
+	if (sup_client_hello(sup)->detach && sup_client_hello(sup)->restarts)
+		detach_stdio();
 	ret = cli_open_repo(&c, repo);
 	if (!ret)
 		ret = repo_snapshot_open(c.s, c.ns, args[0], c.key, &snap);
@@ -299,6 +387,7 @@ int cmd_mount(int argc, char **argv)
 		made_dir = !mkdir_p(target_dir, 0750);
 	state_dir = cli_default_dir("PBSLM_STATE_DIR", "state");
 	mc.snap = snap;
+	mc.sup = sup;
 	mc.mountpoint = mnt;
 	mc.target = target;
 	mc.target_dir = target_dir;
@@ -311,9 +400,10 @@ int cmd_mount(int argc, char **argv)
 				 MIN(c.store.connections,
 				     2 * (unsigned int)sysconf(_SC_NPROCESSORS_ONLN)) :
 				 c.store.connections;
-	mc.ready = daemon_ready;
-	mc.ready_arg = &rp;
-	ret = cli_exit_code(mount_run(&mc));
+	if (sup_client_hello(sup)->detach)
+		mc.ready = server_ready;
+	ret = mount_run(&mc);
+	ret = ret == -EPROTO ? SUP_EXIT_INCOMPATIBLE : cli_exit_code(ret);
 	/* A failed mount leaves no directory it made (if still empty). */
 	if (ret && made_dir)
 		rmdir(target_dir);
@@ -330,6 +420,8 @@ out:
 	free(log_file);
 	free(cutover_qmp);
 	free(mnt);
+	free(argv_copy);
+	sup_client_close(sup);
 	return ret;
 }
 

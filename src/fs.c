@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -79,13 +80,95 @@ struct fs {
 	struct fs_attr *attrs;		/* per image; ->attr_lock */
 	struct fuse_session *se;	/* libfuse's own locking */
 	time_t mtime;			/* immutable */
-	bool mounted;			/* main thread only */
 	unsigned int conn;		/* immutable: fusectl's number, 0 if
 					   unknown */
+	uint64_t want;			/* immutable after INIT: capabilities */
+	uint64_t max_write;		/* immutable after INIT */
 	pthread_mutex_t status_lock;
 	struct status_doc *docs;	/* protected by ->status_lock */
 	uint64_t next_id;		/* protected by ->status_lock */
+	int fault_op;			/* immutable: FAULT_*, 0: none */
+	uint64_t fault_n;		/* immutable */
+	uint64_t fault_seen;		/* atomic */
 };
+
+enum { FAULT_WRITE = 1, FAULT_FALLOCATE, FAULT_FSYNC };
+
+/* The test's fault (fs_conf.fault): the Nth @op done, die unanswered. */
+static void fault_point(struct fs *fs, int op)
+{
+	if (fs->fault_op == op &&
+	    __atomic_add_fetch(&fs->fault_seen, 1, __ATOMIC_RELAXED) ==
+		    fs->fault_n) {
+		log_warn("fs: test fault: killed after request %llu of its "
+			 "kind, before the answer",
+			 (unsigned long long)fs->fault_n);
+		raise(SIGKILL);
+	}
+}
+
+static void parse_fault(struct fs *fs, const char *spec)
+{
+	static const char *const ops[] = { "write:", "fallocate:", "fsync:" };
+
+	for (size_t i = 0; spec && i < ARRAY_SIZE(ops); i++)
+		if (!strncmp(spec, ops[i], strlen(ops[i])) &&
+		    !parse_u64(spec + strlen(ops[i]), &fs->fault_n) &&
+		    fs->fault_n)
+			fs->fault_op = (int)i + 1;
+	if (spec && !fs->fault_op)
+		log_warn("fs: test fault '%s' not understood: ignored", spec);
+}
+
+/* The images' owners and modes as text, "uid:gid:mode;" each. */
+static void memo_send(struct fs *fs)
+{
+	struct buf b;
+	char one[64];
+
+	if (!fs->conf.memo_out)
+		return;
+	buf_init(&b, 1u << 20);
+	pthread_mutex_lock(&fs->attr_lock);
+	for (unsigned int i = 0; i < fs->conf.nimages; i++) {
+		snprintf(one, sizeof(one), "%u:%u:%o;",
+			 (unsigned int)fs->attrs[i].uid,
+			 (unsigned int)fs->attrs[i].gid,
+			 (unsigned int)fs->attrs[i].perm);
+		buf_append(&b, one, strlen(one));
+	}
+	/* Under the lock: two changes reach the supervisor in order. */
+	if (b.len)
+		fs->conf.memo_out(fs->conf.control_arg, (char *)b.data);
+	pthread_mutex_unlock(&fs->attr_lock);
+	buf_release(&b);
+}
+
+/* An earlier server's memo_send(), if it is whole and for as many images. */
+static void memo_take(struct fs *fs, const char *memo)
+{
+	struct fs_attr *a = xcalloc(fs->conf.nimages ? fs->conf.nimages : 1,
+				    sizeof(*a));
+	const char *p = memo;
+	unsigned int i;
+
+	for (i = 0; p && *p && i < fs->conf.nimages; i++) {
+		unsigned int uid, gid, perm;
+		int used = 0;
+
+		if (sscanf(p, "%u:%u:%o;%n", &uid, &gid, &perm, &used) != 3 ||
+		    !used || perm > 07777)
+			break;
+		a[i] = (struct fs_attr){ uid, gid, perm };
+		p += used;
+	}
+	if (p && !*p && i == fs->conf.nimages)
+		memcpy(fs->attrs, a, i * sizeof(*a));
+	else if (p)
+		log_warn("fs: owners and modes from the last server not "
+			 "understood: '%s'", memo);
+	free(a);
+}
 
 static struct image *ino_image(struct fs *fs, fuse_ino_t ino)
 {
@@ -131,7 +214,8 @@ static int fill_attr(struct fs *fs, fuse_ino_t ino, struct stat *st)
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct fs *fs = userdata;
+
 	conn->max_write = FS_MAX_IO;
 	conn->max_readahead = FS_MAX_IO;
 	/* Parallel reads of one file: the guest issues many at once. */
@@ -143,6 +227,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	/* We never change file contents behind the kernel's back. */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	/* What every later server must agree to as well (fs_agreement). */
+	fs->want = conn->want;
+	fs->max_write = conn->max_write;
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -210,16 +297,69 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	if (to_set & FUSE_SET_ATTR_MODE)
 		fs->attrs[ino - INO_IMAGE0].perm = attr->st_mode & 07777;
 	pthread_mutex_unlock(&fs->attr_lock);
+	if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
+		      FUSE_SET_ATTR_MODE))
+		memo_send(fs);
 	fill_attr(fs, ino, &st);
 	fuse_reply_attr(req, &st, 3600);
+}
+
+/* The snapshot of .status opened as @id; call with ->status_lock. */
+static struct status_doc *status_doc_find(struct fs *fs, uint64_t id)
+{
+	struct status_doc *d;
+
+	for (d = fs->docs; d && d->id != id; d = d->next)
+		;
+	return d;
+}
+
+/*
+ * A new snapshot of .status under @id, or under a new id (*@out) when
+ * @id is 0.  Ids start at the server's pid << 32, so a handle opened
+ * under an earlier server (a takeover) never names another's snapshot.
+ */
+static int status_doc_add(struct fs *fs, uint64_t id, uint64_t *out)
+{
+	struct status_doc *d;
+	char *json = NULL;
+	int ret;
+
+	ret = fs->conf.status(fs->conf.status_arg, &json);
+	if (ret)
+		return ret;
+	d = malloc(sizeof(*d));
+	if (!d) {
+		free(json);
+		return -ENOMEM;
+	}
+	d->text = json;
+	d->len = strlen(json);
+	pthread_mutex_lock(&fs->status_lock);
+	if (id && status_doc_find(fs, id)) {
+		/* Another thread adopted it first. */
+		pthread_mutex_unlock(&fs->status_lock);
+		free(json);
+		free(d);
+		return 0;
+	}
+	if (!fs->next_id)
+		fs->next_id = (uint64_t)getpid() << 32;
+	d->id = id ? id : ++fs->next_id;
+	d->next = fs->docs;
+	fs->docs = d;
+	pthread_mutex_unlock(&fs->status_lock);
+	if (out)
+		*out = d->id;
+	return 0;
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fuse_req_userdata(req);
 	struct image *img;
-	char *json = NULL;
 	bool wr = (fi->flags & O_ACCMODE) != O_RDONLY;
+	uint64_t id;
 	int ret;
 
 	if (ino == INO_STATUS) {
@@ -227,27 +367,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			fuse_reply_err(req, EACCES);
 			return;
 		}
-		struct status_doc *d;
-
-		ret = fs->conf.status(fs->conf.status_arg, &json);
+		ret = status_doc_add(fs, 0, &id);
 		if (ret) {
 			fuse_reply_err(req, -ret);
 			return;
 		}
-		d = malloc(sizeof(*d));
-		if (!d) {
-			free(json);
-			fuse_reply_err(req, ENOMEM);
-			return;
-		}
-		d->text = json;
-		d->len = strlen(json);
-		pthread_mutex_lock(&fs->status_lock);
-		d->id = ++fs->next_id;
-		d->next = fs->docs;
-		fs->docs = d;
-		pthread_mutex_unlock(&fs->status_lock);
-		fi->fh = d->id;
+		fi->fh = id;
 		fi->direct_io = 1;
 		fuse_reply_open(req, fi);
 		return;
@@ -333,9 +458,18 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		struct status_doc *d;
 		size_t got = 0;
 
+		int ret;
+
 		pthread_mutex_lock(&fs->status_lock);
-		for (d = fs->docs; d && d->id != fi->fh; d = d->next)
-			;
+		d = status_doc_find(fs, fi->fh);
+		pthread_mutex_unlock(&fs->status_lock);
+		/* Opened under an earlier server: a new snapshot for it. */
+		if (!d && (ret = status_doc_add(fs, fi->fh, NULL))) {
+			fuse_reply_err(req, -ret);
+			return;
+		}
+		pthread_mutex_lock(&fs->status_lock);
+		d = status_doc_find(fs, fi->fh);
 		if (d && (uint64_t)off < d->len) {
 			got = MIN(size, d->len - off);
 			memcpy(buf, d->text + off, got);
@@ -378,6 +512,8 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		return;
 	}
 	n = image_write(img, buf, size, off);
+	if (n >= 0)
+		fault_point(fs, FAULT_WRITE);
 	if (n < 0)
 		fuse_reply_err(req, n == -ENOSPC || n == -EFBIG ? -n : EIO);
 	else
@@ -404,6 +540,8 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	(void)fi;
 	if (img && !image_is_read_only(img))
 		ret = image_flush(img);
+	if (!ret)
+		fault_point(fs, FAULT_FSYNC);
 	fuse_reply_err(req, ret ? EIO : 0);
 }
 
@@ -448,6 +586,8 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
 	} else {
 		ret = -EOPNOTSUPP;
 	}
+	if (!ret)
+		fault_point(fs, FAULT_FALLOCATE);
 	fuse_reply_err(req, ret == -EOPNOTSUPP || ret == -EROFS ||
 				    ret == -ENOMEM || !ret ? -ret : EIO);
 }
@@ -565,14 +705,45 @@ static void fs_log(enum fuse_log_level level, const char *fmt, va_list ap)
 	log_vmsg((int)level, fmt, ap);
 }
 
-int fs_new(const struct fs_conf *conf, struct fs **out)
+char *fs_mount_opts(const struct fs_conf *conf)
+{
+	return xasprintf("-ofsname=pbs-livemount,subtype=pbs-livemount,"
+			 "default_permissions%s%s%s%s",
+			 conf->allow_other ? ",allow_other" : "",
+			 conf->read_only ? ",ro" : "",
+			 conf->fuse_opts ? "," : "",
+			 conf->fuse_opts ? conf->fuse_opts : "");
+}
+
+/* A libfuse session of @opts (NULL: none) and @ops; NULL on failure. */
+static struct fuse_session *session(const char *opts,
+				    const struct fuse_lowlevel_ops *ops,
+				    size_t size, void *userdata)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-	char *opts;
+	struct fuse_session *se = NULL;
+
+	fuse_set_log_func(fs_log);
+	if (!fuse_opt_add_arg(&args, "pbs-livemount") &&
+	    (!opts || !fuse_opt_add_arg(&args, opts)))
+		se = fuse_session_new(&args, ops, size, userdata);
+	if (!se)
+		log_err("fs: cannot create a FUSE session (options '%s')",
+			opts ? opts : "");
+	fuse_opt_free_args(&args);
+	return se;
+}
+
+int fs_new(const struct fs_conf *conf, struct fs **out)
+{
+	struct fuse_buf init = {
+		.size = conf->init_len,
+		.mem = (void *)conf->init,
+	};
+	char path[32];
 	struct fs *fs;
 	int ret = -EIO;
 
-	fuse_set_log_func(fs_log);
 	fs = xcalloc(1, sizeof(*fs));
 	fs->conf = *conf;
 	pthread_mutex_init(&fs->status_lock, NULL);
@@ -586,41 +757,107 @@ int fs_new(const struct fs_conf *conf, struct fs **out)
 				    image_is_read_only(conf->images[i]) ? 0444 :
 									  0644;
 	}
+	if (conf->memo)
+		memo_take(fs, conf->memo);
+	parse_fault(fs, conf->fault);
 	fs->mtime = time(NULL);
-	opts = xasprintf("-ofsname=pbs-livemount,subtype=pbs-livemount,"
-			 "default_permissions%s%s%s%s",
-			 conf->allow_other ? ",allow_other" : "",
-			 conf->read_only ? ",ro" : "",
-			 conf->fuse_opts ? "," : "",
-			 conf->fuse_opts ? conf->fuse_opts : "");
-	if (fuse_opt_add_arg(&args, "pbs-livemount") ||
-	    fuse_opt_add_arg(&args, opts)) {
-		ret = -ENOMEM;
+	/* Mount options went to the supervisor, which mounted. */
+	fs->se = session(NULL, &fs_ops, sizeof(fs_ops), fs);
+	if (!fs->se)
+		goto err_free;
+	/* libfuse adopts a descriptor named /dev/fd/N (since 3.3). */
+	snprintf(path, sizeof(path), "/dev/fd/%d", conf->fd);
+	if (fuse_session_mount(fs->se, path)) {
+		log_err("fs: cannot adopt the FUSE connection (descriptor %d)",
+			conf->fd);
 		goto err_free;
 	}
-	fs->se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), fs);
-	if (!fs->se) {
-		log_err("fs: cannot create a FUSE session (options '%s')", opts);
-		ret = -EINVAL;
+	/*
+	 * The kernel's INIT, once more: libfuse answers nothing before it.
+	 * The first server's reply is the one the kernel waits for; a later
+	 * one's has a unique the kernel no longer knows (ENOENT, which
+	 * libfuse ignores), and the kernel keeps what it agreed first.
+	 */
+	fuse_session_process_buf(fs->se, &init);
+	if (fuse_session_exited(fs->se) || !fs->max_write) {
+		log_err("fs: cannot take up the FUSE connection: its INIT was "
+			"refused");
 		goto err_free;
 	}
-	if (fuse_session_mount(fs->se, conf->mountpoint)) {
-		log_err("fs: cannot mount on '%s'", conf->mountpoint);
-		ret = -EIO;
-		goto err_free;
-	}
-	fs->mounted = true;
 	if (mountpoint_fuse_conn(conf->mountpoint, &fs->conn))
 		fs->conn = 0;
-	fuse_opt_free_args(&args);
-	free(opts);
 	*out = fs;
 	return 0;
 err_free:
-	fuse_opt_free_args(&args);
-	free(opts);
 	fs_free(fs);
 	return ret;
+}
+
+void fs_agreement(const struct fs *fs, uint64_t *want, uint64_t *max_write)
+{
+	*want = fs->want;
+	*max_write = fs->max_write;
+}
+
+struct fs_mount {
+	struct fuse_session *se;	/* mounted, never served; or NULL: */
+	int fd;				/* adopted from a predecessor */
+	char *mountpoint;
+};
+
+int fs_mount_only(const char *mountpoint, const char *opts,
+		  struct fs_mount **out)
+{
+	static const struct fuse_lowlevel_ops none;
+	struct fs_mount *m = xcalloc(1, sizeof(*m));
+
+	m->se = session(opts, &none, sizeof(none), NULL);
+	if (!m->se || fuse_session_mount(m->se, mountpoint)) {
+		if (m->se)
+			log_err("fs: cannot mount on '%s'", mountpoint);
+		fs_mount_release(m, false);
+		return -EIO;
+	}
+	*out = m;
+	return 0;
+}
+
+int fs_mount_adopt(const char *mountpoint, int fd, struct fs_mount **out)
+{
+	struct fs_mount *m = xcalloc(1, sizeof(*m));
+
+	m->fd = fd;
+	m->mountpoint = xstrdup(mountpoint);
+	*out = m;
+	return 0;
+}
+
+int fs_mount_fd(const struct fs_mount *m)
+{
+	return m->se ? fuse_session_fd(m->se) : m->fd;
+}
+
+void fs_mount_release(struct fs_mount *m, bool unmount)
+{
+	if (!m)
+		return;
+	if (m->se) {
+		if (unmount)
+			fuse_session_unmount(m->se);
+		fuse_session_destroy(m->se);
+	} else {
+		struct pollfd p = { m->fd, 0, 0 };
+
+		/*
+		 * As libfuse does: a connection already gone was unmounted,
+		 * and what is mounted there now may be another's.
+		 */
+		if (unmount && !(poll(&p, 1, 0) == 1 && (p.revents & POLLERR)))
+			fs_unmount_at(m->mountpoint);
+		close(m->fd);
+		free(m->mountpoint);
+	}
+	free(m);
 }
 
 /* SIGHUP: a closed terminal or a log rotation, never an unmount. */
@@ -651,26 +888,30 @@ int fs_run(struct fs *fs)
 	return ret < 0 ? ret : 0;
 }
 
-void fs_unmount(struct fs *fs)
+void fs_unmount_at(const char *mountpoint)
 {
 	char *const argv[] = { (char *)"fusermount3", (char *)"-u",
-			       (char *)"-z", (char *)fs->conf.mountpoint, NULL };
+			       (char *)"-z", (char *)mountpoint, NULL };
 	pid_t pid;
 	int st;
 
 	/* Root unmounts itself; others ask the setuid helper. */
 	if (!geteuid()) {
-		if (umount2(fs->conf.mountpoint, MNT_DETACH))
-			log_err("fs: cannot unmount '%s': %s",
-				fs->conf.mountpoint, strerror(errno));
+		if (umount2(mountpoint, MNT_DETACH) && errno != EINVAL)
+			log_err("fs: cannot unmount '%s': %s", mountpoint,
+				strerror(errno));
 		return;
 	}
 	if (posix_spawnp(&pid, "fusermount3", NULL, NULL, argv, environ)) {
-		log_err("fs: cannot run fusermount3 -u '%s'",
-			fs->conf.mountpoint);
+		log_err("fs: cannot run fusermount3 -u '%s'", mountpoint);
 		return;
 	}
 	waitpid(pid, &st, 0);
+}
+
+void fs_unmount(struct fs *fs)
+{
+	fs_unmount_at(fs->conf.mountpoint);
 }
 
 int fs_abort(struct fs *fs)
@@ -710,11 +951,9 @@ void fs_free(struct fs *fs)
 {
 	if (!fs)
 		return;
-	if (fs->se) {
-		if (fs->mounted)
-			fuse_session_unmount(fs->se);
+	/* The supervisor owns the mount: only this server's copy closes. */
+	if (fs->se)
 		fuse_session_destroy(fs->se);
-	}
 	while (fs->docs) {
 		struct status_doc *d = fs->docs;
 

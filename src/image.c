@@ -395,13 +395,11 @@ void image_discard(struct image *img)
 {
 	if (!img)
 		return;
-	if (img->ovl) {
-		/* Unlinked while still locked: no other owner can be. */
-		if (img->state_created)
-			unlink(img->state);
+	if (img->state_created)
+		ovl_remove(img->ovl);
+	else
 		ovl_free(img->ovl);
-		img->ovl = NULL;
-	}
+	img->ovl = NULL;
 	if (img->dfd >= 0)
 		close(img->dfd);
 	img->dfd = -1;

@@ -92,6 +92,21 @@ int log_set_file(const char *path)
 	return 0;
 }
 
+void log_get_conf(struct log_conf *out)
+{
+	out->use_syslog = __atomic_load_n(&log_to_syslog, __ATOMIC_RELAXED);
+	out->level = __atomic_load_n(&log_level, __ATOMIC_RELAXED);
+	out->debug_mask = log_debug_mask;
+	out->path = log_path;
+}
+
+int log_set_conf(const struct log_conf *conf)
+{
+	log_init(log_ident, conf->use_syslog, conf->level);
+	log_debug_mask = conf->debug_mask;
+	return conf->path ? log_set_file(conf->path) : 0;
+}
+
 void log_request_reopen(void)
 {
 	__atomic_store_n(&log_reopen_pending, 1, __ATOMIC_RELAXED);

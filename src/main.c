@@ -17,6 +17,7 @@
 
 #include "cli.h"
 #include "log.h"
+#include "sup.h"
 #include "banned.h"
 
 static const char main_help[] =
@@ -28,6 +29,7 @@ static const char main_help[] =
 	"  mount     mount a snapshot's disks and restore them live\n"
 	"  status    progress of a live mount\n"
 	"  cutover   move a running VM from the mount onto its targets\n"
+	"  restart   replace a mount's server with the installed binary\n"
 	"  pack      write a snapshot from raw images (PBS datastore layout)\n"
 	"  restore   restore one disk archive to a file or block device\n"
 	"  verify    check an image against a backup\n"
@@ -47,6 +49,9 @@ int main(int argc, char **argv)
 	 * free instead of letting per-thread arenas keep them (RSS bound).
 	 */
 	mallopt(M_MMAP_THRESHOLD, 1 << 20);
+	/* A mount's supervisor re-executed by `restart`: no command line. */
+	if (sup_resuming())
+		return sup_resume();
 	if (argc < 2) {
 		fputs(main_help, stderr);
 		return EXIT_USAGE;
@@ -61,12 +66,19 @@ int main(int argc, char **argv)
 		printf("pbs-livemount %s\n", PROG_VERSION);
 		return 0;
 	}
+	/* Asked by a supervisor before it re-executes this binary. */
+	if (!strcmp(cmd, "__supervisor-abi")) {
+		puts(sup_abi());
+		return 0;
+	}
 	if (!strcmp(cmd, "mount"))
 		return cmd_mount(argc - 1, argv + 1);
 	if (!strcmp(cmd, "status"))
 		return cmd_status(argc - 1, argv + 1);
 	if (!strcmp(cmd, "cutover"))
 		return cmd_cutover(argc - 1, argv + 1);
+	if (!strcmp(cmd, "restart"))
+		return cmd_restart(argc - 1, argv + 1);
 	if (!strcmp(cmd, "pack"))
 		return cmd_pack(argc - 1, argv + 1);
 	if (!strcmp(cmd, "restore"))

@@ -44,6 +44,7 @@
 #include "qmp.h"
 #include "readahead.h"
 #include "stream.h"
+#include "sup.h"
 #include "trace.h"
 #include "util.h"
 #include "banned.h"
@@ -110,6 +111,10 @@ struct mount {
 	struct cutover_result cut_res;	/* protected by ->lock */
 	bool unmount_asked;		/* protected by ->lock: the watcher
 					   unmounts (after a cut-over) */
+	bool restart_asked;		/* protected by ->lock: the restart
+					   command's request */
+	uint64_t guest_wait_ms;		/* immutable once serving: the
+					   takeover this server made */
 };
 
 static bool stopping(struct mount *m)
@@ -368,6 +373,12 @@ static int control(void *arg, const char *name, const char *value,
 	char *text;
 	int ret;
 
+	if (!strcmp(name, "user.pbs-livemount.restart")) {
+		pthread_mutex_lock(&m->lock);
+		m->restart_asked = true;
+		pthread_mutex_unlock(&m->lock);
+		return 0;
+	}
 	if (strcmp(name, "user.pbs-livemount.cutover"))
 		return -ENOTSUP;
 	text = strndup(value, len);
@@ -381,17 +392,40 @@ static int control(void *arg, const char *name, const char *value,
 	return ret;
 }
 
-/* After the control request's reply: a cut-over done ends the mount. */
+/*
+ * After the control request's reply: a cut-over done ends the mount; a
+ * restart ends this server at once, as a crash would (every request is
+ * safe to answer twice, and the guest journal holds what it acked): the
+ * supervisor starts the binary now installed in its place.
+ */
+/* Owners and modes set through the mount, for the next server. */
+static void memo_out(void *arg, const char *text)
+{
+	struct mount *m = arg;
+	int ret = sup_client_set_memo(m->conf->sup, text);
+
+	if (ret)
+		log_warn("mount: cannot leave the images' owners to the next "
+			 "server: %s", strerror(-ret));
+}
+
 static void control_done(void *arg)
 {
 	struct mount *m = arg;
 	bool done;
+	bool restart;
 
 	pthread_mutex_lock(&m->lock);
 	done = m->cut == CUT_DONE;
+	restart = m->restart_asked;
 	pthread_mutex_unlock(&m->lock);
 	if (done)
 		ask_unmount(m);
+	if (restart && !sup_client_restart(m->conf->sup)) {
+		log_info("mount: restart asked for: this server (PID %d) "
+			 "hands over", (int)getpid());
+		_exit(0);
+	}
 }
 
 /*
@@ -559,6 +593,22 @@ static void cut_json(struct mount *m, char *out, size_t len)
 	}
 }
 
+/* "last_restart":{...}, when a server ran before this one. */
+static void restart_json(struct mount *m, char *out, size_t len)
+{
+	const struct sup_hello *h = sup_client_hello(m->conf->sup);
+	json_object *o;
+
+	out[0] = '\0';
+	if (!h->restarts)
+		return;
+	o = json_object_new_string(h->cause);
+	snprintf(out, len, "\"last_restart\":{\"cause\":%s,\"guest_wait_ms\":"
+		 "%llu},", json_object_to_json_string(o),
+		 (unsigned long long)m->guest_wait_ms);
+	json_object_put(o);
+}
+
 /* ,"stalled":"cannot write target '...': <reason>" when stalled. */
 static void stall_json(struct mount *m, char *out, size_t len)
 {
@@ -596,6 +646,7 @@ static int status_json(void *arg, char **out)
 	char line[1024];
 	char stall[700];
 	char cut[1000];
+	char last[300];
 	bool stalled;
 	double hit;
 	int ret = 0;
@@ -604,19 +655,23 @@ static int status_json(void *arg, char **out)
 	ccache_get_stats(m->cache, &cs);
 	stall_json(m, stall, sizeof(stall));
 	stalled = stall[0];
+	restart_json(m, last, sizeof(last));
 	hit = cs.hits + cs.misses ? (double)cs.hits / (cs.hits + cs.misses) :
 				    0;
 	pthread_mutex_lock(&m->lock);
 	cut_json(m, cut, sizeof(cut));
 	snprintf(line, sizeof(line),
-		 "{\"version\":1,\"pid\":%d,\"state\":\"%s\"%s%s,"
+		 "{\"version\":1,\"pid\":%d,\"supervisor\":%d,"
+		 "\"restarts\":%u,\"state\":\"%s\"%s%s,"
 		 "\"snapshot\":\"%s\","
 		 "\"started\":%lld,\"elapsed\":%lld,\"took\":%.1f,"
 		 "\"stream_errors\":%llu,\"stream_yielding\":%s,"
-		 "\"prefetch\":{\"chunks\":%llu,\"done\":%llu},"
+		 "%s\"prefetch\":{\"chunks\":%llu,\"done\":%llu},"
 		 "\"cache\":{\"hits\":%llu,\"misses\":%llu,\"hit_rate\":%.3f,"
 		 "\"bytes\":%llu,\"evictions\":%llu},\"disks\":[",
-		 (int)getpid(), mount_state(m), stall, cut,
+		 (int)getpid(), (int)sup_client_hello(m->conf->sup)->supervisor,
+		 sup_client_hello(m->conf->sup)->restarts, mount_state(m),
+		 stall, cut,
 		 repo_snapshot_path(m->conf->snap),
 		 (long long)m->started,
 		 /* Frozen at completion: how long the restore took. */
@@ -626,7 +681,7 @@ static int status_json(void *arg, char **out)
 		 (unsigned long long)(m->stream ? stream_errors(m->stream) : 0),
 		 m->stream && !m->complete && stream_is_yielding(m->stream) ?
 			 "true" : "false",
-		 (unsigned long long)prefetch_total(m),
+		 last, (unsigned long long)prefetch_total(m),
 		 (unsigned long long)(m->stream ? stream_prefetched(m->stream) :
 				      m->prefetcher ?
 				      stream_prefetched(m->prefetcher) : 0),
@@ -813,6 +868,65 @@ out:
 	return ret;
 }
 
+/*
+ * The FUSE connection from the supervisor (mounted now for the first
+ * server), a session on it, and the news that this server serves.  A
+ * server that would agree with the kernel otherwise than the first
+ * (another libfuse?) must not serve: -EPROTO, said loudly.
+ */
+static int take_connection(struct mount *m, struct fs_conf *fc,
+			   struct fs **out)
+{
+	const struct mount_conf *conf = m->conf;
+	const struct sup_hello *h = sup_client_hello(conf->sup);
+	uint64_t want0 = 0;
+	uint64_t mw0 = 0;
+	uint64_t want;
+	uint64_t mw;
+	void *init = NULL;
+	char *opts = fs_mount_opts(fc);
+	int ret;
+
+	ret = sup_client_connect(conf->sup, opts, &fc->fd, &init,
+				 &fc->init_len, &want0, &mw0);
+	free(opts);
+	if (ret)
+		return ret;
+	fc->init = init;
+	ret = fs_new(fc, out);
+	free(init);
+	fc->init = NULL;
+	if (ret)
+		return ret;
+	fs_agreement(*out, &want, &mw);
+	if (mw0 && (want != want0 || mw != mw0)) {
+		log_err("mount: cannot serve '%s': this server would agree "
+			"capabilities %#llx and max_write %llu with the kernel, "
+			"the connection agreed %#llx and %llu (a libfuse or "
+			"pbs-livemount update?); remount to use it",
+			conf->mountpoint, (unsigned long long)want,
+			(unsigned long long)mw, (unsigned long long)want0,
+			(unsigned long long)mw0);
+		fs_free(*out);
+		*out = NULL;
+		return -EPROTO;
+	}
+	if (h->restarts) {
+		m->guest_wait_ms = (now_ns() - h->died_ns) / 1000000;
+		log_info("mount: %s served again on %s after %llu ms (the last "
+			 "server %s)", repo_snapshot_path(conf->snap),
+			 conf->mountpoint,
+			 (unsigned long long)m->guest_wait_ms, h->cause);
+	} else {
+		log_info("mount: %s mounted on %s (%u disk%s)",
+			 repo_snapshot_path(conf->snap), conf->mountpoint,
+			 m->nimages, m->nimages == 1 ? "" : "s");
+	}
+	if (conf->ready)
+		conf->ready(conf->ready_arg);
+	return sup_client_serving(conf->sup, want, mw);
+}
+
 int mount_run(const struct mount_conf *conf)
 {
 	struct ccache_conf cc = { .budget_bytes = conf->cache_size };
@@ -866,15 +980,15 @@ int mount_run(const struct mount_conf *conf)
 	fc.control = control;
 	fc.control_done = control_done;
 	fc.control_arg = &m;
-	ret = fs_new(&fc, &fs);
+	fc.memo = sup_client_memo(conf->sup);
+	fc.memo_out = memo_out;
+	/* A test's fault hits the first server only, not its successors. */
+	if (!sup_client_hello(conf->sup)->restarts)
+		fc.fault = getenv("PBSLM_FAULT_KILL_AFTER");
+	ret = take_connection(&m, &fc, &fs);
 	if (ret)
 		goto out;
 	m.fs = fs;
-	log_info("mount: %s mounted on %s (%u disk%s)",
-		 repo_snapshot_path(conf->snap), conf->mountpoint, m.nimages,
-		 m.nimages == 1 ? "" : "s");
-	if (conf->ready)
-		conf->ready(conf->ready_arg);
 	prefetch = xcalloc(m.nimages, sizeof(*prefetch));
 	nprefetch = xcalloc(m.nimages, sizeof(*nprefetch));
 	for (unsigned int i = 0; i < m.nimages; i++) {

@@ -32,8 +32,9 @@ static void unescape(char *s)
 	for (; *s; s++) {
 		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] &&
 		    s[3]) {
-			*o++ = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 |
-				      (s[3] - '0'));
+			*o++ = (char)((unsigned int)(s[1] - '0') << 6 |
+				      (unsigned int)(s[2] - '0') << 3 |
+				      (unsigned int)(s[3] - '0'));
 			s += 3;
 		} else {
 			*o++ = *s;
@@ -121,7 +122,9 @@ pid_t mountpoint_pid(const char *path)
 	if (ret)
 		return 0;
 	doc = json_tokener_parse((const char *)text);
-	if (doc && json_object_object_get_ex(doc, "pid", &v))
+	/* The mount's own process, which ends it (its server's is "pid"). */
+	if (doc && (json_object_object_get_ex(doc, "supervisor", &v) ||
+		    json_object_object_get_ex(doc, "pid", &v)))
 		pid = (pid_t)json_object_get_int(v);
 	json_object_put(doc);
 	free(text);

@@ -1204,6 +1204,18 @@ void ovl_free(struct ovl *o)
 	free(o);
 }
 
+void ovl_remove(struct ovl *o)
+{
+	if (!o)
+		return;
+	/* Still locked: no other owner can have them. */
+	unlink(o->path);
+	for (int i = 0; i < 2; i++)
+		if (o->vpath[i])
+			unlink(o->vpath[i]);
+	ovl_free(o);
+}
+
 /* ->commit_lock held: rewrite the file as one record, locked first. */
 static int compact(struct ovl *o)
 {

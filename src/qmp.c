@@ -120,24 +120,14 @@ static int read_reply(struct qmp *q, json_object **msg, char *err,
 /* Send @text, with @fd in SCM_RIGHTS when >= 0. */
 static int send_text(struct qmp *q, const char *text, int fd)
 {
-	char cbuf[CMSG_SPACE(sizeof(int))];
+	char cbuf[FD_CMSG_SPACE];
 	struct iovec iov = { .iov_base = (void *)text,
 			     .iov_len = strlen(text) };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 	size_t done = 0;
 
-	if (fd >= 0) {
-		struct cmsghdr *c;
-
-		memset(cbuf, 0, sizeof(cbuf));
-		mh.msg_control = cbuf;
-		mh.msg_controllen = sizeof(cbuf);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	}
+	if (fd >= 0)
+		msg_attach_fd(&mh, cbuf, fd);
 	while (done < iov.iov_len) {
 		ssize_t n = sendmsg(q->fd, &mh, MSG_NOSIGNAL);
 

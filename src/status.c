@@ -59,6 +59,7 @@ static void print_human(json_object *doc, FILE *out)
 	json_object *disks;
 	json_object *cache;
 	json_object *cut;
+	json_object *last;
 	char a[32];
 	char b[32];
 
@@ -89,6 +90,10 @@ static void print_human(json_object *doc, FILE *out)
 	if (json_object_get_boolean(json_object_object_get(doc,
 							   "stream_yielding")))
 		fprintf(out, ", stream giving way to the guest");
+	if (json_object_object_get_ex(doc, "last_restart", &last))
+		fprintf(out, ", %.0f server restarts (the last: %s; the guest "
+			"waited %.0f ms)", num(doc, "restarts"),
+			str(last, "cause"), num(last, "guest_wait_ms"));
 	fprintf(out, "\n");
 	if (!json_object_object_get_ex(doc, "disks", &disks))
 		return;
@@ -125,14 +130,15 @@ int status_read(const char *who, const char *mnt, char **text,
 	/* st_size of .status is 0 (generated on open): read to EOF. */
 	ret = read_file_any(path, 1 << 20, &buf, &len);
 	if (ret) {
-		if (!mountpoint_dead(who, mnt, ret))
+		if (who && !mountpoint_dead(who, mnt, ret))
 			log_err("%s: cannot read '%s': %s (is a pbs-livemount "
 				"mounted there?)", who, path, strerror(-ret));
 		goto out;
 	}
 	*doc = json_tokener_parse((char *)buf);
 	if (!*doc) {
-		log_err("%s: cannot parse '%s'", who, path);
+		if (who)
+			log_err("%s: cannot parse '%s'", who, path);
 		ret = -EBADMSG;
 		goto out;
 	}

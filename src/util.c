@@ -682,3 +682,17 @@ void buf_release(struct buf *b)
 	free(b->data);
 	buf_init(b, b->limit);
 }
+
+void msg_attach_fd(struct msghdr *mh, void *cbuf, int fd)
+{
+	struct cmsghdr *cm;
+
+	memset(cbuf, 0, FD_CMSG_SPACE);
+	mh->msg_control = cbuf;
+	mh->msg_controllen = FD_CMSG_SPACE;
+	cm = CMSG_FIRSTHDR(mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+}

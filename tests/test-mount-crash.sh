@@ -58,7 +58,7 @@ for ((r = 1; r <= rounds; r++)); do
 		mkdir -p "$T/mnt2"
 		expect_fail timeout -k 5 30 $PROG mount -f "${mopts[@]}" "$T/ds" vm/5 "$T/mnt2"
 		assert_one_line_error
-		assert_err_contains "in use by PID $LM_PID"
+		assert_err_contains "in use by PID $(lm_server_pid "$T/mnt")"
 		mountpoint -q "$T/mnt2" && fail "a second daemon mounted"
 	fi
 	$GM run "$T/mnt/disk.img" "$T/model" "$T/journal" 30 $((seed + r)) &

@@ -29,17 +29,17 @@ lm_mount "$T/mnt" --target "$T/tgt.raw" --no-stream "$T/ds" vm/7
 head -c 8192 /dev/urandom | dd of="$T/mnt/disk.img" bs=4096 seek=10 \
 	conv=notrunc,fsync status=none
 before=$(sum "$T/tgt.raw")
-refused "second mount" "in use by PID $LM_PID" \
+refused "second mount" "in use by PID $(lm_server_pid "$T/mnt")" \
 	$PROG mount -f --target "$T/tgt.raw" "$T/ds" vm/7 "$T/mnt2"
 mountpoint -q "$T/mnt2" && fail "a second daemon mounted"
 # The same state file with another target: the state is locked too.
-refused "same state, other target" "in use by PID $LM_PID" \
+refused "same state, other target" "in use by PID $(lm_server_pid "$T/mnt")" \
 	$PROG mount -f --target "$T/other.raw" --state "$T/tgt.raw.lmstate" \
 	"$T/ds" vm/7 "$T/mnt2"
-refused "restore into a mounted target" "in use by PID $LM_PID" \
+refused "restore into a mounted target" "in use by PID $(lm_server_pid "$T/mnt")" \
 	$PROG restore "$T/ds" vm/7 disk "$T/tgt.raw"
 [ -e "$T/tgt.raw.partial" ] && fail "restore left a partial file"
-refused "verify of a mounted target" "in use by PID $LM_PID" \
+refused "verify of a mounted target" "in use by PID $(lm_server_pid "$T/mnt")" \
 	$PROG verify "$T/ds" vm/7 disk "$T/tgt.raw"
 [ "$(sum "$T/tgt.raw")" = "$before" ] || fail "a refused command wrote the target"
 lm_umount "$T/mnt"

@@ -22,7 +22,7 @@ for off in 0 1000 2000 3000 4000; do
 	dd if="$T/mnt/disk.img" of=/dev/null bs=1M skip=$off count=32 status=none
 done
 lm_wait_complete "$T/mnt" 600
-hwm=$(awk '/VmHWM/ {print $2}' /proc/$LM_PID/status)
+hwm=$(awk '/VmHWM/ {print $2}' /proc/$(lm_server_pid "$T/mnt")/status)
 note "peak RSS $((hwm / 1024)) MiB"
 lm_umount "$T/mnt"
 [ "$hwm" -le $(((64 + 64) * 1024)) ] || fail "peak RSS $((hwm / 1024)) MiB > 128 MiB"

@@ -24,7 +24,7 @@ sleep 1
 nice_of() { sed 's/.*) //' "$1" | awk '{print $17}'; }
 count_nice() {
 	low=0 normal=0
-	for st in /proc/$LM_PID/task/*/stat; do
+	for st in /proc/$SRV/task/*/stat; do
 		case $(nice_of "$st") in
 		19) low=$((low + 1)) ;;
 		0) normal=$((normal + 1)) ;;
@@ -32,10 +32,11 @@ count_nice() {
 		esac
 	done
 }
+SRV=$(lm_server_pid "$T/mnt")
 count_nice
 note "streaming only: $low threads at nice 19, $normal at nice 0"
 [ $low = 5 ] || fail "$low threads at nice 19, expected 4 workers + loop"
-[ "$(nice_of /proc/$LM_PID/stat)" = 0 ] || fail "main thread reniced"
+[ "$(nice_of /proc/$SRV/stat)" = 0 ] || fail "main thread reniced"
 [ $normal -ge 2 ] || fail "only $normal threads at nice 0"
 # A guest read of a chunk the stream has not reached (the last one)
 # waits a second for nginx; meanwhile the loop is back at nice 0.

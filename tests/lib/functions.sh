@@ -101,6 +101,13 @@ lm_mount() {
 	fail "mount did not come up"
 }
 
+# lm_server_pid MNT: the PID of the process serving MNT now (LM_PID is its
+# supervisor, the mount's first process).
+lm_server_pid() {
+	python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' \
+		"$1/.status"
+}
+
 # lm_umount MNT: unmount and wait for the daemon to exit (state committed).
 lm_umount() {
 	local mnt=$1 rc=0

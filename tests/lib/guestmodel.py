@@ -14,7 +14,8 @@ run: random operations, most of them unaligned: writes (W), discards
 fsync (S), read checks against the model (R, exact: a mismatch exits 3),
 and page cache drops (F, POSIX_FADV_DONTNEED, then a read check).  Each
 operation is journaled "B op" before it is issued and "D op" once it
-returned.  An OSError (the daemon was killed) ends the run quietly;
+returned.  An OSError (the daemon was killed) ends the run quietly, but
+with GM_NO_ERRORS=1 (a takeover must go unnoticed) it fails (exit 4);
 a run that reaches SECONDS fsyncs, writes the model and empties the
 journal.
 MIX: letters from WPZSRF, repeated to weight them (default WWWWPZSRRF).
@@ -133,7 +134,8 @@ def run(image, model, journal, secs, seed, mix="WWWWPZSRRF"):
                 try:
                     more = os.pread(fd, n - len(got), off + len(got))
                 except OSError as e:
-                    if e.errno in (errno.ENOTCONN, errno.ECONNABORTED):
+                    if (e.errno in (errno.ENOTCONN, errno.ECONNABORTED) and
+                            os.environ.get("GM_NO_ERRORS") != "1"):
                         raise  # the daemon was killed: the round ends
                     print(f"{what}: read at {off}+{n} returned "
                           f"{len(got)} bytes, then: {e}", file=sys.stderr)
@@ -190,8 +192,11 @@ def run(image, model, journal, secs, seed, mix="WWWWPZSRRF"):
             with open(model, "wb") as f:
                 f.write(cur)
             j.truncate(0)
-        except OSError:
-            pass
+        except OSError as e:
+            if os.environ.get("GM_NO_ERRORS") == "1":
+                print(f"the guest saw an error: {e} (after {len(history)} "
+                      f"operations)", file=sys.stderr)
+                sys.exit(4)
         finally:
             try:
                 os.close(fd)
