@@ -96,3 +96,89 @@ qmp_call() { python3 "$TESTS_DIR/lib/qmp.py" call "$@"; }
 qmp_disk() { python3 "$TESTS_DIR/lib/qmp.py" disk "$@"; }
 # qmp_files PID MOUNTPOINT TARGET: mount, target, both or none.
 qmp_files() { python3 "$TESTS_DIR/lib/qmp.py" files "$@"; }
+
+# ---- a guest that runs a write-and-verify loop (tests/guest/init.sh) ----
+# vm_start CACHE TOKEN DISK...: QEMU on DISK (vda, then vdc...) with the
+# token disk as vdb (a token "loopN_x" runs the loop for N s, a
+# heartbeat "LM-HB n=... t=..." each 0.2 s on the console); console
+# $T/console.log, monitors $T/vm.qmp and $T/vm.mon; sets QEMU_PID.
+vm_start() {
+	local cache=$1 tok=$2 d drives=()
+	shift 2
+	printf '%s' "$tok" >"$T/token.raw"
+	truncate -s 1M "$T/token.raw"
+	drives=(-drive "file=$1,format=raw,if=virtio,cache=$cache,aio=threads"
+		-drive "file=$T/token.raw,format=raw,if=virtio")
+	shift
+	for d in "$@"; do
+		drives+=(-drive "file=$d,format=raw,if=virtio,cache=$cache,aio=threads")
+	done
+	: >"$T/console.log"
+	rm -f "$T/vm.qmp" "$T/vm.mon"
+	qemu-system-x86_64 -accel "$(qemu_accel)" -m 512 -nodefaults \
+		-display none -no-reboot -serial "file:$T/console.log" \
+		-qmp "unix:$T/vm.qmp,server=on,wait=off" \
+		-qmp "unix:$T/vm.mon,server=on,wait=off" \
+		"${drives[@]}" >"$T/qemu.log" 2>&1 &
+	QEMU_PID=$!
+	cleanup_fn "kill -9 $QEMU_PID"
+}
+
+vm_heartbeats() { grep -c "^LM-HB n=" "$T/console.log" || true; }
+
+# vm_wait_heartbeats N: at least N heartbeats, within the boot time.
+vm_wait_heartbeats() {
+	local i
+	for ((i = 0; i < 600; i++)); do
+		[ "$(vm_heartbeats)" -ge "$1" ] && return 0
+		kill -0 $QEMU_PID 2>/dev/null || break
+		sleep 0.5
+	done
+	tail -30 "$T/console.log"
+	fail "no heartbeat from the guest"
+}
+
+# vm_loop_check WHAT HB EVENT: the guest went on after heartbeat HB (the
+# EVENT) and finished: no I/O error, no reboot (its counter goes on), at
+# least 5 heartbeats after, no gap over 2 s.  Waits for QEMU to exit.
+vm_loop_check() {
+	local what=$1 hb=$2 event=$3
+	for _ in $(seq 300); do
+		kill -0 $QEMU_PID 2>/dev/null || break
+		sleep 1
+	done
+	kill -0 $QEMU_PID 2>/dev/null && fail "$what: the guest did not finish"
+	wait $QEMU_PID 2>/dev/null || true
+	grep -q "LIVEMOUNT-GUEST-OK" "$T/console.log" || fail "$what: no end line"
+	# Up to the end line: what comes after the power-off is not the disk's.
+	sed '/LIVEMOUNT-GUEST-OK/q' "$T/console.log" |
+		grep -Eq "LM-HB-ERROR|I/O error|EXT4-fs error|Buffer I/O" &&
+		{ grep -E "ERROR|error" "$T/console.log" | head; fail "$what: I/O error in the guest"; }
+	python3 - "$T/console.log" "$hb" "$event" <<'PY' || fail "$what: heartbeats"
+import re, sys
+hb = [(int(m.group(1)), float(m.group(2))) for m in
+      re.finditer(r"^LM-HB n=(\d+) t=([\d.]+)", open(sys.argv[1]).read(), re.M)]
+at, event = int(sys.argv[2]), sys.argv[3]
+assert [n for n, _ in hb] == list(range(len(hb))), "the counter restarted"
+assert len(hb) >= at + 5, f"only {len(hb) - at} heartbeats after the {event}"
+gap = max(b - a for (_, a), (_, b) in zip(hb, hb[1:]))
+print(f"# {len(hb)} heartbeats, {len(hb) - at} after the {event}, "
+      f"longest gap {gap:.2f} s")
+assert gap <= 2.0, f"a heartbeat gap of {gap:.2f} s"
+PY
+}
+
+# vm_loop_target WHAT TARGET: the guest's file system in TARGET (from
+# 1 MiB on) is clean and holds every file the loop wrote, as it wrote it.
+vm_loop_target() {
+	local what=$1 tgt=$2 sum f
+	dd if="$tgt" of="$T/part" bs=1M skip=1 status=none
+	e2fsck -fn "$T/part" >"$T/fsck.log" 2>&1 ||
+		{ cat "$T/fsck.log"; fail "$what: e2fsck of the target"; }
+	debugfs -R 'cat /data/sums' "$T/part" 2>/dev/null >"$T/sums"
+	[ -s "$T/sums" ] || fail "$what: no /data/sums in the target"
+	while read -r sum f; do
+		[ "$(debugfs -R "cat $f" "$T/part" 2>/dev/null | md5sum | cut -d' ' -f1)" = "$sum" ] ||
+			fail "$what: $f in the target is not what the guest wrote"
+	done <"$T/sums"
+}
