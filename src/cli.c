@@ -228,10 +228,12 @@ static int prompt_secret(const char *prompt, char **out)
 		return -ENOTTY;
 	quiet = old;
 	quiet.c_lflag &= ~(tcflag_t)ECHO;
-	fprintf(stderr, "%s", prompt);
+	/* Echo off before the prompt: what is typed after the prompt is
+	 * neither echoed nor flushed, however quickly it comes. */
 	tcsetattr(fd, TCSAFLUSH, &quiet);
+	fprintf(stderr, "%s", prompt);
 	ret = cli_read_secret_fd(fd, out);
-	tcsetattr(fd, TCSAFLUSH, &old);
+	tcsetattr(fd, TCSANOW, &old);
 	fprintf(stderr, "\n");
 	return ret;
 }
