@@ -20,32 +20,26 @@
 #include "log.h"
 #include "snap.h"
 #include "util.h"
+#include "scratch.h"
 
 static const char fp0[] = "0e:ab:d4:46:0b:6e:b9:ca:34:50:23:de:e2:b7:78:c7:"
 			  "90:e5:4a:16:83:b9:65:9c:0a:57:ae:19:90:90:15:9b";
-static char dir[64];
 
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/test-key.XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	log_init("test-key", false, LOG_CRIT);
-	return 0;
+	return scratch_setup("test-key");
 }
 
 static int teardown(void **state)
 {
-	char cmd[128];
-
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	return system(cmd);
+	return scratch_teardown();
 }
 
 static char *write_key(const char *name, const char *json)
 {
-	char *path = xasprintf("%s/%s", dir, name);
+	char *path = xasprintf("%s/%s", scratch_dir, name);
 
 	assert_int_equal(write_file_atomic(path, json, strlen(json), 0600), 0);
 	return path;
@@ -134,7 +128,7 @@ static void test_key_files(void **state)
 static void test_key_create(void **state)
 {
 	struct key_material *k = NULL;
-	char *path = xasprintf("%s/new.json", dir);
+	char *path = xasprintf("%s/new.json", scratch_dir);
 	uint8_t raw[32];
 	char fp1[96];
 	char fp2[96];

@@ -17,25 +17,18 @@
 #include "log.h"
 #include "trace.h"
 #include "util.h"
-
-static char dir[64];
+#include "scratch.h"
 
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/test-trace.%d", (int)getpid());
-	log_init("test-trace", false, LOG_CRIT);
-	return 0;
+	return scratch_setup("test-trace");
 }
 
 static int teardown(void **state)
 {
-	char *cmd = xasprintf("rm -rf '%s'", dir);
-
 	(void)state;
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
-	return 0;
+	return scratch_teardown();
 }
 
 static void test_default_path(void **state)
@@ -59,7 +52,7 @@ static void test_roundtrip(void **state)
 	uint64_t in[] = { 37, 5, 20, 5, 11, 99 };
 	uint64_t *out = NULL;
 	size_t n = 0;
-	char *path = xasprintf("%s/a/b/disk.trace", dir);
+	char *path = xasprintf("%s/a/b/disk.trace", scratch_dir);
 
 	(void)state;
 	assert_int_equal(trace_load(path, 4096, 50, &out, &n), -ENOENT);
@@ -79,11 +72,11 @@ static void test_roundtrip(void **state)
 
 static void load_text(const char *text, int want)
 {
-	char *path = xasprintf("%s/x.trace", dir);
+	char *path = xasprintf("%s/x.trace", scratch_dir);
 	uint64_t *out = NULL;
 	size_t n = 0;
 
-	assert_int_equal(mkdir_p(dir, 0755), 0);
+	assert_int_equal(mkdir_p(scratch_dir, 0755), 0);
 	assert_int_equal(write_file_atomic(path, text, strlen(text), 0644), 0);
 	assert_int_equal(trace_load(path, 4096, 100, &out, &n), want);
 	free(out);
@@ -111,7 +104,7 @@ static void test_damaged(void **state)
 static void test_cap(void **state)
 {
 	uint64_t *in = xcalloc(TRACE_MAX_CHUNKS + 10, sizeof(*in));
-	char *path = xasprintf("%s/cap.trace", dir);
+	char *path = xasprintf("%s/cap.trace", scratch_dir);
 	uint64_t *out = NULL;
 	size_t n = 0;
 
