@@ -9,6 +9,7 @@
 
 #include "ccache.h"
 #include "repo.h"
+#include "reuse.h"
 #include "store.h"
 
 /*
@@ -34,6 +35,14 @@ struct image_conf {
 	uint64_t block_size;		/* power of two, default 4096 */
 	bool read_only;			/* no target: on-demand reads only */
 	bool overwrite;			/* fill a target that holds data */
+	/*
+	 * The target holds an older version of this disk: a chunk whose
+	 * range there has the index's digest is present with nothing
+	 * fetched or written (checked before its first read, write or
+	 * fill, and by the stream's check phase).
+	 */
+	bool in_place;
+	struct reuse_seeds *seeds;	/* borrowed, may be NULL */
 	uint64_t lock_wait_ms;		/* wait for another owner to go */
 };
 
@@ -99,6 +108,14 @@ bool image_chunk_incomplete(const struct image *img, uint64_t i);
  */
 int image_fill_chunk(struct image *img, uint64_t i, enum store_prio prio,
 		     int *target_err);
+/*
+ * --in-place: is chunk @i still to be checked against the target?  And
+ * check it: its absent blocks become present if the target's range has
+ * the index's digest.  0, or -errno if the target could not be read
+ * (the chunk is then fetched like any other).
+ */
+bool image_needs_check(const struct image *img, uint64_t i);
+int image_check_chunk(struct image *img, uint64_t i);
 /* The target's path (NULL without one), and whether it is a device. */
 const char *image_target(const struct image *img);
 bool image_target_is_blk(const struct image *img);
@@ -135,6 +152,16 @@ struct image_stats {
 	uint64_t size;
 	uint64_t present_bytes;
 	uint64_t fetched_bytes;		/* decoded chunk bytes fetched */
+	uint64_t fetched_chunks;
+	uint64_t target_chunks;		/* --in-place: found in the target */
+	uint64_t target_bytes;
+	uint64_t seed_chunks;		/* copied from seeds */
+	uint64_t seed_bytes;
+	bool in_place;
+	uint64_t check_total;		/* chunks to check at the start */
+	uint64_t check_done;		/* checked since */
+	uint64_t check_bytes;		/* read and hashed */
+	uint64_t check_ns;		/* from the first check to the last */
 	uint64_t read_errors;
 	uint64_t chunks_total;
 	uint64_t chunks_incomplete;

@@ -32,6 +32,9 @@ struct mount_conf {
 	bool verify;			/* re-hash unwritten chunks at the end */
 	bool read_only;
 	bool overwrite;			/* targets may hold data: fill them */
+	bool in_place;			/* targets hold older versions */
+	const char *const *seeds;	/* --seed files and devices */
+	unsigned int nseeds;
 	uint64_t lock_wait_ms;		/* wait for an earlier owner to go */
 	bool allow_other;
 	const char *fuse_opts;

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "repo.h"
+#include "reuse.h"
 
 /*
  * restore: copy one archive into a file, a block device or standard
@@ -23,6 +24,12 @@
  * that was killed, or stopped by an outage or a full disk, resumes from
  * what it had written when run again.  "-" writes the image to standard
  * output, in order (not a terminal).
+ *
+ * @in_place: TARGET (a file of the image's size, or a device) holds an
+ * older version of the disk and is written in place: a chunk whose
+ * range there has the index's digest is left as it is (progress in
+ * "<target>.restore.lmstate").  @seeds: chunks found there, verified,
+ * are not fetched.
  */
 struct restore_conf {
 	struct repo_archive *archive;	/* borrowed */
@@ -31,6 +38,8 @@ struct restore_conf {
 	unsigned int threads;		/* chunks in flight */
 	bool target_zeroed;		/* block device known to read zeros */
 	bool overwrite;			/* a target holding data may go */
+	bool in_place;			/* it is an older version: reuse */
+	struct reuse_seeds *seeds;	/* borrowed, may be NULL */
 	bool quiet;
 };
 

@@ -34,6 +34,8 @@ struct stream_conf {
 	 */
 	bool cache_only;
 	size_t cache_only_max;
+	/* Fetches wait until its index is ready; borrowed, may be NULL. */
+	struct reuse_seeds *seeds;
 	/* Called once, on a worker thread, when every chunk is present. */
 	void (*on_done)(void *arg);
 	void *done_arg;

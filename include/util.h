@@ -54,6 +54,8 @@ int pwrite_split(int fd, int dfd, bool *direct_off, const void *buf,
  * BLKZEROOUT on a block device, written zeros where neither works.
  */
 int zero_range(int fd, bool is_blk, uint64_t off, uint64_t len);
+/* A block device's size in bytes; -errno. */
+int blkdev_size(int fd, uint64_t *size);
 
 /*
  * Read a whole file of at most @max bytes.  -EFBIG when larger, -ENOENT

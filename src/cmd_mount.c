@@ -215,6 +215,7 @@ int cmd_mount(int argc, char **argv)
 	};
 	struct repo_snapshot *snap = NULL;
 	struct opt_list archives = { 0 };
+	struct opt_list seeds = { 0 };
 	char *target = NULL;
 	char *target_dir = NULL;
 	char *state = NULL;
@@ -254,6 +255,12 @@ int cmd_mount(int argc, char **argv)
 		OPT_BOOL(0, "overwrite", &mc.overwrite,
 			 "a target that holds data and has no state\n"
 			 "file is restored over (refused otherwise)"),
+		OPT_BOOL(0, "in-place", &mc.in_place,
+			 "the target holds an older version of the\n"
+			 "disk: only chunks that differ are fetched"),
+		OPT_LIST("seed", &seeds, "PATH",
+			 "a file or device that may hold chunks of\n"
+			 "the disk, read instead of fetched (repeatable)"),
 		OPT_LIST("archive", &archives, "NAME",
 			 "mount only this archive (repeatable)"),
 		OPT_SIZE("cache-size", &mc.cache_size, "SIZE", 16u << 20,
@@ -315,6 +322,14 @@ int cmd_mount(int argc, char **argv)
 	}
 	mc.archives = archives.v;
 	mc.narchives = (unsigned int)archives.n;
+	mc.seeds = seeds.v;
+	mc.nseeds = (unsigned int)seeds.n;
+	if (mc.in_place && (mc.overwrite || mc.read_only)) {
+		ret = opt_usage_error("mount", "--in-place keeps what the "
+				      "target holds: not with --overwrite or "
+				      "--read-only");
+		goto out;
+	}
 	mc.trace_time_s = trace_time;
 	mc.cutover_qmp = cutover_qmp;
 	if (cutover_qmp && mc.cutover_libvirt) {
@@ -411,6 +426,7 @@ out:
 	repo_snapshot_close(snap);
 	cli_release(&c);
 	opt_list_release(&archives);
+	opt_list_release(&seeds);
 	free(target);
 	free(target_dir);
 	free(state);

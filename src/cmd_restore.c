@@ -24,7 +24,9 @@ static const char restore_desc[] =
 	"Restore one disk archive into TARGET: a file (written as\n"
 	"TARGET.partial and renamed when complete), a block device, or '-'\n"
 	"for standard output.  A TARGET that holds data is refused unless\n"
-	"--overwrite; an interrupted restore resumes when run again.\n"
+	"--in-place (it is an older version of the disk: only what differs\n"
+	"is fetched and written) or --overwrite; an interrupted restore\n"
+	"resumes when run again.\n"
 	"SNAPSHOT is TYPE/ID/TIME or TYPE/ID for the newest; ARCHIVE is e.g.\n"
 	"drive-scsi0 or drive-scsi0.img.fidx.  REPO is a datastore directory,\n"
 	"file://PATH, http(s)://HOST[:PORT]/PATH, s3://BUCKET/DATASTORE or a\n"
@@ -42,6 +44,9 @@ static int restore_verify(int argc, char **argv, bool verify)
 	struct repo_archive *a = NULL;
 	bool target_zeroed = false;
 	bool overwrite = false;
+	bool in_place = false;
+	struct opt_list seeds = { 0 };
+	struct reuse_seeds *rs = NULL;
 	char *state_dir = NULL;
 	struct cli c;
 	int ret = 0;
@@ -58,6 +63,13 @@ static int restore_verify(int argc, char **argv, bool verify)
 		OPT_BOOL(0, "target-zeroed", &target_zeroed,
 			 "block device already reads zeros: skip\n"
 			 "zero chunks"),
+		OPT_BOOL(0, "in-place", &in_place,
+			 "TARGET holds an older version of the disk:\n"
+			 "only chunks that differ are fetched, written\n"
+			 "in TARGET itself"),
+		OPT_LIST("seed", &seeds, "PATH",
+			 "a file or device that may hold chunks of\n"
+			 "the disk, read instead of fetched (repeatable)"),
 		OPT_INCLUDE(cli_repo_opts(&c), "repository options:"),
 		OPT_END(),
 	};
@@ -86,6 +98,12 @@ static int restore_verify(int argc, char **argv, bool verify)
 		goto out;
 	}
 	args = argv + 1 + shift;
+	if (in_place && (overwrite || !strcmp(args[2], "-"))) {
+		ret = opt_usage_error(cmdname, "--in-place writes over what "
+				      "TARGET holds: not with --overwrite or "
+				      "'-'");
+		goto out;
+	}
 	state_dir = cli_default_dir("PBSLM_STATE_DIR", "state");
 	if (!state_dir)
 		state_dir = xstrdup(".");
@@ -94,6 +112,20 @@ static int restore_verify(int argc, char **argv, bool verify)
 		ret = repo_snapshot_open(c.s, c.ns, args[0], c.key, &snap);
 	if (!ret)
 		ret = repo_archive_open(snap, args[1], &a);
+	if (!ret && seeds.n) {
+		char *cache = xasprintf("%s/seeds", state_dir);
+		struct reuse_seeds_conf sc = {
+			.paths = seeds.v,
+			.npaths = seeds.n,
+			.chunk_size = snap_fidx_chunk_size(repo_archive_fidx(a)),
+			.key = repo_archive_key(a),
+			.cache_dir = cache,
+			.lock_wait_ms = 5000,
+		};
+
+		ret = reuse_seeds_open(&sc, &rs);
+		free(cache);
+	}
 	if (ret) {
 		ret = EXIT_FAILURE;
 		goto out;
@@ -120,6 +152,8 @@ static int restore_verify(int argc, char **argv, bool verify)
 				   c.store.connections,
 			.target_zeroed = target_zeroed,
 			.overwrite = overwrite,
+			.in_place = in_place,
+			.seeds = rs,
 			.state_dir = state_dir,
 			.quiet = c.quiet,
 		};
@@ -128,6 +162,8 @@ static int restore_verify(int argc, char **argv, bool verify)
 	}
 	ret = cli_exit_code(ret);
 out:
+	reuse_seeds_close(rs);
+	opt_list_release(&seeds);
 	repo_archive_close(a);
 	repo_snapshot_close(snap);
 	cli_release(&c);

@@ -6,8 +6,17 @@
  * Data sources for a byte of the image:
  *   block PRESENT (ovl)        -> the target
  *   block absent, zero chunk   -> zeros from memory, never fetched
- *   block absent, other chunk  -> the decoded chunk (ccache; fetched on a
- *                                 miss at demand priority)
+ *   block absent, other chunk  -> the decoded chunk (ccache; on a miss
+ *                                 read from a seed whose bytes have its
+ *                                 digest, or fetched at demand priority)
+ *
+ * --in-place: before a chunk's first read, write or fill, its range in
+ * the target is read and hashed; if the digest is the index's, its
+ * absent blocks are marked present, nothing written.  This is sound
+ * without holding the chunk lock while reading: a block absent when the
+ * marks are made (under the lock) was written by nobody since the read
+ * (guest writes and fills mark what they write, under the lock), so it
+ * holds the bytes hashed, which the digest says are the backup's.
  *
  * Ordering rules (the contract with the guest):
  *   - A block is marked present only after its data was written to the
@@ -62,6 +71,20 @@ struct image {
 	bool direct_off;			/* atomic: dfd refused */
 	bool is_blk;				/* immutable */
 	uint64_t fetched_bytes;			/* atomic */
+	uint64_t fetched_chunks;		/* atomic */
+	struct reuse_seeds *seeds;		/* immutable pointer, or NULL */
+	uint64_t seed_chunks;			/* atomic */
+	uint64_t seed_bytes;			/* atomic */
+	bool in_place;				/* immutable */
+	uint8_t *checked;			/* in_place: per chunk, atomic:
+						   CHECK_* */
+	uint64_t target_chunks;			/* atomic */
+	uint64_t target_bytes;			/* atomic */
+	uint64_t check_total;			/* immutable after open */
+	uint64_t check_done;			/* atomic */
+	uint64_t check_bytes;			/* atomic */
+	uint64_t check_first_ns;		/* atomic */
+	uint64_t check_last_ns;			/* atomic */
 	uint64_t read_errors;			/* atomic */
 	uint64_t marks;				/* atomic: state changes */
 	uint64_t committed_marks;		/* atomic */
@@ -69,6 +92,8 @@ struct image {
 	uint64_t first_io_ns;			/* atomic: first guest I/O */
 	bool cancelled;				/* atomic: shutting down */
 };
+
+enum { CHECK_TODO, CHECK_DIFFERS, CHECK_DONE };
 
 struct fill_arg {
 	const struct repo_archive *a;
@@ -82,11 +107,22 @@ static int fill_cb(void *arg, uint8_t *buf, size_t len)
 	struct fill_arg *fa = arg;
 	int ret;
 
-	(void)len;
+	/* A seed's bytes, once their digest is the index's. */
+	if (fa->img->seeds &&
+	    !reuse_seeds_read(fa->img->seeds,
+			      snap_fidx_digest(fa->img->fidx, fa->index), buf,
+			      len)) {
+		__atomic_add_fetch(&fa->img->seed_chunks, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&fa->img->seed_bytes, len, __ATOMIC_RELAXED);
+		return 0;
+	}
 	ret = repo_archive_read_chunk(fa->a, fa->index, fa->prio, buf);
-	if (!ret)
+	if (!ret) {
 		__atomic_add_fetch(&fa->img->fetched_bytes, len,
 				   __ATOMIC_RELAXED);
+		__atomic_add_fetch(&fa->img->fetched_chunks, 1,
+				   __ATOMIC_RELAXED);
+	}
 	return ret;
 }
 
@@ -174,6 +210,18 @@ static int prepare_fresh_target(struct image *img,
 	uint64_t where = 0;
 	int ret;
 
+	/* An older version of this disk: kept, and checked chunk by chunk. */
+	if (conf->in_place) {
+		if (!img->is_blk && size != img->size) {
+			log_err("image: cannot restore in place onto '%s': it "
+				"has %llu bytes, the disk %llu (not an older "
+				"version of this disk)", img->target,
+				(unsigned long long)size,
+				(unsigned long long)img->size);
+			return -EINVAL;
+		}
+		return 0;
+	}
 	if (!conf->overwrite) {
 		ret = target_find_data(img->tgt, &where);
 		if (ret < 0) {
@@ -184,7 +232,9 @@ static int prepare_fresh_target(struct image *img,
 		if (ret) {
 			log_err("image: cannot use target '%s': it holds data "
 				"(at offset %llu) and there is no state file to "
-				"resume; give --overwrite to restore over it",
+				"resume; give --in-place if it is an older "
+				"version of this disk (only what differs is "
+				"fetched), --overwrite to restore over it all",
 				img->target, (unsigned long long)where);
 			return -EEXIST;
 		}
@@ -347,6 +397,13 @@ int image_open(const struct image_conf *conf, struct image **out)
 	if (ret)
 		goto err;
 	img->state_created = ovl_is_new(img->ovl);
+	img->seeds = conf->seeds;
+	if (conf->in_place) {
+		img->checked = xcalloc(img->nchunks ? img->nchunks : 1, 1);
+		img->in_place = true;
+		for (uint64_t i = 0; i < img->nchunks; i++)
+			img->check_total += image_needs_check(img, i);
+	}
 	if (!ovl_is_new(img->ovl) && !img->is_blk) {
 		if (target_size(img->tgt) != img->size) {
 			log_err("image: cannot resume into target '%s': it has "
@@ -385,6 +442,7 @@ void image_close(struct image *img)
 	if (img->dfd >= 0)
 		close(img->dfd);
 	target_close(img->tgt, false);
+	free(img->checked);
 	free(img->name);
 	free(img->target);
 	free(img->state);
@@ -473,6 +531,8 @@ static int read_chunk_range(struct image *img, uint64_t i, uint8_t *dst,
 	enum ovl_state st;
 	int ret = 0;
 
+	if (image_needs_check(img, i))
+		image_check_chunk(img, i);	/* a failure: fetched instead */
 	st = img->ovl ? ovl_chunk_state(img->ovl, i) : OVL_ABSENT;
 	if (img->ovl)
 		ovl_trace_access(img->ovl, i);
@@ -657,6 +717,9 @@ static int write_chunk_range(struct image *img, uint64_t i,
 	bool tp;	/* last block only partly written */
 	int ret = 0;
 
+	/* Before the guest's bytes change what the digest is taken of. */
+	if (image_needs_check(img, i))
+		image_check_chunk(img, i);
 	if (first == last) {
 		hp = off != first * bs || end != block_end(img, first);
 		tp = false;
@@ -770,6 +833,8 @@ static int zero_chunk_range(struct image *img, uint64_t i, uint64_t off,
 	uint8_t *zeros = NULL;
 	int ret = 0;
 
+	if (image_needs_check(img, i))
+		image_check_chunk(img, i);
 	if (off % bs) {
 		uint64_t e = MIN(end, block_end(img, off / bs));
 
@@ -926,6 +991,11 @@ int image_fill_chunk(struct image *img, uint64_t i, enum store_prio prio,
 		return 0;
 	if (cancelled(img))
 		return -ECANCELED;
+	if (image_needs_check(img, i)) {
+		image_check_chunk(img, i);
+		if (!image_chunk_incomplete(img, i))
+			return 0;
+	}
 	if (!is_zero_chunk(img, i)) {
 		ret = get_chunk(img, i, prio, &e);
 		if (ret)
@@ -946,6 +1016,104 @@ int image_fill_chunk(struct image *img, uint64_t i, enum store_prio prio,
 	return ret;
 }
 
+bool image_needs_check(const struct image *img, uint64_t i)
+{
+	return img->in_place &&
+	       __atomic_load_n(&img->checked[i], __ATOMIC_RELAXED) ==
+		       CHECK_TODO &&
+	       ovl_chunk_state(img->ovl, i) == OVL_ABSENT &&
+	       !ovl_chunk_guest(img->ovl, i);
+}
+
+/* Chunk lock held: every absent block of chunk @i becomes present. */
+static int mark_absent_present(struct image *img, uint64_t i)
+{
+	uint64_t bs = img->block_size;
+	uint64_t cend = MIN((i + 1) * img->chunk_size, img->size);
+	uint64_t blk = i * img->chunk_size / bs;
+	uint64_t stop = (cend + bs - 1) / bs;
+	int ret = 0;
+
+	if (ovl_chunk_state(img->ovl, i) == OVL_ABSENT)
+		return ovl_mark_present(img->ovl, blk, stop - blk);
+	while (!ret && blk < stop) {
+		uint64_t run = blk;
+
+		while (run < stop && !ovl_block_present(img->ovl, run))
+			run++;
+		if (run > blk)
+			ret = ovl_mark_present(img->ovl, blk, run - blk);
+		blk = run + 1;
+	}
+	return ret;
+}
+
+/* Settle chunk @i's check as @how; false if another thread did first. */
+static bool settle(struct image *img, uint64_t i, uint8_t how)
+{
+	uint8_t todo = CHECK_TODO;
+
+	return __atomic_compare_exchange_n(&img->checked[i], &todo, how, false,
+					   __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+}
+
+int image_check_chunk(struct image *img, uint64_t i)
+{
+	static struct log_ratelimit rl = LOG_RATELIMIT_INIT(5, 10);
+	uint64_t len = snap_fidx_chunk_len(img->fidx, i);
+	uint64_t zero = 0;
+	uint64_t t0 = now_ns();
+	uint8_t d[32];
+	uint8_t *buf;
+	bool won;
+	int ret;
+
+	if (!image_needs_check(img, i))
+		return 0;
+	__atomic_compare_exchange_n(&img->check_first_ns, &zero, t0, false,
+				    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+	buf = malloc(len);
+	if (!buf)
+		return -ENOMEM;
+	ret = reuse_read_digest(img->fd, i * img->chunk_size, len,
+				repo_archive_key(img->archive), buf, d);
+	free(buf);
+	if (ret) {
+		if (log_ratelimit(&rl))
+			log_err("image: cannot read target '%s' at chunk %llu "
+				"to compare it: %s; it is fetched instead",
+				img->target, (unsigned long long)i,
+				strerror(-ret));
+		if (settle(img, i, CHECK_DIFFERS))
+			__atomic_add_fetch(&img->check_done, 1,
+					   __ATOMIC_RELAXED);
+		return ret;
+	}
+	if (!memcmp(d, snap_fidx_digest(img->fidx, i), 32)) {
+		ovl_lock_chunk(img->ovl, i);
+		ret = mark_absent_present(img, i);
+		note_marks(img);
+		ovl_unlock_chunk(img->ovl, i);
+		if (ret)
+			return ret;
+		won = settle(img, i, CHECK_DONE);
+		if (won) {
+			__atomic_add_fetch(&img->target_chunks, 1,
+					   __ATOMIC_RELAXED);
+			__atomic_add_fetch(&img->target_bytes, len,
+					   __ATOMIC_RELAXED);
+		}
+	} else {
+		won = settle(img, i, CHECK_DIFFERS);
+	}
+	if (won) {
+		__atomic_add_fetch(&img->check_done, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&img->check_bytes, len, __ATOMIC_RELAXED);
+	}
+	__atomic_store_n(&img->check_last_ns, now_ns(), __ATOMIC_RELAXED);
+	return 0;
+}
+
 const char *image_target(const struct image *img)
 {
 	return img->target;
@@ -963,8 +1131,10 @@ uint64_t image_chunk_size(const struct image *img)
 
 bool image_chunk_wanted(const struct image *img, uint64_t i)
 {
+	/* Not before the target was asked: it may hold the chunk. */
 	if (i >= img->nchunks || is_zero_chunk(img, i) ||
-	    (img->ovl && !image_chunk_incomplete(img, i)))
+	    (img->ovl && !image_chunk_incomplete(img, i)) ||
+	    image_needs_check(img, i))
 		return false;
 	return !ccache_peek(img->cache, snap_fidx_digest(img->fidx, i));
 }
@@ -1054,6 +1224,22 @@ void image_get_stats(const struct image *img, struct image_stats *st)
 					    __ATOMIC_RELAXED);
 	st->read_errors = __atomic_load_n(&img->read_errors,
 					  __ATOMIC_RELAXED);
+	st->fetched_chunks = __atomic_load_n(&img->fetched_chunks,
+					     __ATOMIC_RELAXED);
+	st->seed_chunks = __atomic_load_n(&img->seed_chunks, __ATOMIC_RELAXED);
+	st->seed_bytes = __atomic_load_n(&img->seed_bytes, __ATOMIC_RELAXED);
+	st->target_chunks = __atomic_load_n(&img->target_chunks,
+					    __ATOMIC_RELAXED);
+	st->target_bytes = __atomic_load_n(&img->target_bytes,
+					   __ATOMIC_RELAXED);
+	st->in_place = img->in_place;
+	st->check_total = img->check_total;
+	st->check_done = __atomic_load_n(&img->check_done, __ATOMIC_RELAXED);
+	st->check_bytes = __atomic_load_n(&img->check_bytes, __ATOMIC_RELAXED);
+	st->check_ns = __atomic_load_n(&img->check_last_ns, __ATOMIC_RELAXED);
+	if (st->check_ns)
+		st->check_ns -= __atomic_load_n(&img->check_first_ns,
+						__ATOMIC_RELAXED);
 	st->chunks_total = img->nchunks;
 	if (!img->ovl) {
 		st->present_bytes = 0;

@@ -87,6 +87,9 @@ struct mount {
 	struct repo_archive **archives;	/* immutable after start */
 	unsigned int nimages;		/* immutable after start */
 	struct ccache *cache;		/* immutable pointer */
+	struct reuse_seeds *seeds;	/* immutable pointer, or NULL */
+	struct repo_archive *first_archive; /* the one seeds were opened
+					       for; immutable */
 	struct stream *stream;		/* immutable after start */
 	struct stream *prefetcher;	/* immutable after start: no target */
 	struct boot_trace *traces;	/* per image, see struct */
@@ -638,15 +641,66 @@ static size_t prefetch_total(const struct mount *m)
 }
 
 /* The ".status" document, generated on every open. */
+/*
+ * A disk's ,"reused":{...} (chunks and bytes from its old target and
+ * from seeds instead of the store) and, with --in-place,
+ * ,"check":{...} (the comparison with the old target: chunks, bytes
+ * read and hashed, and their rate).
+ */
+static void reuse_json(struct mount *m, const struct image_stats *st,
+		       char *out, size_t len)
+{
+	int n;
+
+	out[0] = '\0';
+	if (!st->in_place && !m->seeds)
+		return;
+	n = snprintf(out, len, ",\"reused\":{\"target_chunks\":%llu,"
+		     "\"target_bytes\":%llu,\"seed_chunks\":%llu,"
+		     "\"seed_bytes\":%llu,\"not_downloaded\":%llu}",
+		     (unsigned long long)st->target_chunks,
+		     (unsigned long long)st->target_bytes,
+		     (unsigned long long)st->seed_chunks,
+		     (unsigned long long)st->seed_bytes,
+		     (unsigned long long)(st->target_bytes + st->seed_bytes));
+	if (st->in_place && n > 0 && (size_t)n < len)
+		snprintf(out + n, len - n, ",\"check\":{\"total\":%llu,"
+			 "\"done\":%llu,\"bytes\":%llu,\"rate\":%.0f}",
+			 (unsigned long long)st->check_total,
+			 (unsigned long long)st->check_done,
+			 (unsigned long long)st->check_bytes,
+			 st->check_ns ? st->check_bytes * 1e9 / st->check_ns :
+					0.0);
+}
+
+/* ,"seeds":{...}: their indexing and use, with --seed. */
+static void seeds_json(struct mount *m, char *out, size_t len)
+{
+	struct reuse_seeds_stats st;
+
+	out[0] = '\0';
+	if (!m->seeds)
+		return;
+	reuse_seeds_get_stats(m->seeds, &st);
+	snprintf(out, len, "\"seeds\":{\"bytes\":%llu,\"indexed\":%llu,"
+		 "\"ready\":%s,\"ranges\":%llu,\"used\":%llu,"
+		 "\"changed\":%llu},", (unsigned long long)st.bytes,
+		 (unsigned long long)st.indexed, st.ready ? "true" : "false",
+		 (unsigned long long)st.ranges, (unsigned long long)st.used,
+		 (unsigned long long)st.changed);
+}
+
 static int status_json(void *arg, char **out)
 {
 	struct mount *m = arg;
 	struct ccache_stats cs;
 	struct buf b;
-	char line[1024];
+	char line[2048];
+	char reuse[600];
 	char stall[700];
 	char cut[1000];
 	char last[300];
+	char seeds[300];
 	bool stalled;
 	double hit;
 	int ret = 0;
@@ -656,6 +710,7 @@ static int status_json(void *arg, char **out)
 	stall_json(m, stall, sizeof(stall));
 	stalled = stall[0];
 	restart_json(m, last, sizeof(last));
+	seeds_json(m, seeds, sizeof(seeds));
 	hit = cs.hits + cs.misses ? (double)cs.hits / (cs.hits + cs.misses) :
 				    0;
 	pthread_mutex_lock(&m->lock);
@@ -666,7 +721,7 @@ static int status_json(void *arg, char **out)
 		 "\"snapshot\":\"%s\","
 		 "\"started\":%lld,\"elapsed\":%lld,\"took\":%.1f,"
 		 "\"stream_errors\":%llu,\"stream_yielding\":%s,"
-		 "%s\"prefetch\":{\"chunks\":%llu,\"done\":%llu},"
+		 "%s%s\"prefetch\":{\"chunks\":%llu,\"done\":%llu},"
 		 "\"cache\":{\"hits\":%llu,\"misses\":%llu,\"hit_rate\":%.3f,"
 		 "\"bytes\":%llu,\"evictions\":%llu},\"disks\":[",
 		 (int)getpid(), (int)sup_client_hello(m->conf->sup)->supervisor,
@@ -681,7 +736,7 @@ static int status_json(void *arg, char **out)
 		 (unsigned long long)(m->stream ? stream_errors(m->stream) : 0),
 		 m->stream && !m->complete && stream_is_yielding(m->stream) ?
 			 "true" : "false",
-		 last, (unsigned long long)prefetch_total(m),
+		 last, seeds, (unsigned long long)prefetch_total(m),
 		 (unsigned long long)(m->stream ? stream_prefetched(m->stream) :
 				      m->prefetcher ?
 				      stream_prefetched(m->prefetcher) : 0),
@@ -695,6 +750,7 @@ static int status_json(void *arg, char **out)
 		double eta;
 
 		image_get_stats(m->images[i], &st);
+		reuse_json(m, &st, reuse, sizeof(reuse));
 		/* Stalled: no rate says when it ends. */
 		eta = st.complete ? 0 :
 		      rate > 1 && !stalled ?
@@ -704,7 +760,7 @@ static int status_json(void *arg, char **out)
 			 "\"percent\":%.2f,\"fetched\":%llu,\"rate\":%.0f,"
 			 "\"eta\":%.0f,\"read_errors\":%llu,"
 			 "\"chunks\":%llu,\"chunks_left\":%llu,"
-			 "\"complete\":%s}",
+			 "\"fetched_chunks\":%llu%s,\"complete\":%s}",
 			 i ? "," : "", image_name(m->images[i]),
 			 (unsigned long long)st.size,
 			 (unsigned long long)st.present_bytes,
@@ -713,6 +769,7 @@ static int status_json(void *arg, char **out)
 			 (unsigned long long)st.read_errors,
 			 (unsigned long long)st.chunks_total,
 			 (unsigned long long)st.chunks_incomplete,
+			 (unsigned long long)st.fetched_chunks, reuse,
 			 st.complete ? "true" : "false");
 		ret = buf_append(&b, line, strlen(line));
 	}
@@ -772,6 +829,31 @@ static void open_trace(struct mount *m, unsigned int i)
 		 "first", image_name(img), t->nprefetch, t->path);
 }
 
+/*
+ * --seed: indexed in the background in @a's chunk size, with its key
+ * (every disk of a snapshot has the same); digests kept under the
+ * state directory.
+ */
+static int open_seeds(struct mount *m, struct repo_archive *a)
+{
+	char *cache = xasprintf("%s/seeds", m->conf->state_dir);
+	struct reuse_seeds_conf rc = {
+		.paths = m->conf->seeds,
+		.npaths = m->conf->nseeds,
+		.chunk_size = snap_fidx_chunk_size(repo_archive_fidx(a)),
+		.key = repo_archive_key(a),
+		.cache_dir = cache,
+		.lock_wait_ms = m->conf->lock_wait_ms,
+	};
+	int ret;
+
+	ret = reuse_seeds_open(&rc, &m->seeds);
+	free(cache);
+	if (!ret)
+		m->first_archive = a;
+	return ret;
+}
+
 static int open_images(struct mount *m)
 {
 	const struct mount_conf *c = m->conf;
@@ -825,8 +907,12 @@ static int open_images(struct mount *m)
 		char *fname;
 
 		ret = repo_archive_open(c->snap, names[i], &a);
-		if (ret)
+		if (!ret && c->nseeds && !m->seeds)
+			ret = open_seeds(m, a);
+		if (ret) {
+			repo_archive_close(a);
 			goto out;
+		}
 		stem = archive_stem(repo_archive_name(a));
 		fname = xasprintf("%s.img", stem);
 		if (c->target)
@@ -842,6 +928,12 @@ static int open_images(struct mount *m)
 		ic.block_size = c->block_size;
 		ic.read_only = c->read_only;
 		ic.overwrite = c->overwrite;
+		ic.in_place = c->in_place;
+		/* Seeds were indexed in the first disk's chunk size. */
+		if (m->seeds && snap_fidx_chunk_size(repo_archive_fidx(a)) ==
+					snap_fidx_chunk_size(repo_archive_fidx(
+						m->first_archive)))
+			ic.seeds = m->seeds;
 		ic.lock_wait_ms = c->lock_wait_ms;
 		ret = image_open(&ic, &m->images[i]);
 		free(stem);
@@ -1011,6 +1103,7 @@ int mount_run(const struct mount_conf *conf)
 							(8 * max_chunk(&m)) * 2)));
 		sc.on_done = wake_checkpointer;
 		sc.done_arg = &m;
+		sc.seeds = m.seeds;
 		ret = stream_start(&sc, &m.stream);
 		if (ret)
 			goto out;
@@ -1056,6 +1149,7 @@ out:
 		free(m.traces[i].prefetch);
 	}
 	free(m.traces);
+	reuse_seeds_close(m.seeds);
 	free(prefetch);
 	free(nprefetch);
 	free(m.images);

@@ -205,7 +205,7 @@ static int image_size(int fd, const char *path, uint64_t *size)
 	if (fstat(fd, &sb) < 0)
 		goto err;
 	if (S_ISBLK(sb.st_mode)) {
-		if (ioctl(fd, BLKGETSIZE64, size) < 0)
+		if (blkdev_size(fd, size))
 			goto err;
 		return 0;
 	}

@@ -11,6 +11,11 @@
  * block device gets BLKZEROOUT unless --target-zeroed says it already
  * reads zeros, a resumed file gets its range punched.
  *
+ * --in-place: each position is first read back from the target and
+ * hashed; one that has the item's digest is left alone, and its bytes
+ * (verified) serve the item's other positions.  Then seeds, then the
+ * store (reuse.h).
+ *
  * Progress: every chunk position written is marked in an allocation
  * state (ovl.h, one block per chunk), which the main thread commits once
  * a second while the workers run; a commit syncs the target before the
@@ -91,6 +96,8 @@ struct job {
 	int error;			    /* atomic: first -errno */
 	uint64_t fetched_bytes;		    /* atomic */
 	uint64_t zero_chunks;		    /* atomic */
+	uint64_t target_chunks;		    /* atomic: in place already */
+	uint64_t seed_chunks;		    /* atomic */
 	uint64_t done_before;		    /* immutable: resumed chunks */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;		    /* with ->lock: a worker ended */
@@ -186,13 +193,45 @@ static int write_err(struct job *job, uint64_t off, int ret)
 	return ret;
 }
 
-static int do_item(struct job *job, const struct item *it, uint8_t *buf)
+/*
+ * Chunk @i's bytes into @buf: from a seed (verified; 1), or fetched
+ * (0); -errno.
+ */
+static int read_chunk(const struct restore_conf *c, uint64_t i, uint8_t *buf)
+{
+	const struct snap_fidx *f = repo_archive_fidx(c->archive);
+
+	if (c->seeds &&
+	    !reuse_seeds_read(c->seeds, snap_fidx_digest(f, i), buf,
+			      snap_fidx_chunk_len(f, i)))
+		return 1;
+	return repo_archive_read_chunk(c->archive, i, STORE_PRIO_DEMAND, buf);
+}
+
+/* --in-place: does the target hold position @i already?  Its bytes are
+ * then in *@chk. */
+static bool in_place(struct job *job, const struct item *it, uint64_t i,
+		     uint8_t *chk)
+{
+	uint64_t len = snap_fidx_chunk_len(job->fidx, i);
+	uint8_t d[32];
+
+	if (!job->conf->in_place ||
+	    reuse_read_digest(job->fd, i * snap_fidx_chunk_size(job->fidx),
+			      len, repo_archive_key(job->conf->archive), chk,
+			      d))
+		return false;	/* unreadable: written like any other */
+	return !memcmp(d, snap_fidx_digest(job->fidx, it->first), 32);
+}
+
+static int do_item(struct job *job, const struct item *it, uint8_t **buf,
+		   uint8_t **chk)
 {
 	const struct repo_archive *a = job->conf->archive;
 	uint64_t cs = snap_fidx_chunk_size(job->fidx);
 	uint64_t len = snap_fidx_chunk_len(job->fidx, it->first);
 	bool zero = repo_archive_is_zero(a, it->first);
-	bool fetched = false;
+	bool have = false;
 	int ret;
 
 	for (uint64_t k = 0; k < it->npos; k++) {
@@ -200,26 +239,40 @@ static int do_item(struct job *job, const struct item *it, uint8_t *buf)
 
 		if (is_done(job, i))
 			continue;	/* a resumed restore wrote it */
-		if (zero) {
+		if (in_place(job, it, i, *chk)) {
+			__atomic_add_fetch(&job->target_chunks, 1,
+					   __ATOMIC_RELAXED);
+			if (!have) {
+				/* Verified bytes: the other positions' too. */
+				uint8_t *t = *buf;
+
+				*buf = *chk;
+				*chk = t;
+				have = true;
+			}
+		} else if (zero) {
 			__atomic_add_fetch(&job->zero_chunks, 1,
 					   __ATOMIC_RELAXED);
 			ret = zero_chunk(job, i * cs, len);
+			if (ret)
+				return write_err(job, i * cs, ret);
 		} else {
-			if (!fetched) {
-				ret = repo_archive_read_chunk(
-					a, it->first, STORE_PRIO_DEMAND, buf);
-				if (ret)
+			if (!have) {
+				ret = read_chunk(job->conf, it->first, *buf);
+				if (ret < 0)
 					return ret;
-				fetched = true;
-				__atomic_add_fetch(&job->fetched_bytes, len,
+				have = true;
+				__atomic_add_fetch(ret ? &job->seed_chunks :
+							 &job->fetched_bytes,
+						   ret ? 1 : len,
 						   __ATOMIC_RELAXED);
 			}
 			ret = pwrite_split(job->fd, job->dfd, &job->direct_off,
-					   buf, snap_fidx_chunk_len(job->fidx, i),
+					   *buf, snap_fidx_chunk_len(job->fidx, i),
 					   i * cs);
+			if (ret)
+				return write_err(job, i * cs, ret);
 		}
-		if (ret)
-			return write_err(job, i * cs, ret);
 		ret = mark_done(job, i);
 		if (ret)
 			return ret;
@@ -239,23 +292,29 @@ static void *worker(void *arg)
 {
 	struct job *job = arg;
 	void *buf = NULL;
+	void *chk = NULL;
 	int ret = 0;
 
-	/* O_DIRECT wants an aligned buffer. */
+	/* O_DIRECT wants an aligned buffer; --in-place swaps the two. */
 	if (posix_memalign(&buf, DIRECT_ALIGN,
-			   snap_fidx_chunk_size(job->fidx)))
+			   snap_fidx_chunk_size(job->fidx)) ||
+	    (job->conf->in_place &&
+	     posix_memalign(&chk, DIRECT_ALIGN,
+			    snap_fidx_chunk_size(job->fidx))))
 		ret = -ENOMEM;
 	while (!ret && !__atomic_load_n(&job->error, __ATOMIC_RELAXED)) {
 		uint64_t k = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
 
 		if (k >= job->plan.nitems)
 			break;
-		ret = do_item(job, &job->plan.items[k], buf);
+		ret = do_item(job, &job->plan.items[k], (uint8_t **)&buf,
+			      (uint8_t **)&chk);
 	}
 	/* -ECANCELED follows another worker's failure, which says why. */
 	if (ret && ret != -ECANCELED)
 		set_error(&job->error, ret);
 	free(buf);
+	free(chk);
 	pthread_mutex_lock(&job->lock);
 	job->running--;
 	pthread_cond_signal(&job->cond);
@@ -351,12 +410,16 @@ static int refuse_data(const char *path, struct target *t)
 		return 0;
 	if (target_is_blk(t))
 		log_err("restore: cannot use '%s': the device holds data "
-			"(non-zero bytes at offset %llu); give --overwrite to "
-			"restore over it", path, (unsigned long long)where);
+			"(non-zero bytes at offset %llu); give --in-place if "
+			"it holds an older version of this disk (only what "
+			"differs is fetched and written), --overwrite to "
+			"restore over it all", path, (unsigned long long)where);
 	else
 		log_err("restore: cannot use '%s': it holds data (a file of "
-			"%llu bytes); give --overwrite to replace it once the "
-			"restore is complete", path,
+			"%llu bytes); give --in-place if it is an older "
+			"version of this disk (only what differs is fetched "
+			"and written, in the file itself), --overwrite to "
+			"replace it once the restore is complete", path,
 			(unsigned long long)target_size(t));
 	return -EEXIST;
 }
@@ -407,6 +470,47 @@ static int try_resume(struct job *job, bool *resumed)
 	return ret;
 }
 
+/*
+ * --in-place onto a file: the file itself is written, no copy beside
+ * it; it must be an older version of this disk, so of its size.
+ */
+static int open_in_place(struct job *job, enum kind kind)
+{
+	const struct restore_conf *c = job->conf;
+	uint64_t size = snap_fidx_size(job->fidx);
+	struct target_conf tc = {
+		.path = c->target,
+		.who = "restore",
+		.busy_hint = BUSY_HINT,
+		.lock_wait_ms = LOCK_WAIT_MS,
+	};
+	bool resumed = false;
+	int ret;
+
+	if (kind != K_FILE) {
+		log_err("restore: cannot restore in place onto '%s': there is "
+			"nothing there", c->target);
+		return -ENOENT;
+	}
+	ret = target_open(&tc, &job->tgt);
+	if (ret)
+		return ret;
+	job->fd = target_fd(job->tgt);
+	if (target_size(job->tgt) != size) {
+		log_err("restore: cannot restore in place onto '%s': it has "
+			"%llu bytes, the disk %llu (not an older version of "
+			"this disk)", c->target,
+			(unsigned long long)target_size(job->tgt),
+			(unsigned long long)size);
+		return -EINVAL;
+	}
+	job->state = xasprintf("%s.restore.lmstate", c->target);
+	ret = try_resume(job, &resumed);
+	if (ret || resumed)
+		return ret;
+	return open_state(job, true, &resumed);
+}
+
 static int open_file(struct job *job, enum kind kind)
 {
 	const struct restore_conf *c = job->conf;
@@ -420,6 +524,8 @@ static int open_file(struct job *job, enum kind kind)
 	struct stat st;
 	int ret;
 
+	if (c->in_place)
+		return open_in_place(job, kind);
 	job->replace = kind == K_FILE;
 	if (kind == K_FILE) {
 		/* Locked until the finished copy is renamed over it. */
@@ -513,7 +619,7 @@ static int open_device(struct job *job)
 	ret = try_resume(job, &resumed);
 	if (ret || resumed)
 		return ret;
-	if (!c->overwrite) {
+	if (!c->overwrite && !c->in_place) {
 		ret = refuse_data(c->target, job->tgt);
 		if (ret)
 			return ret;
@@ -678,6 +784,9 @@ int restore_run(const struct restore_conf *conf)
 			 (unsigned long long)snap_fidx_count(job.fidx));
 	posix_fadvise(job.fd, 0, 0, POSIX_FADV_DONTNEED);
 	job.dfd = open_direct(job.fd);
+	/* Nothing a seed holds is fetched: its index first. */
+	if (conf->seeds)
+		reuse_seeds_wait(conf->seeds);
 	ret = run_workers(&job, nthreads);
 	if (!ret)
 		ret = finish(&job);
@@ -689,10 +798,13 @@ int restore_run(const struct restore_conf *conf)
 	secs = (now_ns() - t0) / 1e9;
 	if (!conf->quiet)
 		log_info("restore: %s -> %s: %.1f MiB, %.1f MiB fetched, %llu "
-			 "zero chunks, %.2f s, %.1f MiB/s",
+			 "zero chunks, %llu chunks in place, %llu from seeds, "
+			 "%.2f s, %.1f MiB/s",
 			 repo_archive_name(conf->archive), conf->target,
 			 size / 1048576.0, job.fetched_bytes / 1048576.0,
-			 (unsigned long long)job.zero_chunks, secs,
+			 (unsigned long long)job.zero_chunks,
+			 (unsigned long long)job.target_chunks,
+			 (unsigned long long)job.seed_chunks, secs,
 			 size / 1048576.0 / (secs > 0 ? secs : 1e-9));
 out:
 	ovl_free(job.ovl);
@@ -752,9 +864,7 @@ static void *stdout_worker(void *arg)
 			pthread_cond_wait(&j->cond, &j->lock);
 		pthread_mutex_unlock(&j->lock);
 		if (!repo_archive_is_zero(j->conf->archive, k))
-			ret = repo_archive_read_chunk(j->conf->archive, k,
-						      STORE_PRIO_DEMAND,
-						      s->buf);
+			ret = MIN(read_chunk(j->conf, k, s->buf), 0);
 		else
 			memset(s->buf, 0, snap_fidx_chunk_len(j->fidx, k));
 		pthread_mutex_lock(&j->lock);
@@ -786,6 +896,8 @@ static int restore_stdout(const struct restore_conf *conf)
 	}
 	/* A reader that goes away is an error to report, not a signal. */
 	signal(SIGPIPE, SIG_IGN);
+	if (conf->seeds)
+		reuse_seeds_wait(conf->seeds);
 	repo_archive_stop_on_error(conf->archive);
 	j.nslots = nthreads + 2;
 	j.slots = xcalloc(j.nslots, sizeof(*j.slots));
@@ -919,7 +1031,7 @@ int verify_run(const struct verify_conf *conf)
 	if (ret)
 		goto out;
 	if (S_ISBLK(sb.st_mode))
-		ioctl(j.fd, BLKGETSIZE64, &isize);
+		blkdev_size(j.fd, &isize);
 	else
 		isize = sb.st_size;
 	if (S_ISBLK(sb.st_mode) ? isize < size : isize != size) {

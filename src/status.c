@@ -54,6 +54,28 @@ static const char *str(json_object *o, const char *key)
 	return json_object_get_string(v);
 }
 
+/* --in-place and --seed: what did not cross the network, and the
+ * check's progress while it runs. */
+static void print_reuse(json_object *d, FILE *out)
+{
+	json_object *r;
+	json_object *c;
+	char a[32];
+	char b[32];
+
+	if (!json_object_object_get_ex(d, "reused", &r))
+		return;
+	fprintf(out, "  %-24s reused %s: %.0f chunks from the target, %.0f "
+		"from seeds; %.0f fetched", "",
+		human(num(r, "not_downloaded"), a, sizeof(a)),
+		num(r, "target_chunks"), num(r, "seed_chunks"),
+		num(d, "fetched_chunks"));
+	if (json_object_object_get_ex(d, "check", &c))
+		fprintf(out, "; checked %.0f of %.0f at %s/s", num(c, "done"),
+			num(c, "total"), human(num(c, "rate"), b, sizeof(b)));
+	fprintf(out, "\n");
+}
+
 static void print_human(json_object *doc, FILE *out)
 {
 	json_object *disks;
@@ -116,6 +138,7 @@ static void print_human(json_object *doc, FILE *out)
 			num(d, "read_errors"),
 			json_object_get_boolean(json_object_object_get(
 				d, "complete")) ? "  complete" : "");
+		print_reuse(d, out);
 	}
 }
 

@@ -2,10 +2,13 @@
 /*
  * Background streamer.
  *
- * Work order: one pass over (image, position) pairs in three phases:
- * the prefetch lists (boot traces of earlier mounts of the group), the
+ * Work order: one pass over (image, position) pairs in four phases:
+ * with --in-place, the check of every chunk against the old target
+ * (local reads and hashes: at most one worker per CPU, no fetch); the
+ * prefetch lists (boot traces of earlier mounts of the group), the
  * overlay's own trace (what the guest read before a resume), then every
- * chunk in index order.  Prefetch chunks are what the guest is about to
+ * chunk in index order.  Fetching phases wait for the seeds' index, so
+ * that nothing a seed holds is fetched.  Prefetch chunks are what the guest is about to
  * read, so no worker gives way to guest I/O for them, but only
  * PREFETCH_WORKERS fetch them at once, in order; a cache-only stream (no
  * target) decodes a bounded number of them into the cache and ends.  The
@@ -65,6 +68,7 @@
 #define STALL_RETRY_MS 5000
 
 enum phase {
+	PH_CHECK,	/* --in-place: compare with the old target */
 	PH_PREFETCH,	/* conf.prefetch lists */
 	PH_TRACE,	/* the overlay's trace */
 	PH_SEQ,		/* every chunk */
@@ -98,16 +102,26 @@ struct stream {
 	struct image *stall_img;	/* atomic: and which target */
 	uint64_t errors;		/* atomic */
 	bool announced;			/* atomic: on_done was called */
+	unsigned int cpus;		/* immutable: check workers */
 };
 
 /* Chunk @pos of the current phase's list for image @im; false past it. */
-static bool phase_item(const struct stream *s, struct image *im,
+static bool phase_item(struct stream *s, struct image *im,
 		       uint64_t *chunk)
 {
 	const uint64_t *list = NULL;
 	size_t n = 0;
 
 	switch (s->phase) {
+	case PH_CHECK:
+		/* Only what still needs it: most of a disk, or nothing. */
+		while (s->pos < image_chunk_count(im) &&
+		       !image_needs_check(im, s->pos))
+			s->pos++;
+		if (s->pos >= image_chunk_count(im))
+			return false;
+		*chunk = s->pos;
+		return true;
 	case PH_PREFETCH:
 		if (s->conf.prefetch && s->conf.prefetch[s->img]) {
 			list = s->conf.prefetch[s->img];
@@ -245,6 +259,23 @@ static void hold_prefetch(struct stream *s)
 		pthread_cond_wait(&s->wake, &s->lock);
 }
 
+/* ->lock held: checks are CPU-bound: one per CPU at most. */
+static void hold_check(struct stream *s)
+{
+	while (!s->stop && s->phase == PH_CHECK && s->copying >= s->cpus)
+		pthread_cond_wait(&s->wake, &s->lock);
+}
+
+/* Before a fetch: the seeds' index, so that nothing they hold is
+ * fetched.  True if stopped meanwhile. */
+static bool wait_seeds(struct stream *s)
+{
+	while (s->conf.seeds && !reuse_seeds_ready(s->conf.seeds))
+		if (nap(s, YIELD_POLL_MS))
+			return true;
+	return false;
+}
+
 /*
  * A fill could not write the target (full, read-only, failing): say so
  * once for the stream, not once per worker and chunk.
@@ -271,7 +302,8 @@ static void unstall(struct stream *s, struct image *img)
 }
 
 /* Fill one chunk, retrying while the store is down; true if stopped. */
-static bool copy_item(struct stream *s, struct image *img, uint64_t chunk)
+static bool copy_item(struct stream *s, struct image *img, uint64_t chunk,
+		      bool check)
 {
 	uint64_t backoff = BACKOFF_MIN_MS;
 	bool stopped = false;
@@ -280,6 +312,13 @@ static bool copy_item(struct stream *s, struct image *img, uint64_t chunk)
 	int terr;
 	int ret;
 
+	if (check) {
+		/* A chunk that cannot be read is fetched in a later phase. */
+		image_check_chunk(img, chunk);
+		return false;
+	}
+	if (wait_seeds(s))
+		return true;
 	if (s->conf.cache_only) {
 		/* Best effort: a failure here is the guest's to see. */
 		ret = image_prefetch(img, chunk);
@@ -345,15 +384,19 @@ static void *worker(void *arg)
 		struct image *img = NULL;
 		uint64_t chunk = 0;
 		bool prefetch = false;
+		bool check;
 		bool stopped;
 		bool have;
 
 		pthread_mutex_lock(&s->lock);
-		if (s->phase == PH_PREFETCH)
+		if (s->phase == PH_PREFETCH) {
 			hold_prefetch(s);
-		else
+		} else {
 			give_way(s);
+			hold_check(s);
+		}
 		have = !s->stop && next_item(s, &img, &chunk, &prefetch);
+		check = have && s->phase == PH_CHECK;
 		if (!have && !s->stop && !s->conf.cache_only && !all_done(s)) {
 			/* End of a pass with chunks left: start another. */
 			s->passes++;
@@ -374,13 +417,13 @@ static void *worker(void *arg)
 				s->conf.on_done(s->conf.done_arg);
 			break;
 		}
-		stopped = copy_item(s, img, chunk);
+		stopped = copy_item(s, img, chunk, check);
 		if (prefetch && !stopped)
 			__atomic_add_fetch(&s->prefetched, 1, __ATOMIC_RELAXED);
 		pthread_mutex_lock(&s->lock);
 		s->copying--;
-		if (prefetch)
-			pthread_cond_broadcast(&s->wake); /* hold_prefetch */
+		if (prefetch || check)
+			pthread_cond_broadcast(&s->wake); /* hold_*() */
 		pthread_mutex_unlock(&s->lock);
 		if (stopped)
 			break;
@@ -394,8 +437,19 @@ int stream_start(const struct stream_conf *conf, struct stream **out)
 	pthread_condattr_t ca;
 	unsigned int n;
 
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
 	s->conf = *conf;
+	s->cpus = cpus > 0 ? (unsigned int)cpus : 1;
+	/* Checks first where a target may hold the chunks already. */
 	s->phase = PH_PREFETCH;
+	for (unsigned int i = 0; !conf->cache_only && i < conf->nimages; i++) {
+		struct image_stats st;
+
+		image_get_stats(conf->images[i], &st);
+		if (st.in_place)
+			s->phase = PH_CHECK;
+	}
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

@@ -127,10 +127,9 @@ int target_open(const struct target_conf *conf, struct target **out)
 	}
 	t->size = (uint64_t)st.st_size;
 	if (t->is_blk) {
-		if (ioctl(t->fd, BLKGETSIZE64, &t->size) < 0) {
-			ret = -errno;
+		ret = blkdev_size(t->fd, &t->size);
+		if (ret)
 			goto err;
-		}
 		if (t->size < conf->size) {
 			log_err("%s: cannot use target '%s': the device has "
 				"%llu bytes, the image needs %llu", conf->who,

@@ -171,6 +171,11 @@ int write_full(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+int blkdev_size(int fd, uint64_t *size)
+{
+	return ioctl(fd, BLKGETSIZE64, size) < 0 ? -errno : 0;
+}
+
 int zero_range(int fd, bool is_blk, uint64_t off, uint64_t len)
 {
 	static const uint8_t zeros[65536];
