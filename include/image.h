@@ -43,6 +43,7 @@ struct image_conf {
 	 */
 	bool in_place;
 	struct reuse_seeds *seeds;	/* borrowed, may be NULL */
+	uint64_t fault_checks;		/* tests: SIGKILL after N checks */
 	uint64_t lock_wait_ms;		/* wait for another owner to go */
 };
 

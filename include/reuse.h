@@ -19,12 +19,14 @@
 /*
  * Read [off, off + len) of @fd into @buf and its chunk digest (with
  * @key's id_key when not NULL) into @digest.  A range that is all hole
- * is not read: it is zeros.  The pages read are dropped from the cache
- * (a check reads a whole disk once).  0 or -errno.
+ * is not read: it is zeros.  The read goes around the page cache where
+ * it can (@dfd, @direct_off: pread_split(); a check reads a whole disk
+ * once, and copying it through the cache cost more than the hash);
+ * otherwise the pages read are dropped from it.  0 or -errno.
  */
-int reuse_read_digest(int fd, uint64_t off, size_t len,
-		      const struct key_material *key, uint8_t *buf,
-		      uint8_t digest[32]);
+int reuse_read_digest(int fd, int dfd, bool *direct_off, uint64_t off,
+		      size_t len, const struct key_material *key,
+		      uint8_t *buf, uint8_t digest[32]);
 
 /*
  * Seeds: each file or device is opened read-only, locked shared (no

@@ -35,20 +35,24 @@ int pwrite_full(int fd, const void *buf, size_t len, off_t off);
 int write_full(int fd, const void *buf, size_t len);
 
 /*
- * Writes around the page cache.  open_direct() gives a second, O_DIRECT
- * descriptor of @fd's open file (reopened through /proc/self/fd, so the
- * very file @fd locks), or -1 where the file system refuses O_DIRECT.
- * pwrite_split() is pwrite_full() of [off, off + len) with the
- * DIRECT_ALIGN-aligned head through @dfd when @buf and @off are aligned,
- * the rest through @fd; EINVAL from @dfd (a device wanting more
+ * I/O around the page cache.  open_direct() gives a second, O_DIRECT
+ * descriptor of @fd's open file with access @mode (O_RDONLY, O_RDWR...;
+ * reopened through /proc/self/fd, so the very file @fd locks), or -1
+ * where the file system refuses O_DIRECT.  pwrite_split() and
+ * pread_split() are pwrite_full() and pread_full() of [off, off + len)
+ * with the DIRECT_ALIGN-aligned head through @dfd when @buf and @off are
+ * aligned, the rest through @fd; EINVAL from @dfd (a device wanting more
  * alignment) sets *@direct_off, atomically, and everything goes through
- * @fd from then on.  Readers of @fd stay coherent: the kernel drops its
- * cached pages of a range written with O_DIRECT.
+ * @fd from then on.  Both stay coherent with @fd: the kernel writes back
+ * dirty cached pages before an O_DIRECT read of them and drops those an
+ * O_DIRECT write covers.
  */
 #define DIRECT_ALIGN 4096u
-int open_direct(int fd);
+int open_direct(int fd, int mode);
 int pwrite_split(int fd, int dfd, bool *direct_off, const void *buf,
 		 size_t len, off_t off);
+int pread_split(int fd, int dfd, bool *direct_off, void *buf, size_t len,
+		off_t off);
 /*
  * Make [off, off + len) of @fd read as zeros: a hole in a file (punched),
  * BLKZEROOUT on a block device, written zeros where neither works.
@@ -131,6 +135,8 @@ void threads_join(pthread_t *tids, unsigned int n);
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t m);
 void *xrealloc(void *p, size_t n);
+/* DIRECT_ALIGN-aligned, for pread_split()/pwrite_split(); free() it. */
+void *xmalloc_direct(size_t n);
 char *xstrdup(const char *s);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -854,6 +854,26 @@ static int open_seeds(struct mount *m, struct repo_archive *a)
 	return ret;
 }
 
+/*
+ * The test's fault (PBSLM_FAULT_KILL_AFTER), first server only:
+ * "check:N" is the images' (die after the Nth --in-place check), the
+ * rest the file system's.
+ */
+static const char *test_fault(const struct mount *m, uint64_t *checks)
+{
+	const char *spec = getenv("PBSLM_FAULT_KILL_AFTER");
+
+	*checks = 0;
+	if (!spec || sup_client_hello(m->conf->sup)->restarts)
+		return NULL;
+	if (strncmp(spec, "check:", 6))
+		return spec;
+	if (parse_u64(spec + 6, checks) || !*checks)
+		log_warn("mount: test fault '%s' not understood: ignored",
+			 spec);
+	return NULL;
+}
+
 static int open_images(struct mount *m)
 {
 	const struct mount_conf *c = m->conf;
@@ -935,6 +955,7 @@ static int open_images(struct mount *m)
 						m->first_archive)))
 			ic.seeds = m->seeds;
 		ic.lock_wait_ms = c->lock_wait_ms;
+		test_fault(m, &ic.fault_checks);
 		ret = image_open(&ic, &m->images[i]);
 		free(stem);
 		free(fname);
@@ -1036,6 +1057,7 @@ int mount_run(const struct mount_conf *conf)
 	pthread_t wt;
 	const uint64_t **prefetch = NULL;
 	size_t *nprefetch = NULL;
+	uint64_t checks;		/* the images' fault: not the fs's */
 	bool cp_started = false;
 	bool wt_started = false;
 	bool ran = false;
@@ -1074,9 +1096,7 @@ int mount_run(const struct mount_conf *conf)
 	fc.control_arg = &m;
 	fc.memo = sup_client_memo(conf->sup);
 	fc.memo_out = memo_out;
-	/* A test's fault hits the first server only, not its successors. */
-	if (!sup_client_hello(conf->sup)->restarts)
-		fc.fault = getenv("PBSLM_FAULT_KILL_AFTER");
+	fc.fault = test_fault(&m, &checks);
 	ret = take_connection(&m, &fc, &fs);
 	if (ret)
 		goto out;

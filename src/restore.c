@@ -217,7 +217,8 @@ static bool in_place(struct job *job, const struct item *it, uint64_t i,
 	uint8_t d[32];
 
 	if (!job->conf->in_place ||
-	    reuse_read_digest(job->fd, i * snap_fidx_chunk_size(job->fidx),
+	    reuse_read_digest(job->fd, job->dfd, &job->direct_off,
+			      i * snap_fidx_chunk_size(job->fidx),
 			      len, repo_archive_key(job->conf->archive), chk,
 			      d))
 		return false;	/* unreadable: written like any other */
@@ -783,7 +784,7 @@ int restore_run(const struct restore_conf *conf)
 			 (unsigned long long)job.done_before,
 			 (unsigned long long)snap_fidx_count(job.fidx));
 	posix_fadvise(job.fd, 0, 0, POSIX_FADV_DONTNEED);
-	job.dfd = open_direct(job.fd);
+	job.dfd = open_direct(job.fd, O_RDWR);
 	/* Nothing a seed holds is fetched: its index first. */
 	if (conf->seeds)
 		reuse_seeds_wait(conf->seeds);

@@ -54,9 +54,9 @@ static void zero_digest(size_t len, const struct key_material *key,
 	memcpy(out, memo, 32);
 }
 
-int reuse_read_digest(int fd, uint64_t off, size_t len,
-		      const struct key_material *key, uint8_t *buf,
-		      uint8_t digest[32])
+int reuse_read_digest(int fd, int dfd, bool *direct_off, uint64_t off,
+		      size_t len, const struct key_material *key,
+		      uint8_t *buf, uint8_t digest[32])
 {
 	off_t d = lseek(fd, (off_t)off, SEEK_DATA);
 	struct stat st;
@@ -71,10 +71,11 @@ int reuse_read_digest(int fd, uint64_t off, size_t len,
 		zero_digest(len, key, buf, digest);
 		return 0;
 	}
-	ret = pread_full(fd, buf, len, (off_t)off);
+	ret = pread_split(fd, dfd, direct_off, buf, len, (off_t)off);
 	if (ret)
 		return ret;
-	posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_DONTNEED);
+	if (dfd < 0 || __atomic_load_n(direct_off, __ATOMIC_RELAXED))
+		posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_DONTNEED);
 	chunk_digest(buf, len, key, digest);
 	return 0;
 }
@@ -84,6 +85,8 @@ int reuse_read_digest(int fd, uint64_t off, size_t len,
 struct seed {
 	char *path;
 	int fd;
+	int dfd;		/* O_DIRECT, or -1 */
+	bool direct_off;	/* atomic: dfd refused a read */
 	uint64_t size;
 	uint64_t nranges;
 	uint64_t first;		/* its first range in the global cursor */
@@ -226,7 +229,7 @@ static struct seed *locate(struct reuse_seeds *s, uint64_t g, uint64_t *r)
 static void *hasher(void *arg)
 {
 	struct reuse_seeds *s = arg;
-	uint8_t *buf = xmalloc(s->conf.chunk_size);
+	uint8_t *buf = xmalloc_direct(s->conf.chunk_size);
 
 	lower_priority();
 	while (!__atomic_load_n(&s->stop, __ATOMIC_RELAXED)) {
@@ -243,7 +246,8 @@ static void *hasher(void *arg)
 		if (!sd->hashed)
 			continue;	/* from the cache */
 		len = range_len(s, sd, r);
-		ret = reuse_read_digest(sd->fd, r * s->conf.chunk_size, len,
+		ret = reuse_read_digest(sd->fd, sd->dfd, &sd->direct_off,
+					r * s->conf.chunk_size, len,
 					s->conf.key, buf,
 					sd->digests + r * 32);
 		if (ret) {
@@ -338,6 +342,7 @@ static int open_seed(struct reuse_seeds *s, const char *path,
 	int ret;
 
 	sd->fd = -1;
+	sd->dfd = -1;
 	sd->path = xstrdup(path);
 	sd->fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (sd->fd < 0 || fstat(sd->fd, &st) < 0) {
@@ -369,6 +374,7 @@ static int open_seed(struct reuse_seeds *s, const char *path,
 		if (s->conf.cache_dir)
 			sd->cache = cache_name(s, &st);
 	}
+	sd->dfd = open_direct(sd->fd, O_RDONLY);
 	sd->nranges = (sd->size + s->conf.chunk_size - 1) / s->conf.chunk_size;
 	sd->digests = xcalloc(sd->nranges ? sd->nranges : 1, 32);
 	return 0;
@@ -422,6 +428,8 @@ void reuse_seeds_close(struct reuse_seeds *s)
 	for (size_t i = 0; i < s->nseeds; i++) {
 		if (s->seeds[i].fd >= 0)
 			close(s->seeds[i].fd);
+		if (s->seeds[i].dfd >= 0)
+			close(s->seeds[i].dfd);
 		free(s->seeds[i].path);
 		free(s->seeds[i].digests);
 		free(s->seeds[i].cache);
@@ -476,7 +484,8 @@ int reuse_seeds_read(struct reuse_seeds *s, const uint8_t digest[32],
 		    range_len(s, sd, r) != len)
 			continue;
 		/* Trust nothing local: the bytes read are the bytes hashed. */
-		if (!reuse_read_digest(sd->fd, r * s->conf.chunk_size, len,
+		if (!reuse_read_digest(sd->fd, sd->dfd, &sd->direct_off,
+				       r * s->conf.chunk_size, len,
 				       s->conf.key, buf, d) &&
 		    !memcmp(d, digest, 32)) {
 			__atomic_add_fetch(&s->used, 1, __ATOMIC_RELAXED);

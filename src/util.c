@@ -124,24 +124,33 @@ int pwrite_full(int fd, const void *buf, size_t len, off_t off)
 	return 0;
 }
 
-int open_direct(int fd)
+int open_direct(int fd, int mode)
 {
 	char path[64];
 
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	return open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+	return open(path, mode | O_DIRECT | O_CLOEXEC);
+}
+
+/* The aligned head of [off, off + len) that may go through @dfd, or 0. */
+static size_t direct_head(int dfd, const bool *direct_off, const void *buf,
+			  size_t len, off_t off)
+{
+	if (dfd < 0 || (uintptr_t)buf % DIRECT_ALIGN ||
+	    (uint64_t)off % DIRECT_ALIGN ||
+	    __atomic_load_n(direct_off, __ATOMIC_RELAXED))
+		return 0;
+	return len & ~(size_t)(DIRECT_ALIGN - 1);
 }
 
 int pwrite_split(int fd, int dfd, bool *direct_off, const void *buf,
 		 size_t len, off_t off)
 {
-	size_t head = len & ~(size_t)(DIRECT_ALIGN - 1);
+	size_t head = direct_head(dfd, direct_off, buf, len, off);
 	const uint8_t *p = buf;
 	int ret;
 
-	if (dfd < 0 || !head || (uintptr_t)p % DIRECT_ALIGN ||
-	    (uint64_t)off % DIRECT_ALIGN ||
-	    __atomic_load_n(direct_off, __ATOMIC_RELAXED))
+	if (!head)
 		return pwrite_full(fd, p, len, off);
 	ret = pwrite_full(dfd, p, head, off);
 	if (ret == -EINVAL) {
@@ -151,6 +160,25 @@ int pwrite_split(int fd, int dfd, bool *direct_off, const void *buf,
 	if (ret || head == len)
 		return ret;
 	return pwrite_full(fd, p + head, len - head, off + (off_t)head);
+}
+
+int pread_split(int fd, int dfd, bool *direct_off, void *buf, size_t len,
+		off_t off)
+{
+	size_t head = direct_head(dfd, direct_off, buf, len, off);
+	uint8_t *p = buf;
+	int ret;
+
+	if (!head)
+		return pread_full(fd, p, len, off);
+	ret = pread_full(dfd, p, head, off);
+	if (ret == -EINVAL) {
+		__atomic_store_n(direct_off, true, __ATOMIC_RELAXED);
+		return pread_full(fd, p, len, off);
+	}
+	if (ret || head == len)
+		return ret;
+	return pread_full(fd, p + head, len - head, off + (off_t)head);
 }
 
 int write_full(int fd, const void *buf, size_t len)
@@ -580,6 +608,15 @@ void *xmalloc(size_t n)
 	void *p = malloc(n ? n : 1);
 
 	if (!p)
+		oom();
+	return p;
+}
+
+void *xmalloc_direct(size_t n)
+{
+	void *p;
+
+	if (posix_memalign(&p, DIRECT_ALIGN, n ? n : 1))
 		oom();
 	return p;
 }

@@ -57,19 +57,23 @@ static void test_read_digest(void **state)
 {
 	char *path = xasprintf("%s/sparse", scratch_dir);
 	uint8_t *data = malloc(CS);
-	uint8_t *buf = malloc(CS);
+	uint8_t *buf = xmalloc_direct(CS);
+	bool doff = false;
 	uint8_t want[32];
 	uint8_t d[32];
+	int dfd;
 	int fd;
 
 	(void)state;
 	fill(data, CS, 1);
 	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
 	assert_true(fd >= 0);
+	dfd = open_direct(fd, O_RDONLY);	/* -1 on tmpfs: buffered */
 	/* A hole, then data: [0, CS) reads as zeros, [CS, 2 CS) as data. */
 	assert_int_equal(pwrite_full(fd, data, CS, CS), 0);
 	memset(buf, 0xaa, CS);
-	assert_int_equal(reuse_read_digest(fd, 0, CS, NULL, buf, d), 0);
+	assert_int_equal(reuse_read_digest(fd, dfd, &doff, 0, CS, NULL, buf,
+					   d), 0);
 	{
 		uint8_t *zeros = calloc(1, CS);
 
@@ -78,18 +82,21 @@ static void test_read_digest(void **state)
 		free(zeros);
 	}
 	assert_memory_equal(d, want, 32);
-	assert_int_equal(reuse_read_digest(fd, CS, CS, NULL, buf, d), 0);
+	assert_int_equal(reuse_read_digest(fd, dfd, &doff, CS, CS, NULL, buf,
+					   d), 0);
 	chunk_digest(data, CS, NULL, want);
 	assert_memory_equal(d, want, 32);
 	assert_memory_equal(buf, data, CS);
 	/* A short range at the end. */
-	assert_int_equal(reuse_read_digest(fd, CS + 100, CS - 100, NULL, buf,
-					   d), 0);
+	assert_int_equal(reuse_read_digest(fd, dfd, &doff, CS + 100, CS - 100,
+					   NULL, buf, d), 0);
 	chunk_digest(data + 100, CS - 100, NULL, want);
 	assert_memory_equal(d, want, 32);
 	/* Past the end: an error, not zeros. */
-	assert_int_not_equal(reuse_read_digest(fd, 2 * CS, CS, NULL, buf, d),
-			     0);
+	assert_int_not_equal(reuse_read_digest(fd, dfd, &doff, 2 * CS, CS,
+					       NULL, buf, d), 0);
+	if (dfd >= 0)
+		close(dfd);
 	close(fd);
 	free(path);
 	free(data);

@@ -3,7 +3,8 @@
  * util: pwrite_split() writes exactly what pwrite_full() would, at any
  * alignment, and a reader through the page cache sees it at once even
  * when it had cached the old bytes (the promise the live mount's fills
- * rely on).  The file is in /var/tmp, which is rarely tmpfs: where
+ * rely on); pread_split() reads what pread_full() would, even right
+ * after a buffered write (the --in-place check reads around the cache).  The file is in /var/tmp, which is rarely tmpfs: where
  * O_DIRECT is refused everything goes buffered and the same holds.
  */
 #include "config.h"
@@ -47,6 +48,22 @@ static void fill(uint8_t *p, size_t n, unsigned int seed)
 		p[i] = (uint8_t)(i * 31 + seed + (i >> 9));
 }
 
+/* pread_split() of all, and of an unaligned piece, equals @model. */
+static void read_back(int fd, int dfd, bool *off_flag, const uint8_t *model)
+{
+	uint8_t *back = xmalloc_direct(LEN);
+
+	assert_int_equal(pread_split(fd, dfd, off_flag, back, LEN, 0), 0);
+	assert_memory_equal(back, model, LEN);
+	assert_int_equal(pread_split(fd, dfd, off_flag, back, 3 * 4096 + 7,
+				     8192), 0);
+	assert_memory_equal(back, model + 8192, 3 * 4096 + 7);
+	assert_int_equal(pread_split(fd, dfd, off_flag, back + 1, 5000, 4096),
+			 0);
+	assert_memory_equal(back + 1, model + 4096, 5000);
+	free(back);
+}
+
 /* Write @len bytes of @src + @boff at @off both ways and compare. */
 static void one(int fd, int dfd, bool *off_flag, uint8_t *model,
 		uint8_t *src, size_t boff, size_t len, off_t off)
@@ -60,6 +77,7 @@ static void one(int fd, int dfd, bool *off_flag, uint8_t *model,
 	assert_int_equal(pwrite_split(fd, dfd, off_flag, src + boff, len, off),
 			 0);
 	memcpy(model + off, src + boff, len);
+	read_back(fd, dfd, off_flag, model);
 	assert_int_equal(pread_full(fd, back, LEN, 0), 0);
 	assert_memory_equal(back, model, LEN);
 	free(back);
@@ -81,7 +99,7 @@ static void test_split(void **state)
 	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	assert_true(fd >= 0);
 	assert_int_equal(ftruncate(fd, LEN), 0);
-	dfd = open_direct(fd);
+	dfd = open_direct(fd, O_RDWR);
 	if (dfd >= 0)
 		assert_true(fcntl(dfd, F_GETFL) & O_DIRECT);
 	fill(src, LEN, 1);
@@ -99,6 +117,11 @@ static void test_split(void **state)
 	/* No O_DIRECT descriptor: the same bytes. */
 	fill(src, LEN, 6);
 	one(fd, -1, &off_flag, model, src, 0, 32 << 10, 160 << 10);
+	/* A buffered write, still dirty, read around the cache. */
+	fill(src, LEN, 7);
+	assert_int_equal(pwrite_full(fd, src, 10000, 4096 * 3 + 5), 0);
+	memcpy(model + 4096 * 3 + 5, src, 10000);
+	read_back(fd, dfd, &off_flag, model);
 	assert_false(off_flag);
 	if (dfd >= 0)
 		close(dfd);
