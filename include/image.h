@@ -117,6 +117,8 @@ int image_fill_chunk(struct image *img, uint64_t i, enum store_prio prio,
  */
 bool image_needs_check(const struct image *img, uint64_t i);
 int image_check_chunk(struct image *img, uint64_t i);
+/* --in-place: chunk @i was checked and the target's range differs. */
+bool image_check_differs(const struct image *img, uint64_t i);
 /* The target's path (NULL without one), and whether it is a device. */
 const char *image_target(const struct image *img);
 bool image_target_is_blk(const struct image *img);

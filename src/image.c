@@ -1040,6 +1040,13 @@ bool image_needs_check(const struct image *img, uint64_t i)
 	       !ovl_chunk_guest(img->ovl, i);
 }
 
+bool image_check_differs(const struct image *img, uint64_t i)
+{
+	return img->in_place &&
+	       __atomic_load_n(&img->checked[i], __ATOMIC_RELAXED) ==
+		       CHECK_DIFFERS;
+}
+
 /* Chunk lock held: every absent block of chunk @i becomes present. */
 static int mark_absent_present(struct image *img, uint64_t i)
 {
