@@ -8,6 +8,7 @@
 #include "key.h"
 #include "opt.h"
 #include "store.h"
+#include "xfer.h"
 
 /*
  * The command line: one file per command (cmd_*.c, git's builtin/
@@ -16,11 +17,11 @@
  * (never argv), and opening the repository.  Main thread only.
  */
 
-/* The defaults of the repository options, stated once. */
-#define CLI_CONNECTIONS 16
-#define CLI_REMOTE_TIMEOUT_MS 60000
-#define CLI_REQUEST_TIMEOUT_MS 30000
-#define CLI_CONNECT_TIMEOUT_MS 10000
+/* The defaults of the repository options: the transports' (xfer.h). */
+#define CLI_CONNECTIONS XFER_SLOTS
+#define CLI_REMOTE_TIMEOUT_MS XFER_REMOTE_TIMEOUT_MS
+#define CLI_REQUEST_TIMEOUT_MS XFER_REQUEST_TIMEOUT_MS
+#define CLI_CONNECT_TIMEOUT_MS XFER_CONNECT_TIMEOUT_MS
 
 /* The state of one command's repository options. */
 struct cli {

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "xfer.h"
+
 /*
  * HTTP(S) GETs for the stores: one event-loop thread drives a libcurl
  * multi handle (keep-alive pool, HTTP/2 multiplexing over TLS), with
@@ -14,13 +16,6 @@
  * Callers block in fetch_get(); bodies are checked on the caller's
  * thread, never on the loop thread.
  */
-
-enum fetch_prio {
-	FETCH_DEMAND,		/* a reader waits: always gets a slot */
-	FETCH_READAHEAD,	/* at most connections - 1 in flight */
-	FETCH_STREAM,		/* at most connections - 2 in flight */
-	FETCH_NPRIO,
-};
 
 struct fetch_conf {
 	unsigned int connections;	/* transfers in flight, default 16 */
@@ -116,12 +111,5 @@ int fetch_get(struct fetch *f, const char *url, enum fetch_prio prio,
 /* Exposed for the unit tests. */
 int fetch_status_errno(long status);	/* 0 for 2xx */
 bool fetch_status_retryable(long status);
-/* Delay before retry @attempt (1-based): 100 ms doubling to 5 s, +-25 %
- * by @rnd (any 32-bit value). */
-uint64_t fetch_backoff_ms(unsigned int attempt, uint32_t rnd);
-/* May a request of class @p start, with @active transfers of each class
- * running and @n connections in all? */
-bool fetch_may_start(const unsigned int active[FETCH_NPRIO], unsigned int n,
-		     enum fetch_prio p);
 
 #endif

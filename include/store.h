@@ -58,9 +58,6 @@ struct store_ops {
 	 */
 	int (*put)(struct store *s, const char *path, const void *buf,
 		   size_t len, bool if_absent);
-	/* Where a path or chunk lives, for log lines (URL or file path). */
-	void (*describe)(struct store *s, const char *path, char *out,
-			 size_t outlen);
 	/*
 	 * Shutting down: requests in flight end at once and later ones
 	 * fail, all with -ECANCELED.  Any thread; returns at once.  NULL
@@ -73,6 +70,9 @@ struct store_ops {
 /* Embedded first in every backend's own struct. */
 struct store {
 	const struct store_ops *ops; /* immutable after open */
+	const char *where;	/* immutable after open, the backend's:
+				   what paths are relative to, for log
+				   lines (a directory, URL or repository) */
 };
 
 /* Options for every backend; strings are borrowed until store_close(). */
@@ -135,8 +135,13 @@ int store_put(struct store *s, const char *path, const void *buf,
  */
 bool store_err_logged(int err);
 void store_cancel(struct store *s);
-/* True for a store on this machine: parallelism then costs CPU only. */
-bool store_is_local(const struct store *s);
+/*
+ * Chunks worth having in flight: @connections, but for a store on this
+ * machine two per CPU (a chunk then costs CPU, not a round trip; two
+ * keep a core busy while the other waits for the disk).
+ */
+unsigned int store_parallelism(const struct store *s,
+			       unsigned int connections);
 
 /*
  * What a REPO argument names.  "scheme://..." is a URL; a path starting

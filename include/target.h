@@ -72,4 +72,26 @@ bool target_is_marked(const struct target *t);
  */
 void target_state_name(const struct target *t, char *out, size_t len);
 
+/*
+ * No state to resume: may this target start afresh for a disk of @disk
+ * bytes?  Holding data it is refused unless @overwrite, or @in_place
+ * (then it must be of the disk's size: an older version of it, kept).
+ * A file is otherwise made a sparse file of @disk bytes, old blocks
+ * dropped.  Refusals are logged as @who's: -EEXIST, -EINVAL or -errno.
+ */
+int target_prepare_fresh(struct target *t, const char *who, uint64_t disk,
+			 bool in_place, bool overwrite);
+
+/*
+ * Where the target's state file lives, in *@out (malloc'ed): @state_path
+ * if given, "<target>.lmstate" for a file, or for a block device a file
+ * under @state_dir named by what names the device's storage (beside a
+ * /dev node it would be on devtmpfs, gone at the next reboot with the
+ * record of what the guest wrote); a state found beside the device node
+ * is moved there.  0 or -errno, logged as @who's.
+ */
+int target_state_path(struct target *t, const char *who,
+		      const char *state_path, const char *state_dir,
+		      char **out);
+
 #endif

@@ -205,6 +205,119 @@ out:
 	return ret;
 }
 
+/* The mount command line, parsed: what struct mount_conf lacks. */
+struct mount_args {
+	struct opt_list archives;
+	struct opt_list seeds;
+	char *target;
+	char *target_dir;
+	char *state;
+	char *trace_dir;
+	char *trace_file;
+	char *log_file;
+	char *cutover_qmp;
+	unsigned int trace_time;
+	bool no_trace;
+	bool foreground;
+};
+
+static void mount_args_release(struct mount_args *a)
+{
+	opt_list_release(&a->archives);
+	opt_list_release(&a->seeds);
+	free(a->target);
+	free(a->target_dir);
+	free(a->state);
+	free(a->trace_dir);
+	free(a->trace_file);
+	free(a->log_file);
+	free(a->cutover_qmp);
+}
+
+/* Options that exclude or need each other, and the REPO argument (NULL:
+ * missing); the usage error, or 0. */
+static int check_args(struct mount_args *a, struct mount_conf *mc,
+		      const char *repo)
+{
+	const char *why = NULL;
+
+	if (mc->in_place && (mc->overwrite || mc->read_only))
+		why = "--in-place keeps what the target holds: not with "
+		      "--overwrite or --read-only";
+	else if (a->cutover_qmp && mc->cutover_libvirt)
+		why = "--cutover-qmp and --cutover-libvirt exclude each other";
+	else if ((a->cutover_qmp || mc->cutover_libvirt) &&
+		 (mc->read_only || mc->no_stream))
+		why = "a cut-over needs the stream to complete: not with "
+		      "--read-only or --no-stream";
+	else if (!repo)
+		why = "needs REPO SNAPSHOT MOUNTPOINT (or PBS_REPOSITORY)";
+	else if (!mc->read_only && !a->target && !a->target_dir)
+		why = "needs --target, --target-dir or --read-only";
+	else if (a->target && a->target_dir)
+		why = "--target and --target-dir exclude each other";
+	else if (a->state && !a->target)
+		why = "--state goes with --target";
+	else if (a->no_trace && (a->trace_dir || a->trace_file))
+		why = "--no-trace excludes --trace-dir and --prefetch-trace";
+	if (why)
+		return opt_usage_error("mount", "%s", why);
+	mc->archives = a->archives.v;
+	mc->narchives = (unsigned int)a->archives.n;
+	mc->seeds = a->seeds.v;
+	mc->nseeds = (unsigned int)a->seeds.n;
+	mc->trace_time_s = a->trace_time;
+	mc->cutover_qmp = a->cutover_qmp;
+	if (!a->no_trace && !a->trace_file && !a->trace_dir)
+		a->trace_dir = cli_default_dir("PBSLM_TRACE_DIR", "traces");
+	mc->target = a->target;
+	mc->target_dir = a->target_dir;
+	mc->state = a->state;
+	mc->trace_dir = a->trace_dir;
+	mc->trace_file = a->trace_file;
+	return 0;
+}
+
+/* A server of the mount at @mnt, started by its supervisor @sup. */
+static int serve(struct cli *c, struct mount_args *a, struct mount_conf *mc,
+		 const char *repo, const char *snapshot, const char *mnt,
+		 struct sup_client *sup)
+{
+	struct repo_snapshot *snap = NULL;
+	bool made_dir = false;
+	int ret;
+
+	/* The supervisor holds the secrets and the terminal. */
+	if (sup_client_secret(sup))
+		c->secret = xstrdup(sup_client_secret(sup));
+	if (sup_client_passphrase(sup))
+		c->passphrase = xstrdup(sup_client_passphrase(sup));
+	if (sup_client_hello(sup)->detach && sup_client_hello(sup)->restarts)
+		detach_stdio();
+	ret = cli_open_repo(c, repo);
+	if (!ret)
+		ret = repo_snapshot_open(c->s, c->ns, snapshot, c->key, &snap);
+	if (ret)
+		return EXIT_FAILURE;
+	if (a->target_dir && access(a->target_dir, F_OK))
+		made_dir = !mkdir_p(a->target_dir, 0750);
+	mc->state_dir = cli_default_dir("PBSLM_STATE_DIR", "state");
+	mc->snap = snap;
+	mc->sup = sup;
+	mc->mountpoint = mnt;
+	mc->connections = store_parallelism(c->s, c->store.connections);
+	if (sup_client_hello(sup)->detach)
+		mc->ready = server_ready;
+	ret = mount_run(mc);
+	ret = ret == -EPROTO ? SUP_EXIT_INCOMPATIBLE : cli_exit_code(ret);
+	/* A failed mount leaves no directory it made (if still empty). */
+	if (ret && made_dir)
+		rmdir(a->target_dir);
+	free((char *)mc->state_dir);
+	repo_snapshot_close(snap);
+	return ret;
+}
+
 int cmd_mount(int argc, char **argv)
 {
 	struct mount_conf mc = {
@@ -213,25 +326,11 @@ int cmd_mount(int argc, char **argv)
 		/* An unmounted daemon is gone within about a second. */
 		.lock_wait_ms = 5000,
 	};
-	struct repo_snapshot *snap = NULL;
-	struct opt_list archives = { 0 };
-	struct opt_list seeds = { 0 };
-	char *target = NULL;
-	char *target_dir = NULL;
-	char *state = NULL;
-	char *state_dir = NULL;
-	bool made_dir = false;
-	char *trace_dir = NULL;
-	char *trace_file = NULL;
-	char *log_file = NULL;
-	char *cutover_qmp = NULL;
-	unsigned int trace_time = 120;
-	bool no_trace = false;
+	struct mount_args a = { .trace_time = 120 };
 	char *mnt = NULL;
 	const char *repo = NULL;
 	char **args = NULL;
 	int shift = 1;
-	bool foreground = false;
 	struct cli c;
 	struct sup_client *sup = NULL;
 	char **argv_copy = NULL;
@@ -243,14 +342,16 @@ int cmd_mount(int argc, char **argv)
 	argv_copy = xcalloc(argc + 2, sizeof(*argv_copy));
 	memcpy(argv_copy + 1, argv, argc * sizeof(*argv));
 	ret = sup_client_open(&sup);
-	if (ret && ret != -ENOENT)
+	if (ret && ret != -ENOENT) {
+		free(argv_copy);
 		return EXIT_FAILURE;
+	}
 	const struct opt opts[] = {
-		OPT_PATH("target", &target, "PATH",
+		OPT_PATH("target", &a.target, "PATH",
 			 "target file or block device (one disk)"),
-		OPT_PATH("target-dir", &target_dir, "DIR",
+		OPT_PATH("target-dir", &a.target_dir, "DIR",
 			 "targets DIR/<name>.raw, one per disk"),
-		OPT_PATH("state", &state, "PATH",
+		OPT_PATH("state", &a.state, "PATH",
 			 "state file (default TARGET.lmstate)"),
 		OPT_BOOL(0, "overwrite", &mc.overwrite,
 			 "a target that holds data and has no state\n"
@@ -258,10 +359,10 @@ int cmd_mount(int argc, char **argv)
 		OPT_BOOL(0, "in-place", &mc.in_place,
 			 "the target holds an older version of the\n"
 			 "disk: only chunks that differ are fetched"),
-		OPT_LIST("seed", &seeds, "PATH",
+		OPT_LIST("seed", &a.seeds, "PATH",
 			 "a file or device that may hold chunks of\n"
 			 "the disk, read instead of fetched (repeatable)"),
-		OPT_LIST("archive", &archives, "NAME",
+		OPT_LIST("archive", &a.archives, "NAME",
 			 "mount only this archive (repeatable)"),
 		OPT_SIZE("cache-size", &mc.cache_size, "SIZE", 16u << 20,
 			 phys_mem(), "decoded-chunk cache (default 256M)"),
@@ -278,31 +379,31 @@ int cmd_mount(int argc, char **argv)
 		OPT_STRING(0, "on-complete", &mc.on_complete, "CMD",
 			   "run CMD (sh -c) when the restore completes\n"
 			   "(after the cut-over, if any)"),
-		OPT_PATH("cutover-qmp", &cutover_qmp, "SOCKET",
+		OPT_PATH("cutover-qmp", &a.cutover_qmp, "SOCKET",
 			 "at completion, move the QEMU behind this\n"
 			 "monitor socket onto the targets, then end"),
 		OPT_STRING(0, "cutover-libvirt", &mc.cutover_libvirt, "DOMAIN",
 			   "the same for a running libvirt domain"),
 		OPT_STRING(0, "libvirt-uri", &mc.libvirt_uri, "URI",
 			   "libvirt to ask (default qemu:///system)"),
-		OPT_PATH("trace-dir", &trace_dir, "DIR",
+		OPT_PATH("trace-dir", &a.trace_dir, "DIR",
 			 "boot traces (default /var/lib/pbs-livemount/\n"
 			 "traces as root; also PBSLM_TRACE_DIR)"),
-		OPT_PATH("prefetch-trace", &trace_file, "FILE",
+		OPT_PATH("prefetch-trace", &a.trace_file, "FILE",
 			 "this disk's boot trace: read from FILE if\n"
 			 "it exists, written to it (one disk)"),
-		OPT_UINT("trace-time", &trace_time, "SECS", 1, 86400,
+		OPT_UINT("trace-time", &a.trace_time, "SECS", 1, 86400,
 			 "record the chunks the guest reads in its\n"
 			 "first SECS (default 120)"),
-		OPT_BOOL(0, "no-trace", &no_trace,
+		OPT_BOOL(0, "no-trace", &a.no_trace,
 			 "neither read nor write boot traces"),
 		OPT_BOOL(0, "allow-other", &mc.allow_other,
 			 "let other users (e.g. QEMU) open the files"),
 		OPT_STRING('o', NULL, &mc.fuse_opts, "OPTS",
 			   "extra FUSE mount options"),
-		OPT_BOOL('f', "foreground", &foreground,
+		OPT_BOOL('f', "foreground", &a.foreground,
 			 "do not detach; log to stderr"),
-		OPT_PATH("log-file", &log_file, "FILE",
+		OPT_PATH("log-file", &a.log_file, "FILE",
 			 "log to FILE (appended; reopened on SIGHUP)\n"
 			 "instead of syslog once detached"),
 		OPT_INCLUDE(cli_repo_opts(&c), "repository options:"),
@@ -320,121 +421,26 @@ int cmd_mount(int argc, char **argv)
 		ret = ret == OPT_HELP_SHOWN ? 0 : ret;
 		goto out;
 	}
-	mc.archives = archives.v;
-	mc.narchives = (unsigned int)archives.n;
-	mc.seeds = seeds.v;
-	mc.nseeds = (unsigned int)seeds.n;
-	if (mc.in_place && (mc.overwrite || mc.read_only)) {
-		ret = opt_usage_error("mount", "--in-place keeps what the "
-				      "target holds: not with --overwrite or "
-				      "--read-only");
-		goto out;
-	}
-	mc.trace_time_s = trace_time;
-	mc.cutover_qmp = cutover_qmp;
-	if (cutover_qmp && mc.cutover_libvirt) {
-		ret = opt_usage_error("mount", "--cutover-qmp and "
-				      "--cutover-libvirt exclude each other");
-		goto out;
-	}
-	if ((cutover_qmp || mc.cutover_libvirt) &&
-	    (mc.read_only || mc.no_stream)) {
-		ret = opt_usage_error("mount", "a cut-over needs the stream to "
-				      "complete: not with --read-only or "
-				      "--no-stream");
-		goto out;
-	}
 	repo = cli_repo_arg(nargs, 3, argv + 1, &shift);
-	if (!repo) {
-		ret = opt_usage_error("mount", "needs REPO SNAPSHOT MOUNTPOINT "
-				      "(or PBS_REPOSITORY)");
+	ret = check_args(&a, &mc, repo);
+	if (ret)
 		goto out;
-	}
 	args = argv + 1 + shift;
-	if (!mc.read_only && !target && !target_dir) {
-		ret = opt_usage_error("mount", "needs --target, --target-dir or "
-				  "--read-only");
-		goto out;
-	}
-	if (target && target_dir) {
-		ret = opt_usage_error("mount", "--target and --target-dir exclude "
-				  "each other");
-		goto out;
-	}
-	if (state && !target) {
-		ret = opt_usage_error("mount", "--state goes with --target");
-		goto out;
-	}
-	if (no_trace && (trace_dir || trace_file)) {
-		ret = opt_usage_error("mount", "--no-trace excludes --trace-dir "
-				  "and --prefetch-trace");
-		goto out;
-	}
-	if (!no_trace && !trace_file && !trace_dir)
-		trace_dir = cli_default_dir("PBSLM_TRACE_DIR", "traces");
 	mnt = abs_path(args[1]);
-	ret = log_file ? log_set_file(log_file) : 0;
+	ret = a.log_file ? log_set_file(a.log_file) : 0;
 	if (ret) {
-		log_err("mount: cannot open log file '%s': %s", log_file,
+		log_err("mount: cannot open log file '%s': %s", a.log_file,
 			strerror(-ret));
 		ret = EXIT_FAILURE;
 		goto out;
 	}
-	if (!sup) {
-		ret = supervise(&c, repo, mnt, foreground, argc, argv_copy);
-		goto out;
-	}
-	/* A server: the supervisor holds the secrets and the terminal. */
-	if (sup_client_secret(sup))
-		c.secret = xstrdup(sup_client_secret(sup));
-	if (sup_client_passphrase(sup))
-		c.passphrase = xstrdup(sup_client_passphrase(sup));
-	if (sup_client_hello(sup)->detach && sup_client_hello(sup)->restarts)
-		detach_stdio();
-	ret = cli_open_repo(&c, repo);
-	if (!ret)
-		ret = repo_snapshot_open(c.s, c.ns, args[0], c.key, &snap);
-	if (ret) {
-		ret = EXIT_FAILURE;
-		goto out;
-	}
-	if (target_dir && access(target_dir, F_OK))
-		made_dir = !mkdir_p(target_dir, 0750);
-	state_dir = cli_default_dir("PBSLM_STATE_DIR", "state");
-	mc.snap = snap;
-	mc.sup = sup;
-	mc.mountpoint = mnt;
-	mc.target = target;
-	mc.target_dir = target_dir;
-	mc.state = state;
-	mc.state_dir = state_dir;
-	mc.trace_dir = trace_dir;
-	mc.trace_file = trace_file;
-	/* A local store needs CPUs, not requests in flight. */
-	mc.connections = store_is_local(c.s) ?
-				 MIN(c.store.connections,
-				     2 * (unsigned int)sysconf(_SC_NPROCESSORS_ONLN)) :
-				 c.store.connections;
-	if (sup_client_hello(sup)->detach)
-		mc.ready = server_ready;
-	ret = mount_run(&mc);
-	ret = ret == -EPROTO ? SUP_EXIT_INCOMPATIBLE : cli_exit_code(ret);
-	/* A failed mount leaves no directory it made (if still empty). */
-	if (ret && made_dir)
-		rmdir(target_dir);
+	if (!sup)
+		ret = supervise(&c, repo, mnt, a.foreground, argc, argv_copy);
+	else
+		ret = serve(&c, &a, &mc, repo, args[0], mnt, sup);
 out:
-	repo_snapshot_close(snap);
 	cli_release(&c);
-	opt_list_release(&archives);
-	opt_list_release(&seeds);
-	free(target);
-	free(target_dir);
-	free(state);
-	free(state_dir);
-	free(trace_dir);
-	free(trace_file);
-	free(log_file);
-	free(cutover_qmp);
+	mount_args_release(&a);
 	free(mnt);
 	free(argv_copy);
 	sup_client_close(sup);

@@ -145,11 +145,8 @@ static int restore_verify(int argc, char **argv, bool verify)
 		struct restore_conf rc = {
 			.archive = a,
 			.target = args[2],
-			/* Local chunks cost CPU, not round trips. */
-			.threads = store_is_local(c.s) ?
-				   MIN(c.store.connections,
-				       (unsigned int)sysconf(_SC_NPROCESSORS_ONLN)) :
-				   c.store.connections,
+			.threads = store_parallelism(c.s,
+						     c.store.connections),
 			.target_zeroed = target_zeroed,
 			.overwrite = overwrite,
 			.in_place = in_place,

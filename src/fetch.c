@@ -12,7 +12,7 @@
  * `connections` transfers run; stream requests may use at most
  * connections - 2 slots and readahead connections - 1, and the two
  * together never the last slot, so that a demand read always finds one
- * free at once (fetch_may_start).
+ * free at once (xfer_may_start).
  *
  * CPU: the loop thread decrypts TLS and parses HTTP for every transfer.
  * While only stream transfers run it drops to nice 19 like the stream
@@ -50,11 +50,9 @@
 #include "tls.h"
 #include "log.h"
 #include "util.h"
+#include "xfer.h"
 #include "banned.h"
 
-#define BACKOFF_FIRST_MS 100
-#define BACKOFF_MAX_MS 5000
-#define LAST_TRY_MS 100		/* less time left than this: give up */
 #define BACKGROUND_NICE 19
 
 struct req {
@@ -97,30 +95,6 @@ struct fetch {
 	bool told_connect;		/* atomic: "cannot connect" was said */
 };
 
-/*
- * One line per outage, not one per chunk: a give-up is logged unless
- * another was logged within the last remote timeout.
- */
-static bool giveup_should_log(struct fetch *f)
-{
-	uint64_t now = now_ns();
-	uint64_t last = __atomic_load_n(&f->last_giveup_ns, __ATOMIC_RELAXED);
-
-	if (last && now - last < f->conf.remote_timeout_ms * 1000000)
-		return false;
-	return __atomic_compare_exchange_n(&f->last_giveup_ns, &last, now,
-					   false, __ATOMIC_RELAXED,
-					   __ATOMIC_RELAXED);
-}
-
-static int curl_ready;	/* curl_global_init once, before threads */
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-
-static void curl_init_once(void)
-{
-	curl_ready = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
-}
-
 int fetch_status_errno(long status)
 {
 	if (status >= 200 && status < 300)
@@ -136,17 +110,6 @@ bool fetch_status_retryable(long status)
 {
 	return status == 408 || status == 425 || status == 429 ||
 	       (status >= 500 && status < 600);
-}
-
-uint64_t fetch_backoff_ms(unsigned int attempt, uint32_t rnd)
-{
-	uint64_t ms = BACKOFF_FIRST_MS;
-
-	for (unsigned int i = 1; i < attempt && ms < BACKOFF_MAX_MS; i++)
-		ms *= 2;
-	ms = MIN(ms, BACKOFF_MAX_MS);
-	/* jitter: 75 % .. 125 % */
-	return ms * 3 / 4 + (ms / 2) * (rnd % 1001) / 1000;
 }
 
 /* curl errors worth another try: the network, not us or the peer's cert. */
@@ -204,15 +167,6 @@ static uint64_t connect_deadline(struct fetch *f, const struct req *r,
 			 curl_easy_strerror(r->cc),
 			 (unsigned long long)f->conf.connect_timeout_ms / 1000);
 	return t0 + f->conf.connect_timeout_ms * 1000000;
-}
-
-/* ---- TLS: PBS-style pinning (tls.c) ---- */
-
-static CURLcode ssl_ctx_cb(CURL *easy, void *sslctx, void *arg)
-{
-	(void)easy;
-	tls_pin_install(arg, sslctx);
-	return CURLE_OK;
 }
 
 /* ---- debug trace, credentials redacted ---- */
@@ -302,17 +256,7 @@ static CURL *easy_get(struct fetch *f)
 			 (long)f->conf.request_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
 			 (long)MIN(f->conf.request_timeout_ms, 10000));
-	if (f->conf.ca_file)
-		curl_easy_setopt(e, CURLOPT_CAINFO, f->conf.ca_file);
-	if (f->conf.insecure) {
-		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
-		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
-	} else if (f->pin) {
-		/* The callback checks the names unless the pin decides. */
-		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
-		curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
-		curl_easy_setopt(e, CURLOPT_SSL_CTX_DATA, f->pin);
-	}
+	xfer_setup_tls(e, f->conf.ca_file, f->conf.insecure, f->pin);
 	if (f->conf.aws_sigv4) {
 		curl_easy_setopt(e, CURLOPT_AWS_SIGV4, f->conf.aws_sigv4);
 		curl_easy_setopt(e, CURLOPT_USERPWD, f->userpwd);
@@ -337,30 +281,12 @@ static void easy_put(struct fetch *f, CURL *e)
 	f->pool[f->npool++] = e;
 }
 
-bool fetch_may_start(const unsigned int active[FETCH_NPRIO], unsigned int n,
-		     enum fetch_prio p)
-{
-	unsigned int total = 0;
-	unsigned int cap = n;
-
-	for (int i = 0; i < FETCH_NPRIO; i++)
-		total += active[i];
-	if (p == FETCH_STREAM)
-		cap = n > 2 ? n - 2 : 1;
-	else if (p == FETCH_READAHEAD)
-		cap = n > 1 ? n - 1 : 1;
-	/* Background work leaves the last slot to demand reads. */
-	if (p != FETCH_DEMAND && n > 1 && total >= n - 1)
-		return false;
-	return total < n && active[p] < cap;
-}
-
 /* Start queued requests while slots are free; ->lock held. */
 static void start_queued(struct fetch *f)
 {
 	for (int p = 0; p < FETCH_NPRIO; p++) {
 		while (f->queue[p] &&
-		       fetch_may_start(f->active, f->conf.connections, p)) {
+		       xfer_may_start(f->active, f->conf.connections, p)) {
 			struct req *r = f->queue[p];
 			curl_off_t rate = 0;
 
@@ -547,33 +473,27 @@ int fetch_new(const struct fetch_conf *conf, struct fetch **out)
 {
 	struct fetch *f;
 
-	pthread_once(&curl_once, curl_init_once);
-	if (!curl_ready)
+	if (xfer_curl_init())
 		return -EIO;
 	f = xcalloc(1, sizeof(*f));
 	f->conf = *conf;
 	if (!f->conf.connections)
-		f->conf.connections = 16;
+		f->conf.connections = XFER_SLOTS;
 	if (!f->conf.remote_timeout_ms)
-		f->conf.remote_timeout_ms = 60000;
+		f->conf.remote_timeout_ms = XFER_REMOTE_TIMEOUT_MS;
 	if (!f->conf.request_timeout_ms)
-		f->conf.request_timeout_ms = 30000;
+		f->conf.request_timeout_ms = XFER_REQUEST_TIMEOUT_MS;
 	if (!f->conf.connect_timeout_ms)
-		f->conf.connect_timeout_ms = 10000;
+		f->conf.connect_timeout_ms = XFER_CONNECT_TIMEOUT_MS;
 	f->conf.ca_file = conf->ca_file ? xstrdup(conf->ca_file) : NULL;
 	f->conf.fingerprint = conf->fingerprint ? xstrdup(conf->fingerprint) :
 						  NULL;
 	f->conf.auth_header = NULL;
-	if (conf->fingerprint &&
-	    tls_pin_new(conf->fingerprint, conf->host, &f->pin)) {
-		log_err("fetch: cannot use fingerprint '%s': want 32 hex pairs "
-			"joined by ':'", conf->fingerprint);
+	if (xfer_tls_pin("fetch", conf->fingerprint, conf->host,
+			 conf->insecure, &f->pin)) {
 		fetch_free(f);
 		return -EINVAL;
 	}
-	if (conf->insecure)
-		log_warn("fetch: --insecure: server certificates are not "
-			 "verified");
 	if (conf->auth_header)
 		f->headers = curl_slist_append(NULL, conf->auth_header);
 	f->conf.aws_sigv4 = conf->aws_sigv4 ? xstrdup(conf->aws_sigv4) : NULL;
@@ -673,23 +593,6 @@ static void run_once(struct fetch *f, struct req *r, size_t max)
 	pthread_mutex_unlock(&f->lock);
 }
 
-/* Back-off nap that fetch_cancel() cuts short; true if cancelled. */
-static bool nap_ms(struct fetch *f, uint64_t ms)
-{
-	struct timespec ts;
-	bool cancel;
-
-	deadline_ms(CLOCK_REALTIME, ms, &ts);
-	pthread_mutex_lock(&f->lock);
-	while (!f->cancel &&
-	       pthread_cond_timedwait(&f->cancel_cond, &f->lock, &ts) !=
-		       ETIMEDOUT)
-		;
-	cancel = f->cancel;
-	pthread_mutex_unlock(&f->lock);
-	return cancel;
-}
-
 static bool is_cancelled(struct fetch *f)
 {
 	bool c;
@@ -742,12 +645,9 @@ int fetch_request(struct fetch *f, const struct fetch_request *rq,
 		  fetch_check_fn check, void *arg, struct fetch_response *resp)
 {
 	struct req r = { .rq = rq, .prio = rq->prio };
-	uint64_t deadline = now_ns() + f->conf.remote_timeout_ms * 1000000;
-	uint64_t t0 = now_ns();
-	unsigned int attempt = 0;
+	struct xfer_retry rt;
 	char why[CURL_ERROR_SIZE + 64];
 	char seen[96];
-	uint32_t seed = (uint32_t)(uintptr_t)&r ^ (uint32_t)t0;
 	const char *url = rq->url;
 	bool bad_body;
 	int ret;
@@ -757,10 +657,11 @@ int fetch_request(struct fetch *f, const struct fetch_request *rq,
 	if (ret)
 		return ret;
 	pthread_cond_init(&r.cond, NULL);
+	xfer_retry_start(&rt, f->conf.remote_timeout_ms, &r);
 	for (;;) {
 		uint64_t delay;
 
-		attempt++;
+		rt.attempt++;
 		bad_body = false;
 		run_once(f, &r, rq->max);
 		resp->status = r.status;
@@ -771,7 +672,8 @@ int fetch_request(struct fetch *f, const struct fetch_request *rq,
 		if (r.cc == CURLE_OK)
 			__atomic_store_n(&f->reached, true, __ATOMIC_RELAXED);
 		else if (never_reached(f, r.cc))
-			deadline = MIN(deadline, connect_deadline(f, &r, t0));
+			rt.deadline = MIN(rt.deadline,
+					  connect_deadline(f, &r, rt.t0));
 		if (r.cc == CURLE_OK && r.status >= 200 && r.status < 300) {
 			if (!check) {
 				resp->body = buf_steal(&r.body, &resp->len);
@@ -827,22 +729,17 @@ int fetch_request(struct fetch *f, const struct fetch_request *rq,
 				 r.errbuf[0] ? r.errbuf : curl_easy_strerror(r.cc));
 		}
 		buf_release(&r.body);
-		seed = seed * 1103515245u + 12345u;
-		delay = fetch_backoff_ms(attempt, seed >> 8);
-		/* The last try comes at the deadline, not a back-off early. */
-		if (now_ns() + delay * 1000000 >= deadline &&
-		    now_ns() + LAST_TRY_MS * 1000000 < deadline)
-			delay = (deadline - now_ns()) / 1000000;
-		if (now_ns() + delay * 1000000 >= deadline) {
+		if (!xfer_retry_next(&rt, &delay)) {
 			/* The checker knows why a body was bad: it logs. */
 			if (bad_body) {
 				ret = -EBADMSG;
 				goto out;
 			}
-			if (giveup_should_log(f))
+			if (xfer_giveup_should_log(&f->last_giveup_ns,
+						   f->conf.remote_timeout_ms))
 				log_err("fetch: cannot get '%s': %s (gave up "
 					"after %u tries in %.1f s)", url, why,
-					attempt, (now_ns() - t0) / 1e9);
+					rt.attempt, xfer_retry_elapsed(&rt));
 			else
 				log_debug(LOG_CAT_FETCH, "fetch: gave up on "
 					  "'%s' too: %s", url, why);
@@ -850,8 +747,8 @@ int fetch_request(struct fetch *f, const struct fetch_request *rq,
 			goto out;
 		}
 		log_debug(LOG_CAT_FETCH, "fetch: '%s': %s, retry %u in %llu ms",
-			  url, why, attempt, (unsigned long long)delay);
-		if (nap_ms(f, delay)) {
+			  url, why, rt.attempt, (unsigned long long)delay);
+		if (xfer_nap(&f->lock, &f->cancel_cond, &f->cancel, delay)) {
 			ret = -ECANCELED;
 			goto out;
 		}

@@ -46,6 +46,7 @@
 #include "log.h"
 #include "tls.h"
 #include "util.h"
+#include "xfer.h"
 #include "banned.h"
 
 #define HEAD_MAX (64u << 10)
@@ -111,14 +112,6 @@ struct h2 {
 	char errbuf[CURL_ERROR_SIZE];
 };
 
-static int curl_ready;
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-
-static void curl_init_once(void)
-{
-	curl_ready = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
-}
-
 static void wake(struct h2 *h)
 {
 	uint64_t one = 1;
@@ -172,13 +165,6 @@ static void fail_queued(struct h2 *h, int err)
 }
 
 /* ---- the connection (loop thread) ---- */
-
-static CURLcode ssl_ctx_cb(CURL *easy, void *sslctx, void *arg)
-{
-	(void)easy;
-	tls_pin_install(arg, sslctx);
-	return CURLE_OK;
-}
 
 static int xferinfo_cb(void *arg, curl_off_t a, curl_off_t b, curl_off_t c,
 		       curl_off_t d)
@@ -483,9 +469,8 @@ static int ng_frame_cb(nghttp2_session *s, const nghttp2_frame *frame,
 	return 0;
 }
 
-/* Drop the session: running requests fail (retryably), queued ones of
- * this generation too.  Loop thread, ->lock not held. */
-static void drop_session(struct h2 *h, const char *why)
+/* The connection and its HTTP/2 session, gone.  Loop thread. */
+static void close_conn(struct h2 *h)
 {
 	if (h->ngs) {
 		nghttp2_session_del(h->ngs);
@@ -495,6 +480,13 @@ static void drop_session(struct h2 *h, const char *why)
 		curl_easy_cleanup(h->easy);
 		h->easy = NULL;
 	}
+}
+
+/* Drop the session: running requests fail (retryably), queued ones of
+ * this generation too.  Loop thread, ->lock not held. */
+static void drop_session(struct h2 *h, const char *why)
+{
+	close_conn(h);
 	buf_release(&h->out);
 	h->out_off = 0;
 	pthread_mutex_lock(&h->lock);
@@ -585,16 +577,7 @@ static int do_connect(struct h2 *h, bool *retry)
 	curl_easy_setopt(h->easy, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(h->easy, CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
 	curl_easy_setopt(h->easy, CURLOPT_XFERINFODATA, h);
-	if (h->conf.ca_file)
-		curl_easy_setopt(h->easy, CURLOPT_CAINFO, h->conf.ca_file);
-	if (h->conf.insecure) {
-		curl_easy_setopt(h->easy, CURLOPT_SSL_VERIFYPEER, 0L);
-		curl_easy_setopt(h->easy, CURLOPT_SSL_VERIFYHOST, 0L);
-	} else if (h->pin) {
-		curl_easy_setopt(h->easy, CURLOPT_SSL_VERIFYHOST, 0L);
-		curl_easy_setopt(h->easy, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
-		curl_easy_setopt(h->easy, CURLOPT_SSL_CTX_DATA, h->pin);
-	}
+	xfer_setup_tls(h->easy, h->conf.ca_file, h->conf.insecure, h->pin);
 	h->errbuf[0] = '\0';
 	cc = curl_easy_perform(h->easy);
 	if (cc == CURLE_ABORTED_BY_CALLBACK) {
@@ -644,14 +627,7 @@ static int do_connect(struct h2 *h, bool *retry)
 	return 0;
 err:
 	buf_release(&rest);
-	if (h->ngs) {
-		nghttp2_session_del(h->ngs);
-		h->ngs = NULL;
-	}
-	if (h->easy) {
-		curl_easy_cleanup(h->easy);
-		h->easy = NULL;
-	}
+	close_conn(h);
 	return ret;
 }
 
@@ -686,7 +662,7 @@ static struct hreq *take_startable(struct h2 *h)
 				continue;
 			}
 			if ((!r->on_prepare && h->prepared != h->gen) ||
-			    !fetch_may_start(h->active, slots(h), p)) {
+			    !xfer_may_start(h->active, slots(h), p)) {
 				pp = &r->next;
 				continue;
 			}
@@ -969,8 +945,7 @@ int h2_new(const struct h2_conf *conf, struct h2 **out)
 {
 	struct h2 *h;
 
-	pthread_once(&curl_once, curl_init_once);
-	if (!curl_ready)
+	if (xfer_curl_init())
 		return -EIO;
 	h = xcalloc(1, sizeof(*h));
 	h->conf = *conf;
@@ -979,11 +954,11 @@ int h2_new(const struct h2_conf *conf, struct h2 **out)
 	h->conf.ca_file = conf->ca_file ? xstrdup(conf->ca_file) : NULL;
 	h->conf.fingerprint = NULL;
 	if (!h->conf.streams)
-		h->conf.streams = 16;
+		h->conf.streams = XFER_SLOTS;
 	if (!h->conf.remote_timeout_ms)
-		h->conf.remote_timeout_ms = 60000;
+		h->conf.remote_timeout_ms = XFER_REMOTE_TIMEOUT_MS;
 	if (!h->conf.request_timeout_ms)
-		h->conf.request_timeout_ms = 30000;
+		h->conf.request_timeout_ms = XFER_REQUEST_TIMEOUT_MS;
 	h->evfd = -1;
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_cond_init(&h->state_cond, NULL);
@@ -991,15 +966,9 @@ int h2_new(const struct h2_conf *conf, struct h2 **out)
 		h->tail[p] = &h->queue[p];
 	buf_init(&h->out, SIZE_MAX / 2);
 	h->tokens_ns = now_ns();
-	if (conf->fingerprint &&
-	    tls_pin_new(conf->fingerprint, conf->host, &h->pin)) {
-		log_err("h2: cannot use fingerprint '%s': want 32 hex pairs "
-			"joined by ':'", conf->fingerprint);
+	if (xfer_tls_pin("h2", conf->fingerprint, conf->host, conf->insecure,
+			 &h->pin))
 		goto err;
-	}
-	if (conf->insecure)
-		log_warn("h2: --insecure: server certificates are not "
-			 "verified");
 	h->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (h->evfd < 0 || pthread_create(&h->loop, NULL, loop_main, h))
 		goto err;
@@ -1183,43 +1152,11 @@ int h2_get_on(struct h2 *h, uint64_t session, const char *path, size_t max,
 	return ret;
 }
 
-static bool giveup_should_log(struct h2 *h)
-{
-	uint64_t now = now_ns();
-	uint64_t last = __atomic_load_n(&h->last_giveup_ns, __ATOMIC_RELAXED);
-
-	if (last && now - last < h->conf.remote_timeout_ms * 1000000)
-		return false;
-	return __atomic_compare_exchange_n(&h->last_giveup_ns, &last, now,
-					   false, __ATOMIC_RELAXED,
-					   __ATOMIC_RELAXED);
-}
-
-/* Back-off nap that h2_cancel() cuts short; true if cancelled. */
-static bool nap_ms(struct h2 *h, uint64_t ms)
-{
-	struct timespec ts;
-	bool cancel;
-
-	deadline_ms(CLOCK_REALTIME, ms, &ts);
-	pthread_mutex_lock(&h->lock);
-	while (!h->cancel &&
-	       pthread_cond_timedwait(&h->state_cond, &h->lock, &ts) !=
-		       ETIMEDOUT)
-		;
-	cancel = h->cancel;
-	pthread_mutex_unlock(&h->lock);
-	return cancel;
-}
-
 int h2_get(struct h2 *h, const char *path, enum fetch_prio prio, size_t max,
 	   fetch_check_fn check, void *arg, uint8_t **buf, size_t *len)
 {
 	struct hreq r = { .path = path, .prio = prio };
-	uint64_t t0 = now_ns();
-	uint64_t deadline = t0 + h->conf.remote_timeout_ms * 1000000;
-	uint32_t seed = (uint32_t)(uintptr_t)&r ^ (uint32_t)t0;
-	unsigned int attempt = 0;
+	struct xfer_retry rt;
 	bool refused_once = false;
 	bool bad_body;
 	char why[300];
@@ -1229,10 +1166,11 @@ int h2_get(struct h2 *h, const char *path, enum fetch_prio prio, size_t max,
 	int ret;
 
 	pthread_cond_init(&r.cond, NULL);
+	xfer_retry_start(&rt, h->conf.remote_timeout_ms, &r);
 	for (;;) {
 		uint64_t delay;
 
-		attempt++;
+		rt.attempt++;
 		bad_body = false;
 		ret = ensure_ready(h, &gen, &final);
 		if (ret == -ECANCELED || final)
@@ -1250,7 +1188,7 @@ int h2_get(struct h2 *h, const char *path, enum fetch_prio prio, size_t max,
 		if (r.err == -ESTALE) {
 			/* The session changed before it was sent: at once. */
 			buf_release(&r.body);
-			attempt--;
+			rt.attempt--;
 			continue;
 		}
 		if (r.err) {
@@ -1304,24 +1242,23 @@ int h2_get(struct h2 *h, const char *path, enum fetch_prio prio, size_t max,
 			 text[0] ? ": " : "", text);
 retry:
 		buf_release(&r.body);
-		seed = seed * 1103515245u + 12345u;
-		delay = fetch_backoff_ms(attempt, seed >> 8);
-		if (now_ns() + delay * 1000000 >= deadline) {
+		if (!xfer_retry_next(&rt, &delay)) {
 			if (bad_body) {
 				ret = -EBADMSG;
 				goto out;
 			}
-			if (giveup_should_log(h))
+			if (xfer_giveup_should_log(&h->last_giveup_ns,
+						   h->conf.remote_timeout_ms))
 				log_err("h2: cannot get '%s' from '%s': %s "
 					"(gave up after %u tries in %.1f s)",
-					path, h->conf.label, why, attempt,
-					(now_ns() - t0) / 1e9);
+					path, h->conf.label, why, rt.attempt,
+					xfer_retry_elapsed(&rt));
 			ret = -EIO;
 			goto out;
 		}
 		log_debug(LOG_CAT_FETCH, "h2: '%s': %s, retry %u in %llu ms",
-			  path, why, attempt, (unsigned long long)delay);
-		if (nap_ms(h, delay)) {
+			  path, why, rt.attempt, (unsigned long long)delay);
+		if (xfer_nap(&h->lock, &h->state_cond, &h->cancel, delay)) {
 			ret = -ECANCELED;
 			goto out;
 		}

@@ -208,130 +208,6 @@ static int check_restored_data(struct image *img)
 	return 0;
 }
 
-/*
- * No state to resume: the target must not hold data unless the user
- * said --overwrite.  A file is then made a sparse file of the image's
- * size, old blocks dropped.
- */
-static int prepare_fresh_target(struct image *img,
-				const struct image_conf *conf)
-{
-	uint64_t size = target_size(img->tgt);
-	uint64_t where = 0;
-	int ret;
-
-	/* An older version of this disk: kept, and checked chunk by chunk. */
-	if (conf->in_place) {
-		if (!img->is_blk && size != img->size) {
-			log_err("image: cannot restore in place onto '%s': it "
-				"has %llu bytes, the disk %llu (not an older "
-				"version of this disk)", img->target,
-				(unsigned long long)size,
-				(unsigned long long)img->size);
-			return -EINVAL;
-		}
-		return 0;
-	}
-	if (!conf->overwrite) {
-		ret = target_find_data(img->tgt, &where);
-		if (ret < 0) {
-			log_err("image: cannot read target '%s': %s",
-				img->target, strerror(-ret));
-			return ret;
-		}
-		if (ret) {
-			log_err("image: cannot use target '%s': it holds data "
-				"(at offset %llu) and there is no state file to "
-				"resume; give --in-place if it is an older "
-				"version of this disk (only what differs is "
-				"fetched), --overwrite to restore over it all",
-				img->target, (unsigned long long)where);
-			return -EEXIST;
-		}
-	}
-	if (img->is_blk)
-		return 0;
-	if (size && size != img->size && !conf->overwrite) {
-		log_err("image: cannot use target '%s': size %llu, image is "
-			"%llu bytes; give --overwrite to replace it",
-			img->target, (unsigned long long)size,
-			(unsigned long long)img->size);
-		return -EINVAL;
-	}
-	if ((size && ftruncate(img->fd, 0) < 0) ||
-	    ftruncate(img->fd, img->size) < 0) {
-		ret = -errno;
-		log_err("image: cannot size target '%s': %s", img->target,
-			strerror(errno));
-		return ret;
-	}
-	return 0;
-}
-
-/*
- * Copy the state at @from to @to (a new file, synced) and remove
- * @from: a rename cannot leave devtmpfs.  The target's lock is held,
- * so no daemon owns either file.
- */
-static int move_state(const char *from, const char *to)
-{
-	uint8_t *buf = NULL;
-	size_t len = 0;
-	int ret;
-
-	ret = read_file(from, SIZE_MAX / 2, &buf, &len);
-	if (!ret)
-		ret = write_file_new(to, buf, len, 0600);
-	free(buf);
-	if (ret) {
-		log_err("image: cannot move state '%s' to '%s': %s", from, to,
-			strerror(-ret));
-		return ret;
-	}
-	unlink(from);
-	log_info("image: state '%s' moved to '%s', where it outlives a "
-		 "reboot", from, to);
-	return 0;
-}
-
-/*
- * The state file: --state, "<target>.lmstate" for a file, or for a
- * block device a file under @state_dir named by what names the
- * device's storage (beside a /dev node it would be on devtmpfs, gone
- * at the next reboot with the record of what the guest wrote).
- */
-static int state_path(struct image *img, const struct image_conf *conf,
-		      char **out)
-{
-	char name[256];
-	char *legacy;
-	int ret;
-
-	if (conf->state_path || !img->is_blk || !conf->state_dir) {
-		*out = conf->state_path ? xstrdup(conf->state_path) :
-				      xasprintf("%s.lmstate", conf->target);
-		return 0;
-	}
-	ret = mkdir_p(conf->state_dir, 0700);
-	if (ret) {
-		log_err("image: cannot create '%s': %s", conf->state_dir,
-			strerror(-ret));
-		return ret;
-	}
-	target_state_name(img->tgt, name, sizeof(name));
-	*out = xasprintf("%s/%s", conf->state_dir, name);
-	legacy = xasprintf("%s.lmstate", conf->target);
-	ret = 0;
-	if (!access(legacy, F_OK) && access(*out, F_OK))
-		ret = move_state(legacy, *out);
-	free(legacy);
-	if (ret) {
-		free(*out);
-		*out = NULL;
-	}
-	return ret;
-}
-
 int image_open(const struct image_conf *conf, struct image **out)
 {
 	struct target_conf tc = {
@@ -383,13 +259,15 @@ int image_open(const struct image_conf *conf, struct image **out)
 		goto err;
 	img->fd = target_fd(img->tgt);
 	img->is_blk = target_is_blk(img->tgt);
-	ret = state_path(img, conf, &img->state);
+	ret = target_state_path(img->tgt, "image", conf->state_path,
+				conf->state_dir, &img->state);
 	if (ret)
 		goto err;
 	img->dfd = open_direct(img->fd, O_RDWR);
 	resume = !access(img->state, F_OK);
 	if (!resume)
-		ret = prepare_fresh_target(img, conf);
+		ret = target_prepare_fresh(img->tgt, "image", img->size,
+					   conf->in_place, conf->overwrite);
 	if (!ret)
 		ret = target_identity(img->tgt, !resume, oc.target_id,
 				      sizeof(oc.target_id));

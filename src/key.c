@@ -140,33 +140,48 @@ static int derive(const char *path, json_object *kdf, const char *pass,
 	return bad_field(path, "kdf");
 }
 
+/* Key file @path as a JSON object; its text is wiped.  -errno, logged. */
+static int read_key_json(const char *path, json_object **root)
+{
+	uint8_t *text = NULL;
+	size_t len = 0;
+	int ret;
+
+	*root = NULL;
+	ret = read_file(path, KEY_FILE_MAX, &text, &len);
+	if (ret) {
+		log_err("key: cannot read '%s': %s", path, strerror(-ret));
+		return ret;
+	}
+	*root = json_tokener_parse((const char *)text);
+	crypto_wipe(text, len);
+	free(text);
+	if (!*root || !json_object_is_type(*root, json_type_object)) {
+		log_err("key: cannot read '%s': not a JSON key file", path);
+		json_object_put(*root);
+		*root = NULL;
+		return -EBADMSG;
+	}
+	return 0;
+}
+
 int key_load_file(const char *path, const char *passphrase,
 		  struct key_material **out)
 {
 	struct key_material *k = NULL;
 	json_object *root = NULL;
 	json_object *kdf = NULL;
-	uint8_t *text = NULL;
 	uint8_t data[64];
 	uint8_t kek[32];
 	uint8_t raw[32];
 	uint8_t fp[32];
-	size_t textlen = 0;
 	size_t dlen = 0;
 	const char *s;
 	int ret;
 
-	ret = read_file(path, KEY_FILE_MAX, &text, &textlen);
-	if (ret) {
-		log_err("key: cannot read '%s': %s", path, strerror(-ret));
+	ret = read_key_json(path, &root);
+	if (ret)
 		return ret;
-	}
-	root = json_tokener_parse((const char *)text);
-	if (!root || !json_object_is_type(root, json_type_object)) {
-		log_err("key: cannot read '%s': not a JSON key file", path);
-		ret = -EBADMSG;
-		goto out;
-	}
 	s = get_str(root, "data");
 	if (!s || crypto_base64_decode(s, data, sizeof(data), &dlen)) {
 		ret = bad_field(path, "data");
@@ -230,10 +245,6 @@ out:
 	crypto_wipe(raw, sizeof(raw));
 	crypto_wipe(kek, sizeof(kek));
 	crypto_wipe(data, sizeof(data));
-	if (text) {
-		crypto_wipe(text, textlen);
-		free(text);
-	}
 	json_object_put(root);
 	return ret;
 }
@@ -336,25 +347,15 @@ int key_read_info(const char *path, struct key_info *info)
 	struct key_material *k = NULL;
 	json_object *root = NULL;
 	json_object *kdf = NULL;
-	uint8_t *text = NULL;
 	uint8_t data[64];
-	size_t textlen = 0;
 	size_t dlen = 0;
 	const char *s;
 	int ret;
 
 	memset(info, 0, sizeof(*info));
-	ret = read_file(path, KEY_FILE_MAX, &text, &textlen);
-	if (ret) {
-		log_err("key: cannot read '%s': %s", path, strerror(-ret));
+	ret = read_key_json(path, &root);
+	if (ret)
 		return ret;
-	}
-	root = json_tokener_parse((const char *)text);
-	if (!root || !json_object_is_type(root, json_type_object)) {
-		log_err("key: cannot read '%s': not a JSON key file", path);
-		ret = -EBADMSG;
-		goto out;
-	}
 	if (!json_object_object_get_ex(root, "kdf", &kdf)) {
 		ret = bad_field(path, "kdf");
 		goto out;
@@ -395,8 +396,6 @@ int key_read_info(const char *path, struct key_info *info)
 out:
 	key_free(k);
 	crypto_wipe(data, sizeof(data));
-	crypto_wipe(text, textlen);
-	free(text);
 	json_object_put(root);
 	return ret;
 }

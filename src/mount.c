@@ -43,6 +43,7 @@
 #include "mount.h"
 #include "qmp.h"
 #include "readahead.h"
+#include "status.h"
 #include "stream.h"
 #include "sup.h"
 #include "trace.h"
@@ -574,63 +575,6 @@ static const char *mount_state(struct mount *m)
 	return stream_is_paused(m->stream) ? "paused" : "streaming";
 }
 
-/*
- * ,"cutover":{"took":S,"disks":N} once cut over, or
- * ,"cutover_error":"..." after a failed attempt.  ->lock held.
- */
-static void cut_json(struct mount *m, char *out, size_t len)
-{
-	json_object *o;
-
-	out[0] = '\0';
-	if (m->cut == CUT_DONE) {
-		snprintf(out, len, ",\"cutover\":{\"took\":%.3f,\"disks\":%u,"
-			 "\"guest_pause\":0}", m->cut_res.took,
-			 m->cut_res.moved);
-	} else if (m->cut == CUT_FAILED || m->cut == CUT_WAITING) {
-		o = json_object_new_string(m->cut_res.error);
-		snprintf(out, len, ",\"cutover_%s\":%s",
-			 m->cut == CUT_FAILED ? "error" : "waiting",
-			 json_object_to_json_string(o));
-		json_object_put(o);
-	}
-}
-
-/* "last_restart":{...}, when a server ran before this one. */
-static void restart_json(struct mount *m, char *out, size_t len)
-{
-	const struct sup_hello *h = sup_client_hello(m->conf->sup);
-	json_object *o;
-
-	out[0] = '\0';
-	if (!h->restarts)
-		return;
-	o = json_object_new_string(h->cause);
-	snprintf(out, len, "\"last_restart\":{\"cause\":%s,\"guest_wait_ms\":"
-		 "%llu},", json_object_to_json_string(o),
-		 (unsigned long long)m->guest_wait_ms);
-	json_object_put(o);
-}
-
-/* ,"stalled":"cannot write target '...': <reason>" when stalled. */
-static void stall_json(struct mount *m, char *out, size_t len)
-{
-	const char *target = NULL;
-	json_object *o;
-	char why[600];
-	int err;
-
-	out[0] = '\0';
-	err = m->stream ? stream_stall(m->stream, &target) : 0;
-	if (!err)
-		return;
-	snprintf(why, sizeof(why), "cannot write target '%s': %s", target,
-		 strerror(-err));
-	o = json_object_new_string(why);
-	snprintf(out, len, ",\"stalled\":%s", json_object_to_json_string(o));
-	json_object_put(o);
-}
-
 static size_t prefetch_total(const struct mount *m)
 {
 	size_t n = 0;
@@ -640,148 +584,80 @@ static size_t prefetch_total(const struct mount *m)
 	return n;
 }
 
-/* The ".status" document, generated on every open. */
-/*
- * A disk's ,"reused":{...} (chunks and bytes from its old target and
- * from seeds instead of the store) and, with --in-place,
- * ,"check":{...} (the comparison with the old target: chunks, bytes
- * read and hashed, and their rate).
- */
-static void reuse_json(struct mount *m, const struct image_stats *st,
-		       char *out, size_t len)
+static enum status_cut cut_kind(const struct mount *m)
 {
-	int n;
-
-	out[0] = '\0';
-	if (!st->in_place && !m->seeds)
-		return;
-	n = snprintf(out, len, ",\"reused\":{\"target_chunks\":%llu,"
-		     "\"target_bytes\":%llu,\"seed_chunks\":%llu,"
-		     "\"seed_bytes\":%llu,\"not_downloaded\":%llu}",
-		     (unsigned long long)st->target_chunks,
-		     (unsigned long long)st->target_bytes,
-		     (unsigned long long)st->seed_chunks,
-		     (unsigned long long)st->seed_bytes,
-		     (unsigned long long)(st->target_bytes + st->seed_bytes));
-	if (st->in_place && n > 0 && (size_t)n < len)
-		snprintf(out + n, len - n, ",\"check\":{\"total\":%llu,"
-			 "\"done\":%llu,\"bytes\":%llu,\"rate\":%.0f}",
-			 (unsigned long long)st->check_total,
-			 (unsigned long long)st->check_done,
-			 (unsigned long long)st->check_bytes,
-			 st->check_ns ? st->check_bytes * 1e9 / st->check_ns :
-					0.0);
+	switch (m->cut) {
+	case CUT_DONE:
+		return STATUS_CUT_DONE;
+	case CUT_FAILED:
+		return STATUS_CUT_FAILED;
+	case CUT_WAITING:
+		return STATUS_CUT_WAITING;
+	default:
+		return STATUS_CUT_NONE;
+	}
 }
 
-/* ,"seeds":{...}: their indexing and use, with --seed. */
-static void seeds_json(struct mount *m, char *out, size_t len)
-{
-	struct reuse_seeds_stats st;
-
-	out[0] = '\0';
-	if (!m->seeds)
-		return;
-	reuse_seeds_get_stats(m->seeds, &st);
-	snprintf(out, len, "\"seeds\":{\"bytes\":%llu,\"indexed\":%llu,"
-		 "\"ready\":%s,\"ranges\":%llu,\"used\":%llu,"
-		 "\"changed\":%llu},", (unsigned long long)st.bytes,
-		 (unsigned long long)st.indexed, st.ready ? "true" : "false",
-		 (unsigned long long)st.ranges, (unsigned long long)st.used,
-		 (unsigned long long)st.changed);
-}
-
+/* The ".status" document, generated on every open (status.c writes
+ * it from the facts gathered here). */
 static int status_json(void *arg, char **out)
 {
 	struct mount *m = arg;
-	struct ccache_stats cs;
-	struct buf b;
-	char line[2048];
-	char reuse[600];
-	char stall[700];
-	char cut[1000];
-	char last[300];
-	char seeds[300];
-	bool stalled;
-	double hit;
-	int ret = 0;
+	const struct sup_hello *h = sup_client_hello(m->conf->sup);
+	struct status_disk *disks;
+	struct status_facts f = {
+		.pid = (int)getpid(),
+		.supervisor = (int)h->supervisor,
+		.restarts = h->restarts,
+		.restart_cause = h->restarts ? h->cause : NULL,
+		.guest_wait_ms = m->guest_wait_ms,
+		.snapshot = repo_snapshot_path(m->conf->snap),
+		.started = (long long)m->started,
+		.prefetch_chunks = prefetch_total(m),
+		.has_seeds = m->seeds != NULL,
+		.ndisks = m->nimages,
+	};
+	const char *target = NULL;
+	char stalled[600];
+	int err;
+	int ret;
 
-	buf_init(&b, 1 << 20);
-	ccache_get_stats(m->cache, &cs);
-	stall_json(m, stall, sizeof(stall));
-	stalled = stall[0];
-	restart_json(m, last, sizeof(last));
-	seeds_json(m, seeds, sizeof(seeds));
-	hit = cs.hits + cs.misses ? (double)cs.hits / (cs.hits + cs.misses) :
-				    0;
+	disks = xcalloc(m->nimages ? m->nimages : 1, sizeof(*disks));
+	ccache_get_stats(m->cache, &f.cache);
+	if (m->seeds)
+		reuse_seeds_get_stats(m->seeds, &f.seeds);
+	err = m->stream ? stream_stall(m->stream, &target) : 0;
+	if (err) {
+		snprintf(stalled, sizeof(stalled),
+			 "cannot write target '%s': %s", target,
+			 strerror(-err));
+		f.stalled = stalled;
+	}
+	f.stream_errors = m->stream ? stream_errors(m->stream) : 0;
+	f.prefetch_done = m->stream ? stream_prefetched(m->stream) :
+			  m->prefetcher ? stream_prefetched(m->prefetcher) : 0;
 	pthread_mutex_lock(&m->lock);
-	cut_json(m, cut, sizeof(cut));
-	snprintf(line, sizeof(line),
-		 "{\"version\":1,\"pid\":%d,\"supervisor\":%d,"
-		 "\"restarts\":%u,\"state\":\"%s\"%s%s,"
-		 "\"snapshot\":\"%s\","
-		 "\"started\":%lld,\"elapsed\":%lld,\"took\":%.1f,"
-		 "\"stream_errors\":%llu,\"stream_yielding\":%s,"
-		 "%s%s\"prefetch\":{\"chunks\":%llu,\"done\":%llu},"
-		 "\"cache\":{\"hits\":%llu,\"misses\":%llu,\"hit_rate\":%.3f,"
-		 "\"bytes\":%llu,\"evictions\":%llu},\"disks\":[",
-		 (int)getpid(), (int)sup_client_hello(m->conf->sup)->supervisor,
-		 sup_client_hello(m->conf->sup)->restarts, mount_state(m),
-		 stall, cut,
-		 repo_snapshot_path(m->conf->snap),
-		 (long long)m->started,
-		 /* Frozen at completion: how long the restore took. */
-		 (long long)(m->complete ? (time_t)(m->took + 0.5) :
-					   time(NULL) - m->started),
-		 m->complete ? m->took : -1.0,
-		 (unsigned long long)(m->stream ? stream_errors(m->stream) : 0),
-		 m->stream && !m->complete && stream_is_yielding(m->stream) ?
-			 "true" : "false",
-		 last, seeds, (unsigned long long)prefetch_total(m),
-		 (unsigned long long)(m->stream ? stream_prefetched(m->stream) :
-				      m->prefetcher ?
-				      stream_prefetched(m->prefetcher) : 0),
-		 (unsigned long long)cs.hits, (unsigned long long)cs.misses,
-		 hit, (unsigned long long)cs.bytes,
-		 (unsigned long long)cs.evictions);
-	ret = buf_append(&b, line, strlen(line));
-	for (unsigned int i = 0; !ret && i < m->nimages; i++) {
-		struct image_stats st;
-		double rate = m->prog[i].rate;
-		double eta;
-
-		image_get_stats(m->images[i], &st);
-		reuse_json(m, &st, reuse, sizeof(reuse));
-		/* Stalled: no rate says when it ends. */
-		eta = st.complete ? 0 :
-		      rate > 1 && !stalled ?
-				(st.size - st.present_bytes) / rate : -1;
-		snprintf(line, sizeof(line),
-			 "%s{\"name\":\"%s\",\"size\":%llu,\"present\":%llu,"
-			 "\"percent\":%.2f,\"fetched\":%llu,\"rate\":%.0f,"
-			 "\"eta\":%.0f,\"read_errors\":%llu,"
-			 "\"chunks\":%llu,\"chunks_left\":%llu,"
-			 "\"fetched_chunks\":%llu%s,\"complete\":%s}",
-			 i ? "," : "", image_name(m->images[i]),
-			 (unsigned long long)st.size,
-			 (unsigned long long)st.present_bytes,
-			 st.size ? 100.0 * st.present_bytes / st.size : 100.0,
-			 (unsigned long long)st.fetched_bytes, rate, eta,
-			 (unsigned long long)st.read_errors,
-			 (unsigned long long)st.chunks_total,
-			 (unsigned long long)st.chunks_incomplete,
-			 (unsigned long long)st.fetched_chunks, reuse,
-			 st.complete ? "true" : "false");
-		ret = buf_append(&b, line, strlen(line));
+	f.state = mount_state(m);
+	f.cut = cut_kind(m);
+	f.cut_took = m->cut_res.took;
+	f.cut_moved = m->cut_res.moved;
+	f.cut_error = m->cut_res.error;
+	/* Frozen at completion: how long the restore took. */
+	f.elapsed = m->complete ? (long long)(m->took + 0.5) :
+				  (long long)(time(NULL) - m->started);
+	f.took = m->complete ? m->took : -1.0;
+	f.stream_yielding = m->stream && !m->complete &&
+			    stream_is_yielding(m->stream);
+	for (unsigned int i = 0; i < m->nimages; i++) {
+		disks[i].name = image_name(m->images[i]);
+		disks[i].rate = m->prog[i].rate;
+		image_get_stats(m->images[i], &disks[i].st);
 	}
+	f.disks = disks;
+	ret = status_doc_write(&f, out);
 	pthread_mutex_unlock(&m->lock);
-	if (!ret)
-		ret = buf_append(&b, "]}\n", 3);
-	if (ret) {
-		buf_release(&b);
-		return ret;
-	}
-	*out = (char *)buf_steal(&b, NULL);
-	return 0;
+	free(disks);
+	return ret;
 }
 
 static uint64_t max_chunk(const struct mount *m)

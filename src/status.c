@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The status command: a reader of the ".status" JSON document.  Single
- * threaded; no state between calls.
+ * The ".status" JSON document: its writer (any thread; no state) and the
+ * status command that reads it (single threaded).  Version 1; fields are
+ * only ever added.
  */
 #include "config.h"
 
@@ -21,6 +22,171 @@
 #include "banned.h"
 
 #define BAR_WIDTH 30
+
+/* ---- the writer ---- */
+
+static void add(json_object *o, const char *key, json_object *v)
+{
+	json_object_object_add(o, key, v);
+}
+
+static json_object *u64(uint64_t v)
+{
+	return json_object_new_uint64(v);
+}
+
+/* A number written with @fmt ("%.0f"), so the document stays short. */
+static json_object *dbl(double v, const char *fmt)
+{
+	char text[64];
+
+	snprintf(text, sizeof(text), fmt, v);
+	return json_object_new_double_s(v, text);
+}
+
+/* "reused" (chunks and bytes from the old target and seeds instead of
+ * the store) and, with --in-place, "check" (the comparison with the old
+ * target: chunks, bytes read and hashed, their rate). */
+static void add_reuse(json_object *d, const struct image_stats *st,
+		      bool seeds)
+{
+	json_object *r;
+	json_object *c;
+
+	if (!st->in_place && !seeds)
+		return;
+	r = json_object_new_object();
+	add(r, "target_chunks", u64(st->target_chunks));
+	add(r, "target_bytes", u64(st->target_bytes));
+	add(r, "seed_chunks", u64(st->seed_chunks));
+	add(r, "seed_bytes", u64(st->seed_bytes));
+	add(r, "not_downloaded", u64(st->target_bytes + st->seed_bytes));
+	add(d, "reused", r);
+	if (!st->in_place)
+		return;
+	c = json_object_new_object();
+	add(c, "total", u64(st->check_total));
+	add(c, "done", u64(st->check_done));
+	add(c, "bytes", u64(st->check_bytes));
+	add(c, "rate", dbl(st->check_ns ? st->check_bytes * 1e9 / st->check_ns :
+					  0.0, "%.0f"));
+	add(d, "check", c);
+}
+
+static json_object *disk_doc(const struct status_disk *dk, bool stalled,
+			     bool seeds)
+{
+	const struct image_stats *st = &dk->st;
+	json_object *d = json_object_new_object();
+	/* Stalled: no rate says when it ends. */
+	double eta = st->complete ? 0 :
+		     dk->rate > 1 && !stalled ?
+			     (st->size - st->present_bytes) / dk->rate : -1;
+
+	add(d, "name", json_object_new_string(dk->name));
+	add(d, "size", u64(st->size));
+	add(d, "present", u64(st->present_bytes));
+	add(d, "percent", dbl(st->size ? 100.0 * st->present_bytes / st->size :
+					 100.0, "%.2f"));
+	add(d, "fetched", u64(st->fetched_bytes));
+	add(d, "rate", dbl(dk->rate, "%.0f"));
+	add(d, "eta", dbl(eta, "%.0f"));
+	add(d, "read_errors", u64(st->read_errors));
+	add(d, "chunks", u64(st->chunks_total));
+	add(d, "chunks_left", u64(st->chunks_incomplete));
+	add(d, "fetched_chunks", u64(st->fetched_chunks));
+	add_reuse(d, st, seeds);
+	add(d, "complete", json_object_new_boolean(st->complete));
+	return d;
+}
+
+static void add_cut(json_object *doc, const struct status_facts *f)
+{
+	json_object *c;
+
+	switch (f->cut) {
+	case STATUS_CUT_DONE:
+		c = json_object_new_object();
+		add(c, "took", dbl(f->cut_took, "%.3f"));
+		add(c, "disks", u64(f->cut_moved));
+		add(c, "guest_pause", u64(0));
+		add(doc, "cutover", c);
+		break;
+	case STATUS_CUT_WAITING:
+	case STATUS_CUT_FAILED:
+		add(doc, f->cut == STATUS_CUT_FAILED ? "cutover_error" :
+						       "cutover_waiting",
+		    json_object_new_string(f->cut_error ? f->cut_error : ""));
+		break;
+	case STATUS_CUT_NONE:
+		break;
+	}
+}
+
+int status_doc_write(const struct status_facts *f, char **out)
+{
+	const struct ccache_stats *cs = &f->cache;
+	json_object *doc = json_object_new_object();
+	json_object *o;
+	const char *text;
+
+	add(doc, "version", u64(1));
+	add(doc, "pid", json_object_new_int(f->pid));
+	add(doc, "supervisor", json_object_new_int(f->supervisor));
+	add(doc, "restarts", u64(f->restarts));
+	add(doc, "state", json_object_new_string(f->state));
+	if (f->stalled)
+		add(doc, "stalled", json_object_new_string(f->stalled));
+	add_cut(doc, f);
+	add(doc, "snapshot", json_object_new_string(f->snapshot));
+	add(doc, "started", json_object_new_int64(f->started));
+	add(doc, "elapsed", json_object_new_int64(f->elapsed));
+	add(doc, "took", dbl(f->took, "%.1f"));
+	add(doc, "stream_errors", u64(f->stream_errors));
+	add(doc, "stream_yielding", json_object_new_boolean(f->stream_yielding));
+	if (f->restart_cause) {
+		o = json_object_new_object();
+		add(o, "cause", json_object_new_string(f->restart_cause));
+		add(o, "guest_wait_ms", u64(f->guest_wait_ms));
+		add(doc, "last_restart", o);
+	}
+	if (f->has_seeds) {
+		o = json_object_new_object();
+		add(o, "bytes", u64(f->seeds.bytes));
+		add(o, "indexed", u64(f->seeds.indexed));
+		add(o, "ready", json_object_new_boolean(f->seeds.ready));
+		add(o, "ranges", u64(f->seeds.ranges));
+		add(o, "used", u64(f->seeds.used));
+		add(o, "changed", u64(f->seeds.changed));
+		add(doc, "seeds", o);
+	}
+	o = json_object_new_object();
+	add(o, "chunks", u64(f->prefetch_chunks));
+	add(o, "done", u64(f->prefetch_done));
+	add(doc, "prefetch", o);
+	o = json_object_new_object();
+	add(o, "hits", u64(cs->hits));
+	add(o, "misses", u64(cs->misses));
+	add(o, "hit_rate", dbl(cs->hits + cs->misses ?
+				       (double)cs->hits /
+					       (cs->hits + cs->misses) :
+				       0,
+			       "%.3f"));
+	add(o, "bytes", u64(cs->bytes));
+	add(o, "evictions", u64(cs->evictions));
+	add(doc, "cache", o);
+	o = json_object_new_array();
+	for (unsigned int i = 0; i < f->ndisks; i++)
+		json_object_array_add(o, disk_doc(&f->disks[i], f->stalled,
+						  f->has_seeds));
+	add(doc, "disks", o);
+	text = json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN);
+	*out = text ? xasprintf("%s\n", text) : NULL;
+	json_object_put(doc);
+	return *out ? 0 : -ENOMEM;
+}
+
+/* ---- the reader ---- */
 
 static const char *human(double v, char *buf, size_t len)
 {
@@ -76,7 +242,7 @@ static void print_reuse(json_object *d, FILE *out)
 	fprintf(out, "\n");
 }
 
-static void print_human(json_object *doc, FILE *out)
+void status_print(json_object *doc, FILE *out)
 {
 	json_object *disks;
 	json_object *cache;
@@ -192,7 +358,7 @@ int status_run(const struct status_conf *conf, FILE *out)
 		if (conf->json)
 			fputs(text, out);
 		else
-			print_human(doc, out);
+			status_print(doc, out);
 		done = !strcmp(str(doc, "state"), "complete") ||
 		       !strcmp(str(doc, "state"), "verified") ||
 		       !strcmp(str(doc, "state"), "verify-failed") ||

@@ -7,10 +7,13 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "compiler.h"
 #include "log.h"
 #include "store.h"
 #include "banned.h"
@@ -106,7 +109,7 @@ int store_list(struct store *s, const char *path, char ***names, size_t *n)
 void store_describe(struct store *s, const char *path, char *out,
 		    size_t outlen)
 {
-	s->ops->describe(s, path, out, outlen);
+	snprintf(out, outlen, "%s/%s", s->where, path);
 }
 
 bool store_err_logged(int err)
@@ -128,9 +131,14 @@ void store_cancel(struct store *s)
 		s->ops->cancel(s);
 }
 
-bool store_is_local(const struct store *s)
+unsigned int store_parallelism(const struct store *s,
+			       unsigned int connections)
 {
-	return !strcmp(s->ops->name, "dir");
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (strcmp(s->ops->name, "dir"))
+		return connections;
+	return MIN(connections, 2 * (unsigned int)(cpus > 0 ? cpus : 1));
 }
 
 void store_free_names(char **names, size_t n)

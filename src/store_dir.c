@@ -164,12 +164,6 @@ err_free:
 	return ret;
 }
 
-static void dir_describe(struct store *s, const char *path, char *out,
-			 size_t outlen)
-{
-	snprintf(out, outlen, "%s/%s", to_dir(s)->root, path);
-}
-
 static void dir_close(struct store *s)
 {
 	struct store_dir *d = to_dir(s);
@@ -184,7 +178,6 @@ static const struct store_ops dir_ops = {
 	.get_file = dir_get_file,
 	.get_chunk = dir_get_chunk,
 	.list = dir_list,
-	.describe = dir_describe,
 	.close = dir_close,
 };
 
@@ -220,6 +213,7 @@ int store_dir_open(const struct store_conf *conf, const char *root,
 	d->rate = conf->limit_rate;
 	pthread_mutex_init(&d->lock, NULL);
 	d->base.ops = &dir_ops;
+	d->base.where = d->root;
 	*out = &d->base;
 	return 0;
 }

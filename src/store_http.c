@@ -127,12 +127,6 @@ static int http_list(struct store *s, const char *path, char ***names,
 	return ret;
 }
 
-static void http_describe(struct store *s, const char *path, char *out,
-			  size_t outlen)
-{
-	snprintf(out, outlen, "%s/%s", to_http(s)->url, path);
-}
-
 static void http_close(struct store *s)
 {
 	struct store_http *h = to_http(s);
@@ -152,7 +146,6 @@ static const struct store_ops http_ops = {
 	.get_file = http_get_file,
 	.get_chunk = http_get_chunk,
 	.list = http_list,
-	.describe = http_describe,
 	.cancel = http_cancel,
 	.close = http_close,
 };
@@ -180,6 +173,7 @@ int store_http_open(const struct store_conf *conf, struct store **out)
 		return ret;
 	}
 	h->base.ops = &http_ops;
+	h->base.where = h->url;
 	*out = &h->base;
 	return 0;
 }

@@ -63,6 +63,9 @@ struct pbs_index {
 	uint8_t sha256[32];		/* of the bytes first downloaded */
 };
 
+/* The API's requests are few: the chunks go over the reader session. */
+#define PBS_API_CONNECTIONS 4
+
 struct store_pbs {
 	struct store base;
 	struct pbs_repo repo;		/* immutable */
@@ -855,12 +858,6 @@ static int pbs_get_chunk(struct store *s, const uint8_t digest[32],
 	return ret;
 }
 
-static void pbs_describe(struct store *s, const char *path, char *out,
-			 size_t outlen)
-{
-	snprintf(out, outlen, "%s/%s", to_pbs(s)->label, path);
-}
-
 static void pbs_cancel(struct store *s)
 {
 	struct store_pbs *p = to_pbs(s);
@@ -906,7 +903,6 @@ static const struct store_ops pbs_ops = {
 	.get_file = pbs_get_file,
 	.get_chunk = pbs_get_chunk,
 	.list = pbs_list,
-	.describe = pbs_describe,
 	.cancel = pbs_cancel,
 	.close = pbs_close,
 };
@@ -965,7 +961,7 @@ int store_pbs_open(const struct store_conf *conf, struct store **out)
 	pthread_rwlock_init(&p->sess_lock, NULL);
 	/* The API's few requests: the chunks go over the reader session. */
 	store_fetch_conf(conf, &fc);
-	fc.connections = 4;
+	fc.connections = PBS_API_CONNECTIONS;
 	fc.limit_rate = 0;
 	fc.host = p->repo.host;
 	ret = fetch_new(&fc, &p->fetch);
@@ -975,6 +971,7 @@ int store_pbs_open(const struct store_conf *conf, struct store **out)
 		return ret;
 	}
 	p->base.ops = &pbs_ops;
+	p->base.where = p->label;
 	*out = &p->base;
 	return 0;
 }

@@ -524,12 +524,6 @@ static int s3_put(struct store *s, const char *path, const void *buf,
 	return ret;
 }
 
-static void s3_describe(struct store *s, const char *path, char *out,
-			size_t outlen)
-{
-	snprintf(out, outlen, "%s/%s", to_s3(s)->label, path);
-}
-
 static void s3_cancel(struct store *s)
 {
 	fetch_cancel(to_s3(s)->fetch);
@@ -554,7 +548,6 @@ static const struct store_ops s3_ops = {
 	.get_chunk = s3_get_chunk,
 	.list = s3_list,
 	.put = s3_put,
-	.describe = s3_describe,
 	.cancel = s3_cancel,
 	.close = s3_close,
 };
@@ -657,6 +650,7 @@ int store_s3_open(const struct store_conf *conf, struct store **out)
 	if (ret)
 		goto err;
 	s3->base.ops = &s3_ops;
+	s3->base.where = s3->label;
 	*out = &s3->base;
 	return 0;
 err:

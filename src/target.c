@@ -412,3 +412,117 @@ void target_state_name(const struct target *t, char *out, size_t len)
 	name[64] = '\0';
 	snprintf(out, len, "%s-%s-%.16s.lmstate", kind, name, hex);
 }
+
+int target_prepare_fresh(struct target *t, const char *who, uint64_t disk,
+			 bool in_place, bool overwrite)
+{
+	uint64_t size = t->size;
+	uint64_t where = 0;
+	int ret;
+
+	/* An older version of this disk: kept, and checked chunk by chunk. */
+	if (in_place) {
+		if (!t->is_blk && size != disk) {
+			log_err("%s: cannot restore in place onto '%s': it "
+				"has %llu bytes, the disk %llu (not an older "
+				"version of this disk)", who, t->path,
+				(unsigned long long)size,
+				(unsigned long long)disk);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (!overwrite) {
+		ret = target_find_data(t, &where);
+		if (ret < 0) {
+			log_err("%s: cannot read target '%s': %s", who,
+				t->path, strerror(-ret));
+			return ret;
+		}
+		if (ret) {
+			log_err("%s: cannot use target '%s': it holds data "
+				"(at offset %llu) and there is no state file to "
+				"resume; give --in-place if it is an older "
+				"version of this disk (only what differs is "
+				"fetched), --overwrite to restore over it all",
+				who, t->path, (unsigned long long)where);
+			return -EEXIST;
+		}
+	}
+	if (t->is_blk)
+		return 0;
+	if (size && size != disk && !overwrite) {
+		log_err("%s: cannot use target '%s': size %llu, image is "
+			"%llu bytes; give --overwrite to replace it", who,
+			t->path, (unsigned long long)size,
+			(unsigned long long)disk);
+		return -EINVAL;
+	}
+	if ((size && ftruncate(t->fd, 0) < 0) ||
+	    ftruncate(t->fd, (off_t)disk) < 0) {
+		ret = -errno;
+		log_err("%s: cannot size target '%s': %s", who, t->path,
+			strerror(errno));
+		return ret;
+	}
+	return 0;
+}
+
+/*
+ * Copy the state at @from to @to (a new file, synced) and remove
+ * @from: a rename cannot leave devtmpfs.  The target's lock is held,
+ * so no daemon owns either file.
+ */
+static int move_state(const char *who, const char *from, const char *to)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int ret;
+
+	ret = read_file(from, SIZE_MAX / 2, &buf, &len);
+	if (!ret)
+		ret = write_file_new(to, buf, len, 0600);
+	free(buf);
+	if (ret) {
+		log_err("%s: cannot move state '%s' to '%s': %s", who, from,
+			to, strerror(-ret));
+		return ret;
+	}
+	unlink(from);
+	log_info("%s: state '%s' moved to '%s', where it outlives a "
+		 "reboot", who, from, to);
+	return 0;
+}
+
+int target_state_path(struct target *t, const char *who,
+		      const char *state_path, const char *state_dir,
+		      char **out)
+{
+	char name[256];
+	char *legacy;
+	int ret;
+
+	if (state_path || !t->is_blk || !state_dir) {
+		*out = state_path ? xstrdup(state_path) :
+				    xasprintf("%s.lmstate", t->path);
+		return 0;
+	}
+	ret = mkdir_p(state_dir, 0700);
+	if (ret) {
+		log_err("%s: cannot create '%s': %s", who, state_dir,
+			strerror(-ret));
+		return ret;
+	}
+	target_state_name(t, name, sizeof(name));
+	*out = xasprintf("%s/%s", state_dir, name);
+	legacy = xasprintf("%s.lmstate", t->path);
+	ret = 0;
+	if (!access(legacy, F_OK) && access(*out, F_OK))
+		ret = move_state(who, legacy, *out);
+	free(legacy);
+	if (ret) {
+		free(*out);
+		*out = NULL;
+	}
+	return ret;
+}

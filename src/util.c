@@ -82,12 +82,14 @@ int fingerprint_decode(const char *s, uint8_t out[32])
 	return hex_decode(hex, out, 32);
 }
 
-int pread_full(int fd, void *buf, size_t len, off_t off)
+/* pread(2) or pwrite(2) until all of it is done: the one loop of both. */
+static int full_io(bool write, int fd, void *buf, size_t len, off_t off)
 {
 	uint8_t *p = buf;
 
 	while (len) {
-		ssize_t n = pread(fd, p, len, off);
+		ssize_t n = write ? pwrite(fd, p, len, off) :
+				    pread(fd, p, len, off);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -103,25 +105,15 @@ int pread_full(int fd, void *buf, size_t len, off_t off)
 	return 0;
 }
 
+int pread_full(int fd, void *buf, size_t len, off_t off)
+{
+	return full_io(false, fd, buf, len, off);
+}
+
+/* (full_io does not write to @buf when @write.) */
 int pwrite_full(int fd, const void *buf, size_t len, off_t off)
 {
-	const uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, off);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO;
-		p += n;
-		len -= n;
-		off += n;
-	}
-	return 0;
+	return full_io(true, fd, (void *)buf, len, off);
 }
 
 int open_direct(int fd, int mode)
@@ -143,42 +135,36 @@ static size_t direct_head(int dfd, const bool *direct_off, const void *buf,
 	return len & ~(size_t)(DIRECT_ALIGN - 1);
 }
 
-int pwrite_split(int fd, int dfd, bool *direct_off, const void *buf,
-		 size_t len, off_t off)
-{
-	size_t head = direct_head(dfd, direct_off, buf, len, off);
-	const uint8_t *p = buf;
-	int ret;
-
-	if (!head)
-		return pwrite_full(fd, p, len, off);
-	ret = pwrite_full(dfd, p, head, off);
-	if (ret == -EINVAL) {
-		__atomic_store_n(direct_off, true, __ATOMIC_RELAXED);
-		return pwrite_full(fd, p, len, off);
-	}
-	if (ret || head == len)
-		return ret;
-	return pwrite_full(fd, p + head, len - head, off + (off_t)head);
-}
-
-int pread_split(int fd, int dfd, bool *direct_off, void *buf, size_t len,
-		off_t off)
+/* The aligned head through @dfd, the rest (or all of it) through @fd. */
+static int split_io(bool write, int fd, int dfd, bool *direct_off, void *buf,
+		    size_t len, off_t off)
 {
 	size_t head = direct_head(dfd, direct_off, buf, len, off);
 	uint8_t *p = buf;
 	int ret;
 
 	if (!head)
-		return pread_full(fd, p, len, off);
-	ret = pread_full(dfd, p, head, off);
+		return full_io(write, fd, p, len, off);
+	ret = full_io(write, dfd, p, head, off);
 	if (ret == -EINVAL) {
 		__atomic_store_n(direct_off, true, __ATOMIC_RELAXED);
-		return pread_full(fd, p, len, off);
+		return full_io(write, fd, p, len, off);
 	}
 	if (ret || head == len)
 		return ret;
-	return pread_full(fd, p + head, len - head, off + (off_t)head);
+	return full_io(write, fd, p + head, len - head, off + (off_t)head);
+}
+
+int pwrite_split(int fd, int dfd, bool *direct_off, const void *buf,
+		 size_t len, off_t off)
+{
+	return split_io(true, fd, dfd, direct_off, (void *)buf, len, off);
+}
+
+int pread_split(int fd, int dfd, bool *direct_off, void *buf, size_t len,
+		off_t off)
+{
+	return split_io(false, fd, dfd, direct_off, buf, len, off);
 }
 
 int write_full(int fd, const void *buf, size_t len)

@@ -47,78 +47,6 @@ static void test_status_map(void **state)
 	assert_false(fetch_status_retryable(400));
 }
 
-static void test_backoff(void **state)
-{
-	uint64_t prev_mid = 0;
-
-	(void)state;
-	/* Middle of the jitter range doubles from 100 ms and stops at 5 s. */
-	for (unsigned int a = 1; a <= 12; a++) {
-		uint64_t lo = fetch_backoff_ms(a, 0);
-		uint64_t hi = fetch_backoff_ms(a, 1000);
-		uint64_t mid = fetch_backoff_ms(a, 500);
-		uint64_t base = a <= 6 ? 100u << (a - 1) : 5000;
-
-		if (base > 5000)
-			base = 5000;
-		assert_int_equal(lo, base * 3 / 4);
-		assert_int_equal(hi, base * 3 / 4 + base / 2);
-		assert_true(mid >= prev_mid);
-		prev_mid = mid;
-		for (uint32_t r = 0; r < 5000; r += 37) {
-			uint64_t d = fetch_backoff_ms(a, r);
-
-			assert_true(d >= lo && d <= hi);
-		}
-	}
-	assert_int_equal(fetch_backoff_ms(1, 500), 100);
-}
-
-/* Fill class @p while it may start; how many started. */
-static unsigned int fill(unsigned int active[FETCH_NPRIO], unsigned int n,
-			 enum fetch_prio p)
-{
-	unsigned int k = 0;
-
-	while (fetch_may_start(active, n, p)) {
-		active[p]++;
-		k++;
-	}
-	return k;
-}
-
-static void test_slots(void **state)
-{
-	(void)state;
-	for (unsigned int n = 1; n <= 32; n++) {
-		unsigned int a[FETCH_NPRIO] = { 0 };
-
-		/* The stream alone: n - 2 slots (one when n <= 2). */
-		assert_int_equal(fill(a, n, FETCH_STREAM), n > 2 ? n - 2 : 1);
-		/* Readahead on top never takes the last slot... */
-		fill(a, n, FETCH_READAHEAD);
-		if (n > 1)
-			assert_int_equal(a[FETCH_STREAM] + a[FETCH_READAHEAD],
-					 n - 1);
-		assert_true(a[FETCH_READAHEAD] <= (n > 1 ? n - 1 : 1));
-		/* ...so a demand read starts at once, when n > 1. */
-		assert_int_equal(fill(a, n, FETCH_DEMAND), n > 1 ? 1 : 0);
-		assert_false(fetch_may_start(a, n, FETCH_DEMAND));
-
-		/* Readahead alone: n - 1, demand still finds a slot. */
-		memset(a, 0, sizeof(a));
-		assert_int_equal(fill(a, n, FETCH_READAHEAD), n > 1 ? n - 1 : 1);
-		assert_int_equal(fill(a, n, FETCH_STREAM), 0);
-		assert_int_equal(fill(a, n, FETCH_DEMAND), n > 1 ? 1 : 0);
-
-		/* Demand may use every slot; background then waits. */
-		memset(a, 0, sizeof(a));
-		assert_int_equal(fill(a, n, FETCH_DEMAND), n);
-		assert_false(fetch_may_start(a, n, FETCH_STREAM));
-		assert_false(fetch_may_start(a, n, FETCH_READAHEAD));
-	}
-}
-
 struct getter {
 	struct fetch *f;
 	char url[64];
@@ -207,8 +135,6 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_status_map),
-		cmocka_unit_test(test_backoff),
-		cmocka_unit_test(test_slots),
 		cmocka_unit_test(test_cancel),
 	};
 

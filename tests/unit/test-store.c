@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* store: what a REPO argument names, and PBS repository strings. */
+/* store: what a REPO argument names, PBS repository strings, and what
+ * every backend shares (log locations, parallelism). */
 #include "config.h"
 
 #include <errno.h>
@@ -109,11 +110,40 @@ static void test_repo_kind(void **state)
 	assert_int_equal(rmdir(dir), 0);
 }
 
+/* A datastore directory and an http URL: log locations and how many
+ * chunks are worth having in flight. */
+static void test_shared(void **state)
+{
+	struct store_conf conf = { .connections = 64 };
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	struct store *s = NULL;
+	char where[200];
+
+	(void)state;
+	conf.url = "/tmp";
+	assert_int_equal(store_open(&conf, &s), 0);
+	store_describe(s, "vm/1/index.json.blob", where, sizeof(where));
+	assert_string_equal(where, "/tmp/vm/1/index.json.blob");
+	/* Local: CPU-bound, two per CPU at the most. */
+	assert_int_equal(store_parallelism(s, 64), 2 * cpus);
+	assert_int_equal(store_parallelism(s, 1), 1);
+	store_close(s);
+
+	conf.url = "http://127.0.0.1:9/ds";
+	assert_int_equal(store_open(&conf, &s), 0);
+	store_describe(s, ".chunks/abcd/x", where, sizeof(where));
+	assert_string_equal(where, "http://127.0.0.1:9/ds/.chunks/abcd/x");
+	/* Remote: round trips, as many as asked. */
+	assert_int_equal(store_parallelism(s, 64), 64);
+	store_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pbs_repo),
 		cmocka_unit_test(test_repo_kind),
+		cmocka_unit_test(test_shared),
 	};
 
 	log_init("test-store", false, LOG_CRIT);
