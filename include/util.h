@@ -67,6 +67,8 @@ int blkdev_size(int fd, uint64_t *size);
  * extra NUL byte after *@len so that text can be parsed in place.
  */
 int read_file(const char *path, size_t max, uint8_t **buf, size_t *len);
+/* The same into @buf (@cap bytes, no NUL added): -EFBIG when larger. */
+int read_file_into(const char *path, uint8_t *buf, size_t cap, size_t *len);
 /*
  * The same for files whose size says nothing (/proc, a FUSE file made on
  * open, a pipe): read to EOF; -EFBIG past @max bytes.
@@ -137,6 +139,27 @@ void *xcalloc(size_t n, size_t m);
 void *xrealloc(void *p, size_t n);
 /* DIRECT_ALIGN-aligned, for pread_split()/pwrite_split(); free() it. */
 void *xmalloc_direct(size_t n);
+
+/*
+ * A few spare buffers of one size, DIRECT_ALIGN-aligned, given out again
+ * instead of freed: fresh memory costs a page fault per page on first
+ * touch, and for a 4 MiB chunk read or hashed once those cost more
+ * than the work (a third of restore's CPU from a local datastore).  At
+ * most @keep stay spare (resident); more at once are allocated and
+ * freed as usual.  Thread-safe.
+ */
+#define BUFPOOL_MAX 16
+struct bufpool {
+	pthread_mutex_t lock;		/* guards spare[] and n */
+	void *spare[BUFPOOL_MAX];
+	unsigned int n;
+	unsigned int keep;		/* immutable, <= BUFPOOL_MAX */
+	size_t size;			/* immutable */
+};
+void bufpool_init(struct bufpool *p, size_t size, unsigned int keep);
+void *bufpool_get(struct bufpool *p);	/* NULL: out of memory */
+void bufpool_put(struct bufpool *p, void *buf);
+void bufpool_destroy(struct bufpool *p);
 char *xstrdup(const char *s);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

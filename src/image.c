@@ -54,9 +54,8 @@
 #include "util.h"
 #include "banned.h"
 
-/* Check buffers kept for reuse: a fresh 4 MiB buffer per check cost
- * more in page faults than the read (one per stream worker at a time). */
-#define CHECK_BUFS 4
+/* Check buffers kept for reuse (util: bufpool); checks at once. */
+#define CHECK_BUFS 8
 
 struct image {
 	const struct repo_archive *archive;	/* immutable */
@@ -92,9 +91,7 @@ struct image {
 	uint64_t check_first_ns;		/* atomic */
 	uint64_t check_last_ns;			/* atomic */
 	uint64_t fault_checks;			/* immutable: tests */
-	pthread_mutex_t bufs_lock;		/* guards the two below */
-	void *bufs[CHECK_BUFS];			/* spare check buffers */
-	unsigned int nbufs;
+	struct bufpool bufs;			/* check buffers */
 	uint64_t read_errors;			/* atomic */
 	uint64_t marks;				/* atomic: state changes */
 	uint64_t committed_marks;		/* atomic */
@@ -223,7 +220,6 @@ int image_open(const struct image_conf *conf, struct image **out)
 	int ret;
 
 	img = xcalloc(1, sizeof(*img));
-	pthread_mutex_init(&img->bufs_lock, NULL);
 	img->fd = -1;
 	img->dfd = -1;
 	img->archive = conf->archive;
@@ -232,6 +228,7 @@ int image_open(const struct image_conf *conf, struct image **out)
 	img->name = xstrdup(conf->name);
 	img->size = snap_fidx_size(img->fidx);
 	img->chunk_size = snap_fidx_chunk_size(img->fidx);
+	bufpool_init(&img->bufs, img->chunk_size, CHECK_BUFS);
 	img->nchunks = snap_fidx_count(img->fidx);
 	img->block_size = conf->block_size ? conf->block_size : 4096;
 	if (img->block_size < 512 || img->block_size > img->chunk_size ||
@@ -332,9 +329,7 @@ void image_close(struct image *img)
 	if (img->dfd >= 0)
 		close(img->dfd);
 	target_close(img->tgt, false);
-	for (unsigned int k = 0; k < img->nbufs; k++)
-		free(img->bufs[k]);
-	pthread_mutex_destroy(&img->bufs_lock);
+	bufpool_destroy(&img->bufs);
 	free(img->checked);
 	free(img->name);
 	free(img->target);
@@ -957,31 +952,6 @@ static bool settle(struct image *img, uint64_t i, uint8_t how)
 					   __ATOMIC_RELAXED, __ATOMIC_RELAXED);
 }
 
-/* A chunk-sized DIRECT_ALIGN buffer, or NULL; give it back with _put. */
-static void *check_buf_get(struct image *img)
-{
-	void *p = NULL;
-
-	pthread_mutex_lock(&img->bufs_lock);
-	if (img->nbufs)
-		p = img->bufs[--img->nbufs];
-	pthread_mutex_unlock(&img->bufs_lock);
-	if (!p && posix_memalign(&p, DIRECT_ALIGN, img->chunk_size))
-		p = NULL;
-	return p;
-}
-
-static void check_buf_put(struct image *img, void *p)
-{
-	pthread_mutex_lock(&img->bufs_lock);
-	if (img->nbufs < CHECK_BUFS) {
-		img->bufs[img->nbufs++] = p;
-		p = NULL;
-	}
-	pthread_mutex_unlock(&img->bufs_lock);
-	free(p);
-}
-
 int image_check_chunk(struct image *img, uint64_t i)
 {
 	static struct log_ratelimit rl = LOG_RATELIMIT_INIT(5, 10);
@@ -997,13 +967,13 @@ int image_check_chunk(struct image *img, uint64_t i)
 		return 0;
 	__atomic_compare_exchange_n(&img->check_first_ns, &zero, t0, false,
 				    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
-	buf = check_buf_get(img);
+	buf = bufpool_get(&img->bufs);
 	if (!buf)
 		return -ENOMEM;
 	ret = reuse_read_digest(img->fd, img->dfd, &img->direct_off,
 				i * img->chunk_size, len,
 				repo_archive_key(img->archive), buf, d);
-	check_buf_put(img, buf);
+	bufpool_put(&img->bufs, buf);
 	if (ret) {
 		if (log_ratelimit(&rl))
 			log_err("image: cannot read target '%s' at chunk %llu "

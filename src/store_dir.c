@@ -36,6 +36,7 @@ struct store_dir {
 	uint64_t rate;		/* immutable: bytes/s, 0 = unlimited */
 	pthread_mutex_t lock;
 	uint64_t next_ns;	/* protected by ->lock: pacing clock */
+	struct bufpool raw;	/* chunk files read (its own lock) */
 };
 
 /*
@@ -101,22 +102,23 @@ static int dir_get_chunk(struct store *s, const uint8_t digest[32],
 	ret = dir_path(to_dir(s), rel, full, sizeof(full));
 	if (ret)
 		return ret;
+	raw = bufpool_get(&to_dir(s)->raw);
+	if (!raw)
+		return -ENOMEM;
 	for (int i = 0; i < DIR_CHUNK_TRIES; i++) {
-		ret = read_file(full, DIR_CHUNK_MAX, &raw, &len);
+		ret = read_file_into(full, raw, DIR_CHUNK_MAX, &len);
 		if (ret == -EFBIG)
-			return -EBADMSG;
+			ret = -EBADMSG;
+		else if (!ret && len == 0)
+			ret = -ENOENT;
 		if (ret)
-			return ret;
-		if (len == 0) {
-			free(raw);
-			return -ENOENT;
-		}
+			break;
 		dir_pace(to_dir(s), len);
 		ret = check(raw, len, arg);
-		free(raw);
 		if (ret != -EBADMSG)
 			break;
 	}
+	bufpool_put(&to_dir(s)->raw, raw);
 	return ret;
 }
 
@@ -169,6 +171,7 @@ static void dir_close(struct store *s)
 	struct store_dir *d = to_dir(s);
 
 	pthread_mutex_destroy(&d->lock);
+	bufpool_destroy(&d->raw);
 	free(d->root);
 	free(d);
 }
@@ -214,6 +217,9 @@ int store_dir_open(const struct store_conf *conf, const char *root,
 	pthread_mutex_init(&d->lock, NULL);
 	d->base.ops = &dir_ops;
 	d->base.where = d->root;
+	/* Spare: as many as the chunks worth reading at once here. */
+	bufpool_init(&d->raw, DIR_CHUNK_MAX,
+		     store_parallelism(&d->base, BUFPOOL_MAX));
 	*out = &d->base;
 	return 0;
 }

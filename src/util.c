@@ -256,6 +256,29 @@ out_close:
 	return ret;
 }
 
+int read_file_into(const char *path, uint8_t *buf, size_t cap, size_t *len)
+{
+	struct stat st;
+	int ret;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		ret = -errno;
+	else if (!S_ISREG(st.st_mode))
+		ret = -EISDIR;
+	else if ((uint64_t)st.st_size > cap)
+		ret = -EFBIG;
+	else
+		ret = pread_full(fd, buf, st.st_size, 0);
+	if (!ret)
+		*len = st.st_size;
+	close(fd);
+	return ret;
+}
+
 bool fd_is_at(int fd, const char *path)
 {
 	struct stat a;
@@ -605,6 +628,48 @@ void *xmalloc_direct(size_t n)
 	if (posix_memalign(&p, DIRECT_ALIGN, n ? n : 1))
 		oom();
 	return p;
+}
+
+void bufpool_init(struct bufpool *p, size_t size, unsigned int keep)
+{
+	memset(p, 0, sizeof(*p));
+	pthread_mutex_init(&p->lock, NULL);
+	p->size = size;
+	p->keep = keep < BUFPOOL_MAX ? keep : BUFPOOL_MAX;
+}
+
+void *bufpool_get(struct bufpool *p)
+{
+	void *b = NULL;
+
+	pthread_mutex_lock(&p->lock);
+	if (p->n)
+		b = p->spare[--p->n];
+	pthread_mutex_unlock(&p->lock);
+	if (!b && posix_memalign(&b, DIRECT_ALIGN, p->size))
+		b = NULL;
+	return b;
+}
+
+void bufpool_put(struct bufpool *p, void *buf)
+{
+	if (!buf)
+		return;
+	pthread_mutex_lock(&p->lock);
+	if (p->n < p->keep) {
+		p->spare[p->n++] = buf;
+		buf = NULL;
+	}
+	pthread_mutex_unlock(&p->lock);
+	free(buf);
+}
+
+void bufpool_destroy(struct bufpool *p)
+{
+	for (unsigned int i = 0; i < p->n; i++)
+		free(p->spare[i]);
+	p->n = 0;
+	pthread_mutex_destroy(&p->lock);
 }
 
 void *xcalloc(size_t n, size_t m)

@@ -130,10 +130,37 @@ static void test_split(void **state)
 	free(model);
 }
 
+/* Spare buffers come back aligned, at most @keep are kept. */
+static void test_bufpool(void **state)
+{
+	struct bufpool p;
+	void *a;
+	void *b;
+	void *c;
+
+	(void)state;
+	bufpool_init(&p, 1 << 20, 1);
+	a = bufpool_get(&p);
+	b = bufpool_get(&p);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_true(a != b);
+	assert_int_equal((uintptr_t)a % DIRECT_ALIGN, 0);
+	memset(a, 1, 1 << 20);
+	bufpool_put(&p, a);
+	bufpool_put(&p, b);	/* over @keep: freed */
+	c = bufpool_get(&p);
+	assert_ptr_equal(c, a);
+	bufpool_put(&p, c);
+	bufpool_put(&p, NULL);
+	bufpool_destroy(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_split),
+		cmocka_unit_test(test_bufpool),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
