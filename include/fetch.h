@@ -35,6 +35,12 @@ struct fetch_conf {
 	bool insecure;
 	const char *auth_header;	/* "Authorization: ...", or NULL */
 	/*
+	 * Bodies that a check reads and drops (chunks), up to this size,
+	 * go into spare buffers kept for the next: fresh memory's first
+	 * touch (a page fault a page) cost more than the transfer.  0: none.
+	 */
+	size_t body_pool;
+	/*
 	 * AWS Signature V4 by libcurl (CURLOPT_AWS_SIGV4): provider string
 	 * "aws:amz:REGION:s3", or NULL; the key id and secret (kept in
 	 * locked memory, wiped at fetch_free), and a session token sent as

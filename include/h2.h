@@ -40,6 +40,7 @@ struct h2_conf {
 	const char *fingerprint;	/* "aa:bb:..", or NULL */
 	bool insecure;
 	unsigned int streams;		/* in flight, default 16 */
+	size_t body_pool;		/* as fetch_conf.body_pool */
 	uint64_t remote_timeout_ms;	/* one h2_get, retries included */
 	uint64_t request_timeout_ms;	/* one attempt, and the upgrade */
 	uint64_t limit_rate;		/* bytes/s received, 0 = none */

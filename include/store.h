@@ -36,6 +36,9 @@ typedef int (*store_check_fn)(const uint8_t *raw, size_t len, void *arg);
 
 struct store;
 
+/* The largest chunk blob a store gives (PBS: 16 MiB of data + header). */
+#define STORE_CHUNK_MAX ((16u << 20) + 4096)
+
 struct store_ops {
 	const char *name;
 	/* -ENOENT when missing; -EFBIG when larger than @max. */

@@ -174,6 +174,9 @@ struct buf {
 	size_t limit;	/* appends past this fail with -EFBIG */
 };
 void buf_init(struct buf *b, size_t limit);
+/* On @mem (@size bytes, the caller's: never reallocated or freed; do
+ * not buf_release or buf_steal it): @limit is cut to fit. */
+void buf_init_on(struct buf *b, void *mem, size_t size, size_t limit);
 int buf_reserve(struct buf *b, size_t total);
 int buf_append(struct buf *b, const void *p, size_t n);
 /* Hand the data to the caller (who frees it) and reset @b. */

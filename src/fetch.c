@@ -54,12 +54,15 @@
 #include "banned.h"
 
 #define BACKGROUND_NICE 19
+#define BODIES_SPARE 8		/* spare chunk bodies kept, at most */
 
 struct req {
 	const struct fetch_request *rq;	/* borrowed from the caller */
 	struct curl_slist *headers;	/* the caller's: conf's + rq's */
 	enum fetch_prio prio;
 	struct buf body;		/* loop thread while running */
+	void *mem;			/* body's memory from ->bodies, or
+					   NULL: its own */
 	CURL *easy;			/* loop thread */
 	CURLcode cc;			/* protected by ->lock once done */
 	long status;			/* protected by ->lock once done */
@@ -90,6 +93,7 @@ struct fetch {
 	bool cancel;			/* protected by ->lock: fetch_cancel */
 	struct req *running;		/* protected by ->lock: added to multi */
 	pthread_cond_t cancel_cond;	/* with ->lock: wakes back-off naps */
+	struct bufpool bodies;		/* its own lock: conf.body_pool */
 	uint64_t last_giveup_ns;	/* atomic: when a give-up was logged */
 	bool reached;			/* atomic: the server answered once */
 	bool told_connect;		/* atomic: "cannot connect" was said */
@@ -479,6 +483,8 @@ int fetch_new(const struct fetch_conf *conf, struct fetch **out)
 	f->conf = *conf;
 	if (!f->conf.connections)
 		f->conf.connections = XFER_SLOTS;
+	bufpool_init(&f->bodies, conf->body_pool,
+		     MIN(f->conf.connections, BODIES_SPARE));
 	if (!f->conf.remote_timeout_ms)
 		f->conf.remote_timeout_ms = XFER_REMOTE_TIMEOUT_MS;
 	if (!f->conf.request_timeout_ms)
@@ -566,13 +572,17 @@ void fetch_free(struct fetch *f)
 	tls_pin_free(f->pin);
 	crypto_secure_free(f->userpwd, f->userpwd_len);
 	free((char *)f->conf.aws_sigv4);
+	bufpool_destroy(&f->bodies);
 	free(f);
 }
 
 /* One attempt: queue, wait, collect. */
 static void run_once(struct fetch *f, struct req *r, size_t max)
 {
-	buf_init(&r->body, max);
+	if (r->mem)
+		buf_init_on(&r->body, r->mem, f->bodies.size, max);
+	else
+		buf_init(&r->body, max);
 	r->done = false;
 	r->cc = CURLE_OK;
 	r->status = 0;
@@ -641,6 +651,15 @@ err:
 	return -ENOMEM;
 }
 
+/* Done with an attempt's body: freed, or left in the spare buffer. */
+static void body_release(struct req *r)
+{
+	if (r->mem)
+		buf_init(&r->body, r->body.limit);
+	else
+		buf_release(&r->body);
+}
+
 int fetch_request(struct fetch *f, const struct fetch_request *rq,
 		  fetch_check_fn check, void *arg, struct fetch_response *resp)
 {
@@ -657,6 +676,10 @@ int fetch_request(struct fetch *f, const struct fetch_request *rq,
 	if (ret)
 		return ret;
 	pthread_cond_init(&r.cond, NULL);
+	/* A body the check drops: a spare buffer (none for error bodies,
+	 * which the caller keeps). */
+	if (check && !rq->error_body && rq->max < f->bodies.size)
+		r.mem = bufpool_get(&f->bodies);
 	xfer_retry_start(&rt, f->conf.remote_timeout_ms, &r);
 	for (;;) {
 		uint64_t delay;
@@ -728,7 +751,7 @@ int fetch_request(struct fetch *f, const struct fetch_request *rq,
 			snprintf(why, sizeof(why), "%s",
 				 r.errbuf[0] ? r.errbuf : curl_easy_strerror(r.cc));
 		}
-		buf_release(&r.body);
+		body_release(&r);
 		if (!xfer_retry_next(&rt, &delay)) {
 			/* The checker knows why a body was bad: it logs. */
 			if (bad_body) {
@@ -754,7 +777,8 @@ int fetch_request(struct fetch *f, const struct fetch_request *rq,
 		}
 	}
 out:
-	buf_release(&r.body);
+	body_release(&r);
+	bufpool_put(&f->bodies, r.mem);
 	curl_slist_free_all(r.headers);
 	pthread_cond_destroy(&r.cond);
 	return ret;

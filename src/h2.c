@@ -66,6 +66,8 @@ struct hreq {
 	uint64_t gen;			/* the session it may go on */
 	bool on_prepare;		/* may go before ->prepared */
 	struct buf body;		/* loop thread while running */
+	void *mem;			/* body's memory from ->bodies, or
+					   NULL: its own */
 	int32_t sid;			/* loop thread */
 	uint64_t deadline;		/* loop thread: now_ns() bound */
 	long status;			/* protected by ->lock once done */
@@ -83,6 +85,7 @@ struct h2 {
 	int evfd;			/* immutable: wakes the loop */
 	pthread_mutex_t lock;
 	pthread_cond_t state_cond;	/* with ->lock: state, prepared */
+	struct bufpool bodies;		/* its own lock: conf.body_pool */
 	enum h2_state state;		/* protected by ->lock */
 	uint64_t gen;			/* protected by ->lock */
 	uint64_t prepared;		/* protected by ->lock */
@@ -949,6 +952,8 @@ int h2_new(const struct h2_conf *conf, struct h2 **out)
 		return -EIO;
 	h = xcalloc(1, sizeof(*h));
 	h->conf = *conf;
+	bufpool_init(&h->bodies, conf->body_pool,
+		     MIN(conf->streams ? conf->streams : XFER_SLOTS, 8));
 	h->conf.label = xstrdup(conf->label ? conf->label : conf->host);
 	h->conf.host = xstrdup(conf->host);
 	h->conf.ca_file = conf->ca_file ? xstrdup(conf->ca_file) : NULL;
@@ -983,6 +988,7 @@ err:
 	free((char *)h->conf.label);
 	free((char *)h->conf.host);
 	free((char *)h->conf.ca_file);
+	bufpool_destroy(&h->bodies);
 	free(h);
 	return -EINVAL;
 }
@@ -1004,6 +1010,7 @@ void h2_free(struct h2 *h)
 	free((char *)h->conf.label);
 	free((char *)h->conf.host);
 	free((char *)h->conf.ca_file);
+	bufpool_destroy(&h->bodies);
 	free(h);
 }
 
@@ -1100,7 +1107,10 @@ static int ensure_ready(struct h2 *h, uint64_t *gen, bool *final)
 /* One request on session @gen: queue, wait.  r->err / r->status say. */
 static void run_once(struct h2 *h, struct hreq *r, uint64_t gen, size_t max)
 {
-	buf_init(&r->body, max);
+	if (r->mem)
+		buf_init_on(&r->body, r->mem, h->bodies.size, max);
+	else
+		buf_init(&r->body, max);
 	r->gen = gen;
 	r->done = false;
 	r->err = 0;
@@ -1152,6 +1162,15 @@ int h2_get_on(struct h2 *h, uint64_t session, const char *path, size_t max,
 	return ret;
 }
 
+/* Done with an attempt's body: freed, or left in the spare buffer. */
+static void body_release(struct hreq *r)
+{
+	if (r->mem)
+		buf_init(&r->body, r->body.limit);
+	else
+		buf_release(&r->body);
+}
+
 int h2_get(struct h2 *h, const char *path, enum fetch_prio prio, size_t max,
 	   fetch_check_fn check, void *arg, uint8_t **buf, size_t *len)
 {
@@ -1166,6 +1185,9 @@ int h2_get(struct h2 *h, const char *path, enum fetch_prio prio, size_t max,
 	int ret;
 
 	pthread_cond_init(&r.cond, NULL);
+	/* A body the check drops: a spare buffer. */
+	if (check && max < h->bodies.size)
+		r.mem = bufpool_get(&h->bodies);
 	xfer_retry_start(&rt, h->conf.remote_timeout_ms, &r);
 	for (;;) {
 		uint64_t delay;
@@ -1187,7 +1209,7 @@ int h2_get(struct h2 *h, const char *path, enum fetch_prio prio, size_t max,
 		}
 		if (r.err == -ESTALE) {
 			/* The session changed before it was sent: at once. */
-			buf_release(&r.body);
+			body_release(&r);
 			rt.attempt--;
 			continue;
 		}
@@ -1228,7 +1250,7 @@ int h2_get(struct h2 *h, const char *path, enum fetch_prio prio, size_t max,
 			if (h->gen == gen)
 				h->prepared = 0;
 			pthread_mutex_unlock(&h->lock);
-			buf_release(&r.body);
+			body_release(&r);
 			continue;
 		}
 		if (r.status == 401 || r.status == 403) {
@@ -1241,7 +1263,7 @@ int h2_get(struct h2 *h, const char *path, enum fetch_prio prio, size_t max,
 		snprintf(why, sizeof(why), "HTTP %ld%s%s", r.status,
 			 text[0] ? ": " : "", text);
 retry:
-		buf_release(&r.body);
+		body_release(&r);
 		if (!xfer_retry_next(&rt, &delay)) {
 			if (bad_body) {
 				ret = -EBADMSG;
@@ -1264,7 +1286,8 @@ retry:
 		}
 	}
 out:
-	buf_release(&r.body);
+	body_release(&r);
+	bufpool_put(&h->bodies, r.mem);
 	pthread_cond_destroy(&r.cond);
 	return ret;
 }

@@ -174,4 +174,5 @@ void store_fetch_conf(const struct store_conf *conf, struct fetch_conf *fc)
 	fc->ca_file = conf->ca_file;
 	fc->fingerprint = conf->fingerprint;
 	fc->insecure = conf->insecure;
+	fc->body_pool = STORE_CHUNK_MAX + 1;
 }

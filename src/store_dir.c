@@ -27,7 +27,6 @@
 #include "util.h"
 #include "banned.h"
 
-#define DIR_CHUNK_MAX ((16u << 20) + 4096)
 #define DIR_CHUNK_TRIES 2
 
 struct store_dir {
@@ -106,7 +105,7 @@ static int dir_get_chunk(struct store *s, const uint8_t digest[32],
 	if (!raw)
 		return -ENOMEM;
 	for (int i = 0; i < DIR_CHUNK_TRIES; i++) {
-		ret = read_file_into(full, raw, DIR_CHUNK_MAX, &len);
+		ret = read_file_into(full, raw, STORE_CHUNK_MAX, &len);
 		if (ret == -EFBIG)
 			ret = -EBADMSG;
 		else if (!ret && len == 0)
@@ -218,7 +217,7 @@ int store_dir_open(const struct store_conf *conf, const char *root,
 	d->base.ops = &dir_ops;
 	d->base.where = d->root;
 	/* Spare: as many as the chunks worth reading at once here. */
-	bufpool_init(&d->raw, DIR_CHUNK_MAX,
+	bufpool_init(&d->raw, STORE_CHUNK_MAX,
 		     store_parallelism(&d->base, BUFPOOL_MAX));
 	*out = &d->base;
 	return 0;

@@ -23,7 +23,6 @@
 #include "util.h"
 #include "banned.h"
 
-#define CHUNK_MAX ((16u << 20) + 4096)
 #define LIST_MAX (16u << 20)
 
 struct store_http {
@@ -60,7 +59,7 @@ static int http_get_chunk(struct store *s, const uint8_t digest[32],
 	snap_chunk_path(digest, rel);
 	url = xasprintf("%s/%s", to_http(s)->url, rel);
 	ret = fetch_get(to_http(s)->fetch, url, store_fetch_prio(prio),
-			CHUNK_MAX, store_chunk_check_cb, &cc, NULL, NULL);
+			STORE_CHUNK_MAX, store_chunk_check_cb, &cc, NULL, NULL);
 	free(url);
 	return ret;
 }

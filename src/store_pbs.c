@@ -52,7 +52,6 @@
 #include "util.h"
 #include "banned.h"
 
-#define CHUNK_MAX ((16u << 20) + 4096)
 #define FILE_MAX (64u << 20)
 #define REST_MAX (32u << 20)
 #define TICKET_RENEW_NS (3600ull * 1000000000ull)
@@ -734,6 +733,7 @@ static int new_session(struct store_pbs *p)
 		.fingerprint = p->conf.fingerprint,
 		.insecure = p->conf.insecure,
 		.streams = p->conf.connections,
+		.body_pool = STORE_CHUNK_MAX + 1,
 		.remote_timeout_ms = p->conf.remote_timeout_ms,
 		.request_timeout_ms = p->conf.request_timeout_ms,
 		.limit_rate = p->conf.limit_rate,
@@ -851,8 +851,8 @@ static int pbs_get_chunk(struct store *s, const uint8_t digest[32],
 	hex_encode(digest, 32, hex);
 	snprintf(path, sizeof(path), "/chunk?digest=%s", hex);
 	pthread_rwlock_rdlock(&p->sess_lock);
-	ret = p->h2 ? h2_get(p->h2, path, store_fetch_prio(prio), CHUNK_MAX,
-			     check, arg, NULL, NULL) :
+	ret = p->h2 ? h2_get(p->h2, path, store_fetch_prio(prio),
+			     STORE_CHUNK_MAX, check, arg, NULL, NULL) :
 		      -EINVAL;
 	pthread_rwlock_unlock(&p->sess_lock);
 	return ret;

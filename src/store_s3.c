@@ -34,7 +34,6 @@
 #include "util.h"
 #include "banned.h"
 
-#define CHUNK_MAX ((16u << 20) + 4096)
 #define LIST_MAX (16u << 20)
 #define EMPTY_SHA256 \
 	"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -211,7 +210,7 @@ static int s3_get_chunk(struct store *s, const uint8_t digest[32],
 	key = object_key(s3, rel);
 	url = object_url(s3, key);
 	ret = s3_request(s3, NULL, url, NULL, 0, false, store_fetch_prio(prio),
-			 CHUNK_MAX, store_chunk_check_cb, &cc, &resp);
+			 STORE_CHUNK_MAX, store_chunk_check_cb, &cc, &resp);
 	if (ret == -ENOENT && log_ratelimit(&rl)) {
 		log_err("s3: chunk '%s' is missing from '%s': the snapshot may "
 			"have been pruned and garbage-collected since (reads "

@@ -720,15 +720,24 @@ void buf_init(struct buf *b, size_t limit)
 	b->limit = limit;
 }
 
+void buf_init_on(struct buf *b, void *mem, size_t size, size_t limit)
+{
+	b->data = mem;
+	b->len = 0;
+	b->cap = size - 1;	/* the NUL after the data */
+	b->limit = limit < b->cap ? limit : b->cap;
+	b->data[0] = '\0';
+}
+
 int buf_reserve(struct buf *b, size_t total)
 {
 	size_t ncap;
 	uint8_t *p;
 
-	if (total <= b->cap)
-		return 0;
 	if (total > b->limit)
 		return -EFBIG;
+	if (total <= b->cap)
+		return 0;
 	ncap = b->cap ? b->cap : 4096;
 	while (ncap < total)
 		ncap = ncap > SIZE_MAX / 2 ? total : ncap * 2;

@@ -156,11 +156,34 @@ static void test_bufpool(void **state)
 	bufpool_destroy(&p);
 }
 
+/* A buf on the caller's memory keeps its limit and never reallocates. */
+static void test_buf_on(void **state)
+{
+	uint8_t mem[100];
+	struct buf b;
+
+	(void)state;
+	buf_init_on(&b, mem, sizeof(mem), 50);
+	assert_int_equal(buf_append(&b, "0123456789", 10), 0);
+	assert_ptr_equal(b.data, mem);
+	assert_int_equal(buf_append(&b, mem + 60, 41), -EFBIG);
+	assert_int_equal(buf_append(&b, mem + 60, 40), 0);
+	assert_int_equal(b.len, 50);
+	assert_int_equal(mem[50], 0);
+	assert_ptr_equal(b.data, mem);
+	/* The limit is cut to the memory. */
+	buf_init_on(&b, mem, sizeof(mem), 1000);
+	assert_int_equal(buf_reserve(&b, 100), -EFBIG);
+	assert_int_equal(buf_reserve(&b, 99), 0);
+	assert_ptr_equal(b.data, mem);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_split),
 		cmocka_unit_test(test_bufpool),
+		cmocka_unit_test(test_buf_on),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
