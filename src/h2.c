@@ -944,6 +944,22 @@ static void *loop_main(void *arg)
 
 /* ---- callers ---- */
 
+/* Everything h2_new() made but the loop thread (not running). */
+static void release(struct h2 *h)
+{
+	if (h->evfd >= 0)
+		close(h->evfd);
+	buf_release(&h->out);
+	tls_pin_free(h->pin);
+	pthread_cond_destroy(&h->state_cond);
+	pthread_mutex_destroy(&h->lock);
+	free((char *)h->conf.label);
+	free((char *)h->conf.host);
+	free((char *)h->conf.ca_file);
+	bufpool_destroy(&h->bodies);
+	free(h);
+}
+
 int h2_new(const struct h2_conf *conf, struct h2 **out)
 {
 	struct h2 *h;
@@ -980,16 +996,7 @@ int h2_new(const struct h2_conf *conf, struct h2 **out)
 	*out = h;
 	return 0;
 err:
-	if (h->evfd >= 0)
-		close(h->evfd);
-	tls_pin_free(h->pin);
-	pthread_cond_destroy(&h->state_cond);
-	pthread_mutex_destroy(&h->lock);
-	free((char *)h->conf.label);
-	free((char *)h->conf.host);
-	free((char *)h->conf.ca_file);
-	bufpool_destroy(&h->bodies);
-	free(h);
+	release(h);
 	return -EINVAL;
 }
 
@@ -1002,16 +1009,7 @@ void h2_free(struct h2 *h)
 	pthread_mutex_unlock(&h->lock);
 	wake(h);
 	pthread_join(h->loop, NULL);
-	close(h->evfd);
-	buf_release(&h->out);
-	tls_pin_free(h->pin);
-	pthread_cond_destroy(&h->state_cond);
-	pthread_mutex_destroy(&h->lock);
-	free((char *)h->conf.label);
-	free((char *)h->conf.host);
-	free((char *)h->conf.ca_file);
-	bufpool_destroy(&h->bodies);
-	free(h);
+	release(h);
 }
 
 void h2_cancel(struct h2 *h)
