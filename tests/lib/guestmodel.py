@@ -168,7 +168,15 @@ def run(image, model, journal, secs, seed, mix="WWWWPZSRRF"):
                 log("B", op)
                 kind = op[0]
                 if kind == "W":
-                    os.pwrite(fd, data(op[1], op[2], op[3]), op[1])
+                    k = os.pwrite(fd, data(op[1], op[2], op[3]), op[1])
+                    if k != op[2]:
+                        # A short write: the connection died between the
+                        # kernel's requests.  Only a prefix is acknowledged
+                        # and the rest may have reached the daemon: the
+                        # write stays in flight (each block old or new),
+                        # and the guest stops as on an error.
+                        raise OSError(errno.EIO, f"short write: {k} of "
+                                      f"{op[2]} bytes")
                 elif kind == "P":
                     fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                               op[1], op[2])
