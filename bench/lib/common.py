@@ -296,3 +296,28 @@ class ShapedLoopback:
 
     def __exit__(self, *exc):
         subprocess.run(["tc", "qdisc", "del", "dev", "lo", "root"])
+
+
+def fetch_limit_fn(ds, url, size):
+    """The fetch limit as a timed() function: curl --parallel-max 16 of
+    the unique chunks of ds/vm/1 from @url, plus the decode loop over
+    them; MiB/s of the image's @size."""
+    fidx = os.path.join(ds, "vm/1/2023-11-14T22:13:20Z/disk.img.fidx")
+    dl = os.path.join(WORK, "dl")
+    cfg = os.path.join(WORK, "curl-dl.cfg")
+    with open(cfg, "w") as f:
+        for p in unique_chunk_paths(ds):
+            f.write(f'url = "{url}/{p}"\noutput = "{dl}/{p}"\n')
+
+    def run():
+        shutil.rmtree(dl, ignore_errors=True)
+        drop_caches()
+        t = time.monotonic()
+        sh("curl", "-s", "--parallel", "--parallel-max", "16",
+           "--create-dirs", "-K", cfg)
+        dt = time.monotonic() - t
+        dt += float(sh(os.path.join(BUILD, "bench/decode-loop"), dl,
+                       fidx).stdout.split()[1])
+        shutil.rmtree(dl, ignore_errors=True)
+        return size / dt / 2**20
+    return run

@@ -11,16 +11,11 @@ def limits():
           " over them (the fetch limit).  MiB/s = image size / time")
     img, ds = packed_mixed()
     size = os.path.getsize(img)
-    fidx = os.path.join(ds, "vm/1/2023-11-14T22:13:20Z/disk.img.fidx")
     ng = Nginx(ds)
     out = os.path.join(WORK, "out.img")
-    dl = os.path.join(WORK, "dl")
     mnt = os.path.join(WORK, "mnt-limits")
     tgt = os.path.join(WORK, "tgt-limits.raw")
-    cfg = os.path.join(WORK, "curl-dl.cfg")
-    with open(cfg, "w") as f:
-        for p in unique_chunk_paths(ds):
-            f.write(f'url = "{ng.url}/{p}"\noutput = "{dl}/{p}"\n')
+    fetch_limit = fetch_limit_fn(ds, ng.url, size)
 
     def write_limit():
         subprocess.run(["cat", img], stdout=subprocess.DEVNULL)
@@ -31,18 +26,6 @@ def limits():
            "conv=fdatasync", "status=none")
         dt = time.monotonic() - t
         os.unlink(out)
-        return size / dt / 2**20
-
-    def fetch_limit():
-        shutil.rmtree(dl, ignore_errors=True)
-        drop_caches()
-        t = time.monotonic()
-        sh("curl", "-s", "--parallel", "--parallel-max", "16",
-           "--create-dirs", "-K", cfg)
-        dt = time.monotonic() - t
-        dt += float(sh(os.path.join(BUILD, "bench/decode-loop"), dl,
-                       fidx).stdout.split()[1])
-        shutil.rmtree(dl, ignore_errors=True)
         return size / dt / 2**20
 
     def restore():

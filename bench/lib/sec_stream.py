@@ -8,27 +8,11 @@ def stream_http():
           " chunks plus the decode loop over them (MiB/s = image size / time)")
     img, ds = packed_mixed()
     size = os.path.getsize(img)
-    fidx = os.path.join(ds, "vm/1/2023-11-14T22:13:20Z/disk.img.fidx")
     ng = Nginx(ds)
-    dl = os.path.join(WORK, "dl")
     mnt = os.path.join(WORK, "mnt-stream")
     tgt = os.path.join(WORK, "tgt-stream.raw")
-    cfg = os.path.join(WORK, "curl-dl.cfg")
-    with open(cfg, "w") as f:
-        for p in unique_chunk_paths(ds):
-            f.write(f'url = "{ng.url}/{p}"\noutput = "{dl}/{p}"\n')
+    curl_decode = fetch_limit_fn(ds, ng.url, size)
     hwm = []
-
-    def curl_decode():
-        shutil.rmtree(dl, ignore_errors=True)
-        drop_caches()
-        t = time.monotonic()
-        sh("curl", "-s", "--parallel", "--parallel-max", "16",
-           "--create-dirs", "-K", cfg)
-        dt = time.monotonic() - t
-        dt += float(sh(os.path.join(BUILD, "bench/decode-loop"), dl,
-                       fidx).stdout.split()[1])
-        return size / dt / 2**20
 
     def stream():
         rm_target(tgt)
@@ -50,5 +34,4 @@ def stream_http():
             " 256M)", "MiB", hwm, higher_better=False)
     finally:
         ng.stop()
-        shutil.rmtree(dl, ignore_errors=True)
         rm_target(tgt)
