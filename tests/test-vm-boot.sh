@@ -11,8 +11,7 @@ source "$TESTS_DIR/lib/qemu.sh"
 source "$TESTS_DIR/lib/pbs.sh"
 requires_fuse
 requires debugfs
-img=$("$TESTS_DIR/guest/build-image.sh" --cached 2>"$T/build.log") ||
-	skip "cannot build the guest image: $(tail -1 "$T/build.log")"
+guest_image
 note "guest image $img, accel $(qemu_accel "$img")"
 $PROG pack --lazy-chunk-dirs -q --id 900 "$img:drive-virtio0" "$T/ds"
 nginx_start "$T/ds"

@@ -15,8 +15,7 @@ source "$TESTS_DIR/lib/nginx.sh"
 source "$TESTS_DIR/lib/qemu.sh"
 requires_fuse
 requires debugfs
-img=$("$TESTS_DIR/guest/build-image.sh" --cached 2>"$T/build.log") ||
-	skip "cannot build the guest image: $(tail -1 "$T/build.log")"
+guest_image
 accel=$(qemu_accel "$img")
 note "guest image $img, accel $accel"
 head -c $((32 << 20)) /dev/urandom >"$T/data.img"

@@ -15,8 +15,7 @@ requires virsh
 requires virtlogd
 requires debugfs
 id libvirt-qemu >/dev/null 2>&1 || skip "no libvirt-qemu user (libvirt-daemon-system)"
-img=$("$TESTS_DIR/guest/build-image.sh" --cached 2>"$T/build.log") ||
-	skip "cannot build the guest image: $(tail -1 "$T/build.log")"
+guest_image
 $PROG pack --lazy-chunk-dirs -q --id 901 "$img:drive-virtio0" "$T/ds"
 accel=$(qemu_accel "$img")
 chmod 755 "$T"	# QEMU runs as libvirt-qemu: it must reach the files

@@ -12,8 +12,7 @@ source "$TESTS_DIR/lib/nginx.sh"
 source "$TESTS_DIR/lib/qemu.sh"
 requires_fuse
 requires debugfs
-img=$("$TESTS_DIR/guest/build-image.sh" --cached 2>"$T/build.log") ||
-	skip "cannot build the guest image: $(tail -1 "$T/build.log")"
+guest_image
 note "guest image $img, accel $(qemu_accel "$img")"
 $PROG pack --lazy-chunk-dirs -q --id 903 --time 1700000000 \
 	"$img:drive-virtio0" "$T/ds"

@@ -182,3 +182,10 @@ vm_loop_target() {
 			fail "$what: $f in the target is not what the guest wrote"
 	done <"$T/sums"
 }
+
+# guest_image: the small guest's disk image (built once, cached) in $img,
+# or skip the test, saying why it could not be built.
+guest_image() {
+	img=$("$TESTS_DIR/guest/build-image.sh" --cached 2>"$T/build.log") ||
+		skip "cannot build the guest image: $(tail -1 "$T/build.log")"
+}
