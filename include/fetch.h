@@ -52,13 +52,6 @@ struct fetch_conf {
 	const char *aws_token;
 };
 
-/*
- * Body check: 0 accepts; -EBADMSG fetches again (bounded, never served);
- * any other -errno fails at once.  Runs on the calling thread.  When
- * every try fails the check, fetch_get() returns -EBADMSG unlogged.
- */
-typedef int (*fetch_check_fn)(const uint8_t *body, size_t len, void *arg);
-
 struct fetch;
 
 /* Strings in @conf are copied.  Starts the loop thread. */

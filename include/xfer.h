@@ -4,18 +4,23 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include "util.h"
 
 struct tls_pin;
 
 /*
- * The request policy both transports follow (fetch.c: the curl multi
- * pool for HTTP(S) and S3; h2.c: the PBS reader's HTTP/2 session), so
- * that it is stated once: which class of request may start, how long to
- * wait before the next try and when to give up, one log line per outage,
- * the back-off nap that cancellation cuts short, and curl's one-time
- * set-up and TLS pinning hook.  The transports keep only their queues,
- * their connections and how they read an answer.  Thread-safe.
+ * The request engine below both transports (fetch.c: the curl multi
+ * pool for HTTP(S) and S3; h2.c: the PBS reader's HTTP/2 session): the
+ * priority queues and the running list, which class of request may
+ * start, each request's tries with back-off within --remote-timeout,
+ * cancellation, one log line per outage, the spare body buffers, curl's
+ * one-time set-up and the TLS pinning hook.  A transport embeds a
+ * struct xfer_engine, takes startable requests off it on its loop
+ * thread, ends them there, and keeps only its connections and how it
+ * reads an answer.
  */
 
 /* Defaults of the network options (cli.h uses them), stated once. */
@@ -92,5 +97,126 @@ int xfer_tls_pin(const char *who, const char *fingerprint, const char *host,
  */
 void xfer_setup_tls(void *easy, const char *ca_file, bool insecure,
 		    struct tls_pin *pin);
+
+/*
+ * Body check: 0 accepts; -EBADMSG fetches again (bounded, never served);
+ * any other -errno fails at once.  Runs on the calling thread.  When
+ * every try fails the check, the request returns -EBADMSG unlogged.
+ */
+typedef int (*fetch_check_fn)(const uint8_t *body, size_t len, void *arg);
+
+/* ---- the engine ---- */
+
+/*
+ * One request as the engine sees it, embedded in the transport's own
+ * (container_of finds that again).
+ */
+struct xfer_req {
+	enum fetch_prio prio;		/* immutable */
+	struct buf body;		/* the loop thread while running, then
+					   the caller */
+	void *mem;			/* body's memory from ->bodies, or
+					   NULL: its own */
+	int err;			/* engine ->lock: -errno, 0 */
+	bool done;			/* engine ->lock */
+	pthread_cond_t cond;		/* with engine ->lock */
+	struct xfer_req *next;		/* engine ->lock: queue link, then
+					   xfer_take()'s list */
+	struct xfer_req *run_next;	/* engine ->lock: ->running link */
+};
+
+struct xfer_conf {
+	const char *who;		/* "fetch", "h2": for messages */
+	const char *from;		/* NULL, or the server: for messages */
+	uint64_t remote_timeout_ms;	/* one request, tries included */
+	size_t body_pool;		/* size of a spare body, 0: none */
+	unsigned int spare;		/* spare bodies kept, at most */
+	void (*wake)(void *arg);	/* wake the transport's loop thread */
+	void *wake_arg;
+};
+
+/*
+ * An embedded value, set up by xfer_init().  ->lock guards the queues,
+ * the running list, the counts, ->stop, ->cancel and every request's
+ * done/err (and whatever shared state the transport adds under it); it
+ * is never held across network I/O or a body check.  Lock order: ->lock
+ * only.
+ */
+struct xfer_engine {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;		/* with ->lock: cancel, and the
+					   transport's state changes */
+	struct xfer_req *queue[FETCH_NPRIO]; /* ->lock: FIFO heads */
+	struct xfer_req **tail[FETCH_NPRIO]; /* ->lock */
+	struct xfer_req *running;	/* ->lock: taken, not yet ended */
+	unsigned int active[FETCH_NPRIO]; /* ->lock */
+	unsigned int nactive;		/* ->lock */
+	bool stop;			/* ->lock: the loop thread ends */
+	bool cancel;			/* ->lock: xfer_cancel() */
+	struct bufpool bodies;		/* its own lock */
+	uint64_t last_giveup_ns;	/* atomic: a give-up was logged */
+	struct xfer_conf conf;		/* immutable; strings borrowed */
+};
+
+void xfer_init(struct xfer_engine *e, const struct xfer_conf *conf);
+void xfer_release(struct xfer_engine *e);
+
+/* Any thread: every request ends with -ECANCELED from now on, and
+ * back-off naps wake.  Does not wait. */
+void xfer_cancel(struct xfer_engine *e);
+bool xfer_cancelled(struct xfer_engine *e);
+
+/* -- the loop thread, ->lock held -- */
+
+/* End @r, not running (queued, or refused before it started). */
+void xfer_finish(struct xfer_req *r, int err);
+/* End @r, taken by xfer_take(). */
+void xfer_end(struct xfer_engine *e, struct xfer_req *r, int err);
+/* End every queued request with @err. */
+void xfer_end_queued(struct xfer_engine *e, int err);
+/* Whether @r may go now: 0 yes, 1 not yet (stays queued), -errno: it
+ * ends with that. */
+typedef int (*xfer_admit_fn)(struct xfer_req *r, void *arg);
+/* The requests that may start now with @slots in all, in priority
+ * order, linked by ->next and counted as running.  @admit may be NULL. */
+struct xfer_req *xfer_take(struct xfer_engine *e, unsigned int slots,
+			   xfer_admit_fn admit, void *arg);
+/* Only stream requests run or wait. */
+bool xfer_background_only(const struct xfer_engine *e);
+
+/* -- the calling thread -- */
+
+/* Set up @r; with @pooled, a body under the pool's size goes into a
+ * spare buffer (the check drops it). */
+void xfer_req_init(struct xfer_engine *e, struct xfer_req *r,
+		   enum fetch_prio prio, bool pooled, size_t max);
+void xfer_req_release(struct xfer_engine *e, struct xfer_req *r);
+/* One try: queue @r (bodies over @max fail it), wake the loop, wait
+ * until it ends; at once -ECANCELED after xfer_cancel(). */
+void xfer_wait(struct xfer_engine *e, struct xfer_req *r, size_t max);
+/* A 2xx answer's body: to @check (0, -errno, or XFER_BAD_BODY), or
+ * without one into *@buf (malloc'ed, NUL after *@len). */
+int xfer_body(struct xfer_req *r, fetch_check_fn check, void *arg,
+	      uint8_t **buf, size_t *len);
+
+/* What one try says, beyond 0 (done) and -errno (failed for good). */
+enum {
+	XFER_RETRY = 1,		/* after a back-off, if time is left */
+	XFER_AGAIN,		/* at once */
+	XFER_BAD_BODY,		/* the check refused it: as XFER_RETRY,
+				   and -EBADMSG unlogged at the end */
+};
+
+/* One try of a request; @why says what went wrong for a retry. */
+typedef int (*xfer_try_fn)(void *arg, struct xfer_retry *rt, char *why,
+			   size_t whylen);
+
+/*
+ * The tries of request @r until one is done or fails for good, or
+ * --remote-timeout runs out (-EIO, logged once per outage naming
+ * @what, a URL or path); -ECANCELED when cancelled during a back-off.
+ */
+int xfer_run(struct xfer_engine *e, struct xfer_req *r, xfer_try_fn try,
+	     void *arg, const char *what);
 
 #endif

@@ -26,9 +26,13 @@
  * without trying, and back-off naps wake.  An unmount never waits for
  * a slow or dead server.
  *
- * Locking: ->lock guards the queues, the active counts, the running
- * list, every request's state, ->stop and ->cancel; it is never held
- * across curl_multi_poll or a body check.  Lock order: ->lock only.
+ * Queues, slots, tries and cancellation are the request engine's
+ * (xfer.h); this file keeps the curl multi handle and how a transfer
+ * starts and ends.
+ *
+ * Locking: the engine's ->x.lock guards its queues and counts and each
+ * request's cc and status once done; it is never held across
+ * curl_multi_poll or a body check.  Lock order: ->x.lock only.
  */
 #include "config.h"
 
@@ -57,20 +61,18 @@
 #define BODIES_SPARE 8		/* spare chunk bodies kept, at most */
 
 struct req {
+	struct xfer_req x;		/* the engine's part */
+	struct fetch *f;		/* immutable */
 	const struct fetch_request *rq;	/* borrowed from the caller */
 	struct curl_slist *headers;	/* the caller's: conf's + rq's */
-	enum fetch_prio prio;
-	struct buf body;		/* loop thread while running */
-	void *mem;			/* body's memory from ->bodies, or
-					   NULL: its own */
 	CURL *easy;			/* loop thread */
-	CURLcode cc;			/* protected by ->lock once done */
-	long status;			/* protected by ->lock once done */
+	CURLcode cc;			/* protected by ->x.lock once done */
+	long status;			/* protected by ->x.lock once done */
 	char errbuf[CURL_ERROR_SIZE];	/* loop thread, then caller */
-	bool done;			/* protected by ->lock */
-	pthread_cond_t cond;		/* with ->lock */
-	struct req *next;		/* protected by ->lock: queue link */
-	struct req *run_next;		/* protected by ->lock: ->running */
+	bool bad_body;			/* caller: this try's body refused */
+	void *check_arg;		/* caller */
+	fetch_check_fn check;		/* caller */
+	struct fetch_response *resp;	/* caller */
 };
 
 struct fetch {
@@ -84,17 +86,8 @@ struct fetch {
 	CURL **pool;			/* loop thread only */
 	unsigned int npool;		/* loop thread only */
 	pthread_t loop;
-	pthread_mutex_t lock;
-	struct req *queue[FETCH_NPRIO];	/* protected by ->lock: FIFO heads */
-	struct req **tail[FETCH_NPRIO];	/* protected by ->lock */
-	unsigned int active[FETCH_NPRIO]; /* protected by ->lock */
-	unsigned int nactive;		/* protected by ->lock */
-	bool stop;			/* protected by ->lock */
-	bool cancel;			/* protected by ->lock: fetch_cancel */
-	struct req *running;		/* protected by ->lock: added to multi */
-	pthread_cond_t cancel_cond;	/* with ->lock: wakes back-off naps */
-	struct bufpool bodies;		/* its own lock: conf.body_pool */
-	uint64_t last_giveup_ns;	/* atomic: when a give-up was logged */
+	bool started;			/* immutable: the loop thread runs */
+	struct xfer_engine x;		/* queues, slots, tries */
 	bool reached;			/* atomic: the server answered once */
 	bool told_connect;		/* atomic: "cannot connect" was said */
 };
@@ -231,11 +224,11 @@ static size_t write_cb(char *p, size_t sz, size_t nmemb, void *arg)
 	curl_off_t cl = -1;
 
 	/* One allocation of the announced size, not a chain of doublings. */
-	if (!r->body.cap &&
+	if (!r->x.body.cap &&
 	    !curl_easy_getinfo(r->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T,
 			       &cl) && cl > 0)
-		buf_reserve(&r->body, MIN((size_t)cl, r->body.limit));
-	if (buf_append(&r->body, p, nmemb))
+		buf_reserve(&r->x.body, MIN((size_t)cl, r->x.body.limit));
+	if (buf_append(&r->x.body, p, nmemb))
 		return 0;	/* over the cap: CURLE_WRITE_ERROR */
 	(void)sz;
 	return nmemb;
@@ -285,119 +278,87 @@ static void easy_put(struct fetch *f, CURL *e)
 	f->pool[f->npool++] = e;
 }
 
-/* Start queued requests while slots are free; ->lock held. */
-static void start_queued(struct fetch *f)
-{
-	for (int p = 0; p < FETCH_NPRIO; p++) {
-		while (f->queue[p] &&
-		       xfer_may_start(f->active, f->conf.connections, p)) {
-			struct req *r = f->queue[p];
-			curl_off_t rate = 0;
-
-			f->queue[p] = r->next;
-			if (!f->queue[p])
-				f->tail[p] = &f->queue[p];
-			r->easy = easy_get(f);
-			if (!r->easy) {
-				r->cc = CURLE_OUT_OF_MEMORY;
-				r->done = true;
-				pthread_cond_signal(&r->cond);
-				continue;
-			}
-			curl_easy_setopt(r->easy, CURLOPT_URL, r->rq->url);
-			curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER,
-					 r->headers ? r->headers : f->headers);
-			if (r->rq->body) {
-				curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE_LARGE,
-						 (curl_off_t)r->rq->body_len);
-				curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS,
-						 r->rq->body);
-			} else {
-				curl_easy_setopt(r->easy, CURLOPT_HTTPGET, 1L);
-			}
-			curl_easy_setopt(r->easy, CURLOPT_CUSTOMREQUEST,
-					 r->rq->method);
-			/*
-			 * Wait for a multiplexed HTTP/2 stream rather than
-			 * open connections, but only where h2 can happen:
-			 * over plain HTTP it would serialise everything onto
-			 * one keep-alive connection.
-			 */
-			curl_easy_setopt(r->easy, CURLOPT_PIPEWAIT,
-					 strncmp(r->rq->url, "https:", 6) ? 0L :
-									    1L);
-			curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
-			curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
-			curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->errbuf);
-			/* The total cap, shared among what runs now: approximate. */
-			if (f->conf.limit_rate)
-				rate = (curl_off_t)(f->conf.limit_rate /
-						    (f->nactive + 1));
-			curl_easy_setopt(r->easy, CURLOPT_MAX_RECV_SPEED_LARGE,
-					 rate);
-			r->errbuf[0] = '\0';
-			if (curl_multi_add_handle(f->multi, r->easy)) {
-				easy_put(f, r->easy);
-				r->cc = CURLE_FAILED_INIT;
-				r->done = true;
-				pthread_cond_signal(&r->cond);
-				continue;
-			}
-			f->active[p]++;
-			f->nactive++;
-			r->run_next = f->running;
-			f->running = r;
-		}
-	}
-}
-
-/* ->lock held: unlink @r from ->running. */
-static void unlink_running(struct fetch *f, struct req *r)
-{
-	for (struct req **pp = &f->running; *pp; pp = &(*pp)->run_next) {
-		if (*pp == r) {
-			*pp = r->run_next;
-			break;
-		}
-	}
-}
-
-/* ->lock held: end @r now (cancelled, or its transfer finished). */
-static void finish(struct req *r, CURLcode cc)
+/* ->x.lock held: the transfer of @r ends with @cc. */
+static void end_transfer(struct fetch *f, struct req *r, CURLcode cc)
 {
 	r->cc = cc;
-	r->done = true;
-	pthread_cond_signal(&r->cond);
+	xfer_end(&f->x, &r->x, 0);
+}
+
+/* ->x.lock held, loop thread: hand @r's transfer to the multi handle. */
+static void start_one(struct fetch *f, struct req *r)
+{
+	curl_off_t rate = 0;
+
+	r->easy = easy_get(f);
+	if (!r->easy) {
+		end_transfer(f, r, CURLE_OUT_OF_MEMORY);
+		return;
+	}
+	curl_easy_setopt(r->easy, CURLOPT_URL, r->rq->url);
+	curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER,
+			 r->headers ? r->headers : f->headers);
+	if (r->rq->body) {
+		curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE_LARGE,
+				 (curl_off_t)r->rq->body_len);
+		curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, r->rq->body);
+	} else {
+		curl_easy_setopt(r->easy, CURLOPT_HTTPGET, 1L);
+	}
+	curl_easy_setopt(r->easy, CURLOPT_CUSTOMREQUEST, r->rq->method);
+	/*
+	 * Wait for a multiplexed HTTP/2 stream rather than open
+	 * connections, but only where h2 can happen: over plain HTTP it
+	 * would serialise everything onto one keep-alive connection.
+	 */
+	curl_easy_setopt(r->easy, CURLOPT_PIPEWAIT,
+			 strncmp(r->rq->url, "https:", 6) ? 0L : 1L);
+	curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
+	curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->errbuf);
+	/* The total cap, shared among what runs now: approximate. */
+	if (f->conf.limit_rate)
+		rate = (curl_off_t)(f->conf.limit_rate / f->x.nactive);
+	curl_easy_setopt(r->easy, CURLOPT_MAX_RECV_SPEED_LARGE, rate);
+	r->errbuf[0] = '\0';
+	if (curl_multi_add_handle(f->multi, r->easy)) {
+		easy_put(f, r->easy);
+		r->easy = NULL;
+		end_transfer(f, r, CURLE_FAILED_INIT);
+	}
+}
+
+/* Start queued requests while slots are free; ->x.lock held. */
+static void start_queued(struct fetch *f)
+{
+	struct xfer_req *list = xfer_take(&f->x, f->conf.connections, NULL,
+					  NULL);
+
+	while (list) {
+		struct req *r = container_of(list, struct req, x);
+
+		list = list->next;
+		start_one(f, r);
+	}
 }
 
 /*
- * ->lock held, loop thread: fetch_cancel() was called.  Every transfer
- * is taken off the multi handle (the connection closes; nothing is
- * waited for) and every queued request ends at once.
+ * ->x.lock held, loop thread: fetch_cancel() was called.  Every
+ * transfer is taken off the multi handle (the connection closes;
+ * nothing is waited for) and every queued request ends at once.
  */
 static void abort_all(struct fetch *f)
 {
-	while (f->running) {
-		struct req *r = f->running;
+	while (f->x.running) {
+		struct req *r = container_of(f->x.running, struct req, x);
 
-		f->running = r->run_next;
 		curl_multi_remove_handle(f->multi, r->easy);
 		/* A half-read connection is not worth keeping. */
 		curl_easy_cleanup(r->easy);
 		r->easy = NULL;
-		f->active[r->prio]--;
-		f->nactive--;
-		finish(r, CURLE_ABORTED_BY_CALLBACK);
+		end_transfer(f, r, CURLE_ABORTED_BY_CALLBACK);
 	}
-	for (int p = 0; p < FETCH_NPRIO; p++) {
-		while (f->queue[p]) {
-			struct req *r = f->queue[p];
-
-			f->queue[p] = r->next;
-			finish(r, CURLE_ABORTED_BY_CALLBACK);
-		}
-		f->tail[p] = &f->queue[p];
-	}
+	xfer_end_queued(&f->x, -ECANCELED);
 }
 
 /* Loop thread only: may it lower its nice and raise it back? */
@@ -412,63 +373,66 @@ static bool can_renice(id_t tid, int base)
 	return false;
 }
 
-/* ->lock held: only stream transfers running or waiting. */
-static bool background_only(const struct fetch *f)
+/* Loop thread, ->x.lock not held: collect the transfers that ended. */
+static void collect_done(struct fetch *f)
 {
-	return !f->active[FETCH_DEMAND] && !f->active[FETCH_READAHEAD] &&
-	       !f->queue[FETCH_DEMAND] && !f->queue[FETCH_READAHEAD] &&
-	       (f->active[FETCH_STREAM] || f->queue[FETCH_STREAM]);
+	struct CURLMsg *msg;
+	int left;
+
+	while ((msg = curl_multi_info_read(f->multi, &left))) {
+		struct req *r = NULL;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE,
+				  (char **)&r);
+		curl_multi_remove_handle(f->multi, msg->easy_handle);
+		pthread_mutex_lock(&f->x.lock);
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE,
+				  &r->status);
+		easy_put(f, msg->easy_handle);
+		r->easy = NULL;
+		end_transfer(f, r, msg->data.result);
+		pthread_mutex_unlock(&f->x.lock);
+	}
 }
 
 static void *loop_main(void *arg)
 {
 	struct fetch *f = arg;
-	struct CURLMsg *msg;
 	id_t tid = (id_t)gettid();
 	int base;
 	bool renice;
 	bool low = false;
 	int running = 0;
-	int left;
 
 	errno = 0;
 	base = getpriority(PRIO_PROCESS, tid);
 	renice = !errno && can_renice(tid, base);
-	pthread_mutex_lock(&f->lock);
-	while (!f->stop || f->nactive) {
-		if (f->cancel)
+	pthread_mutex_lock(&f->x.lock);
+	while (!f->x.stop || f->x.nactive) {
+		if (f->x.cancel)
 			abort_all(f);
 		start_queued(f);
-		if (renice && background_only(f) != low &&
+		if (renice && xfer_background_only(&f->x) != low &&
 		    !setpriority(PRIO_PROCESS, tid,
 				 low ? base : BACKGROUND_NICE))
 			low = !low;
-		pthread_mutex_unlock(&f->lock);
+		pthread_mutex_unlock(&f->x.lock);
 		curl_multi_perform(f->multi, &running);
-		while ((msg = curl_multi_info_read(f->multi, &left))) {
-			struct req *r = NULL;
-
-			if (msg->msg != CURLMSG_DONE)
-				continue;
-			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE,
-					  (char **)&r);
-			curl_multi_remove_handle(f->multi, msg->easy_handle);
-			pthread_mutex_lock(&f->lock);
-			curl_easy_getinfo(msg->easy_handle,
-					  CURLINFO_RESPONSE_CODE, &r->status);
-			easy_put(f, msg->easy_handle);
-			r->easy = NULL;
-			f->active[r->prio]--;
-			f->nactive--;
-			unlink_running(f, r);
-			finish(r, msg->data.result);
-			pthread_mutex_unlock(&f->lock);
-		}
+		collect_done(f);
 		curl_multi_poll(f->multi, NULL, 0, 1000, NULL);
-		pthread_mutex_lock(&f->lock);
+		pthread_mutex_lock(&f->x.lock);
 	}
-	pthread_mutex_unlock(&f->lock);
+	pthread_mutex_unlock(&f->x.lock);
 	return NULL;
+}
+
+static void wake(void *arg)
+{
+	struct fetch *f = arg;
+
+	curl_multi_wakeup(f->multi);
 }
 
 /* ---- callers ---- */
@@ -483,10 +447,13 @@ int fetch_new(const struct fetch_conf *conf, struct fetch **out)
 	f->conf = *conf;
 	if (!f->conf.connections)
 		f->conf.connections = XFER_SLOTS;
-	bufpool_init(&f->bodies, conf->body_pool,
-		     MIN(f->conf.connections, BODIES_SPARE));
 	if (!f->conf.remote_timeout_ms)
 		f->conf.remote_timeout_ms = XFER_REMOTE_TIMEOUT_MS;
+	xfer_init(&f->x, &(struct xfer_conf){
+		.who = "fetch", .remote_timeout_ms = f->conf.remote_timeout_ms,
+		.body_pool = conf->body_pool,
+		.spare = MIN(f->conf.connections, BODIES_SPARE),
+		.wake = wake, .wake_arg = f });
 	if (!f->conf.request_timeout_ms)
 		f->conf.request_timeout_ms = XFER_REQUEST_TIMEOUT_MS;
 	if (!f->conf.connect_timeout_ms)
@@ -535,16 +502,11 @@ int fetch_new(const struct fetch_conf *conf, struct fetch **out)
 			  (long)f->conf.connections);
 	curl_multi_setopt(f->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
 			  (long)f->conf.connections);
-	pthread_mutex_init(&f->lock, NULL);
-	pthread_cond_init(&f->cancel_cond, NULL);
-	for (int p = 0; p < FETCH_NPRIO; p++)
-		f->tail[p] = &f->queue[p];
 	if (pthread_create(&f->loop, NULL, loop_main, f)) {
-		curl_multi_cleanup(f->multi);
-		f->multi = NULL;
 		fetch_free(f);
 		return -EAGAIN;
 	}
+	f->started = true;
 	*out = f;
 	return 0;
 }
@@ -553,16 +515,15 @@ void fetch_free(struct fetch *f)
 {
 	if (!f)
 		return;
-	if (f->multi) {
-		pthread_mutex_lock(&f->lock);
-		f->stop = true;
-		pthread_mutex_unlock(&f->lock);
+	if (f->started) {
+		pthread_mutex_lock(&f->x.lock);
+		f->x.stop = true;
+		pthread_mutex_unlock(&f->x.lock);
 		curl_multi_wakeup(f->multi);
 		pthread_join(f->loop, NULL);
-		pthread_cond_destroy(&f->cancel_cond);
-		pthread_mutex_destroy(&f->lock);
-		curl_multi_cleanup(f->multi);
 	}
+	if (f->multi)
+		curl_multi_cleanup(f->multi);
 	for (unsigned int i = 0; i < f->npool; i++)
 		curl_easy_cleanup(f->pool[i]);
 	free(f->pool);
@@ -572,54 +533,13 @@ void fetch_free(struct fetch *f)
 	tls_pin_free(f->pin);
 	crypto_secure_free(f->userpwd, f->userpwd_len);
 	free((char *)f->conf.aws_sigv4);
-	bufpool_destroy(&f->bodies);
+	xfer_release(&f->x);
 	free(f);
-}
-
-/* One attempt: queue, wait, collect. */
-static void run_once(struct fetch *f, struct req *r, size_t max)
-{
-	if (r->mem)
-		buf_init_on(&r->body, r->mem, f->bodies.size, max);
-	else
-		buf_init(&r->body, max);
-	r->done = false;
-	r->cc = CURLE_OK;
-	r->status = 0;
-	r->next = NULL;
-	pthread_mutex_lock(&f->lock);
-	if (f->cancel) {
-		finish(r, CURLE_ABORTED_BY_CALLBACK);
-		pthread_mutex_unlock(&f->lock);
-		return;
-	}
-	*f->tail[r->prio] = r;
-	f->tail[r->prio] = &r->next;
-	pthread_mutex_unlock(&f->lock);
-	curl_multi_wakeup(f->multi);
-	pthread_mutex_lock(&f->lock);
-	while (!r->done)
-		pthread_cond_wait(&r->cond, &f->lock);
-	pthread_mutex_unlock(&f->lock);
-}
-
-static bool is_cancelled(struct fetch *f)
-{
-	bool c;
-
-	pthread_mutex_lock(&f->lock);
-	c = f->cancel;
-	pthread_mutex_unlock(&f->lock);
-	return c;
 }
 
 void fetch_cancel(struct fetch *f)
 {
-	pthread_mutex_lock(&f->lock);
-	f->cancel = true;
-	pthread_cond_broadcast(&f->cancel_cond);
-	pthread_mutex_unlock(&f->lock);
-	curl_multi_wakeup(f->multi);
+	xfer_cancel(&f->x);
 }
 
 /* The conf's headers and the request's own, for one request. */
@@ -651,136 +571,98 @@ err:
 	return -ENOMEM;
 }
 
-/* Done with an attempt's body: freed, or left in the spare buffer. */
-static void body_release(struct req *r)
+/* A final HTTP error: kept for the caller, or said. */
+static int http_refusal(struct req *r)
 {
-	if (r->mem)
-		buf_init(&r->body, r->body.limit);
+	int ret = fetch_status_errno(r->status);
+
+	if (r->rq->error_body)
+		r->resp->body = buf_steal(&r->x.body, &r->resp->len);
+	else if (ret == -EACCES)
+		log_err("fetch: cannot get '%s': HTTP %ld (access denied: "
+			"check the credentials)", r->rq->url, r->status);
+	return ret;
+}
+
+/* A certificate refused: which one, and what to do. */
+static int tls_refusal(struct req *r)
+{
+	struct fetch *f = r->f;
+	char seen[96] = "";
+
+	if (f->pin)
+		tls_pin_last_refused(f->pin, seen, sizeof(seen));
+	if (seen[0])
+		log_err("fetch: cannot trust '%s': certificate fingerprint %s "
+			"is not the pinned %s", r->rq->url, seen,
+			tls_pin_str(f->pin));
 	else
-		buf_release(&r->body);
+		log_err("fetch: cannot trust '%s': %s (pin it with "
+			"--fingerprint or give --ca-file)", r->rq->url,
+			r->errbuf[0] ? r->errbuf : curl_easy_strerror(r->cc));
+	return -EACCES;
+}
+
+/* One try (xfer_try_fn). */
+static int try_once(void *arg, struct xfer_retry *rt, char *why, size_t n)
+{
+	struct req *r = arg;
+	struct fetch *f = r->f;
+
+	r->cc = CURLE_OK;
+	r->status = 0;
+	xfer_wait(&f->x, &r->x, r->rq->max);
+	r->resp->status = r->status;
+	if (r->x.err)
+		return r->x.err;
+	if (r->cc == CURLE_ABORTED_BY_CALLBACK && xfer_cancelled(&f->x))
+		return -ECANCELED;
+	if (r->cc == CURLE_OK)
+		__atomic_store_n(&f->reached, true, __ATOMIC_RELAXED);
+	else if (never_reached(f, r->cc))
+		rt->deadline = MIN(rt->deadline,
+				   connect_deadline(f, r, rt->t0));
+	if (r->cc == CURLE_OK && r->status >= 200 && r->status < 300) {
+		snprintf(why, n, "body failed verification");
+		return xfer_body(&r->x, r->check, r->check_arg,
+				 &r->resp->body, &r->resp->len);
+	}
+	if (r->cc == CURLE_OK) {
+		if (!fetch_status_retryable(r->status))
+			return http_refusal(r);
+		snprintf(why, n, "HTTP %ld", r->status);
+		return XFER_RETRY;
+	}
+	if (cc_is_tls_refusal(r->cc))
+		return tls_refusal(r);
+	snprintf(why, n, "%s", r->errbuf[0] ? r->errbuf :
+		 curl_easy_strerror(r->cc));
+	if (cc_retryable(r->cc))
+		return XFER_RETRY;
+	log_err("fetch: cannot get '%s': %s", r->rq->url, why);
+	return -EIO;
 }
 
 int fetch_request(struct fetch *f, const struct fetch_request *rq,
 		  fetch_check_fn check, void *arg, struct fetch_response *resp)
 {
-	struct req r = { .rq = rq, .prio = rq->prio };
-	struct xfer_retry rt;
-	char why[CURL_ERROR_SIZE + 64];
-	char seen[96];
-	const char *url = rq->url;
-	bool bad_body;
+	struct req r = {
+		.f = f, .rq = rq, .check = check, .check_arg = arg,
+		.resp = resp,
+	};
 	int ret;
 
 	memset(resp, 0, sizeof(*resp));
 	ret = build_headers(f, rq, &r.headers);
 	if (ret)
 		return ret;
-	pthread_cond_init(&r.cond, NULL);
 	/* A body the check drops: a spare buffer (none for error bodies,
 	 * which the caller keeps). */
-	if (check && !rq->error_body && rq->max < f->bodies.size)
-		r.mem = bufpool_get(&f->bodies);
-	xfer_retry_start(&rt, f->conf.remote_timeout_ms, &r);
-	for (;;) {
-		uint64_t delay;
-
-		rt.attempt++;
-		bad_body = false;
-		run_once(f, &r, rq->max);
-		resp->status = r.status;
-		if (r.cc == CURLE_ABORTED_BY_CALLBACK && is_cancelled(f)) {
-			ret = -ECANCELED;
-			goto out;
-		}
-		if (r.cc == CURLE_OK)
-			__atomic_store_n(&f->reached, true, __ATOMIC_RELAXED);
-		else if (never_reached(f, r.cc))
-			rt.deadline = MIN(rt.deadline,
-					  connect_deadline(f, &r, rt.t0));
-		if (r.cc == CURLE_OK && r.status >= 200 && r.status < 300) {
-			if (!check) {
-				resp->body = buf_steal(&r.body, &resp->len);
-				if (!resp->body)
-					resp->body = calloc(1, 1);
-				ret = resp->body ? 0 : -ENOMEM;
-				goto out;
-			}
-			ret = check(r.body.data ? r.body.data :
-						  (const uint8_t *)"",
-				    r.body.len, arg);
-			if (ret != -EBADMSG)
-				goto out;
-			bad_body = true;
-			snprintf(why, sizeof(why), "body failed verification");
-		} else if (r.cc == CURLE_OK) {
-			ret = fetch_status_errno(r.status);
-			if (!fetch_status_retryable(r.status)) {
-				if (rq->error_body) {
-					/* The caller explains it. */
-					resp->body = buf_steal(&r.body,
-							       &resp->len);
-				} else if (ret == -EACCES) {
-					log_err("fetch: cannot get '%s': HTTP "
-						"%ld (access denied: check the "
-						"credentials)", url, r.status);
-				}
-				goto out;
-			}
-			snprintf(why, sizeof(why), "HTTP %ld", r.status);
-		} else if (cc_is_tls_refusal(r.cc)) {
-			seen[0] = '\0';
-			if (f->pin)
-				tls_pin_last_refused(f->pin, seen, sizeof(seen));
-			if (seen[0])
-				log_err("fetch: cannot trust '%s': certificate "
-					"fingerprint %s is not the pinned %s",
-					url, seen, tls_pin_str(f->pin));
-			else
-				log_err("fetch: cannot trust '%s': %s (pin it "
-					"with --fingerprint or give --ca-file)",
-					url, r.errbuf[0] ? r.errbuf :
-					curl_easy_strerror(r.cc));
-			ret = -EACCES;
-			goto out;
-		} else if (!cc_retryable(r.cc)) {
-			log_err("fetch: cannot get '%s': %s", url,
-				r.errbuf[0] ? r.errbuf : curl_easy_strerror(r.cc));
-			ret = -EIO;
-			goto out;
-		} else {
-			snprintf(why, sizeof(why), "%s",
-				 r.errbuf[0] ? r.errbuf : curl_easy_strerror(r.cc));
-		}
-		body_release(&r);
-		if (!xfer_retry_next(&rt, &delay)) {
-			/* The checker knows why a body was bad: it logs. */
-			if (bad_body) {
-				ret = -EBADMSG;
-				goto out;
-			}
-			if (xfer_giveup_should_log(&f->last_giveup_ns,
-						   f->conf.remote_timeout_ms))
-				log_err("fetch: cannot get '%s': %s (gave up "
-					"after %u tries in %.1f s)", url, why,
-					rt.attempt, xfer_retry_elapsed(&rt));
-			else
-				log_debug(LOG_CAT_FETCH, "fetch: gave up on "
-					  "'%s' too: %s", url, why);
-			ret = -EIO;
-			goto out;
-		}
-		log_debug(LOG_CAT_FETCH, "fetch: '%s': %s, retry %u in %llu ms",
-			  url, why, rt.attempt, (unsigned long long)delay);
-		if (xfer_nap(&f->lock, &f->cancel_cond, &f->cancel, delay)) {
-			ret = -ECANCELED;
-			goto out;
-		}
-	}
-out:
-	body_release(&r);
-	bufpool_put(&f->bodies, r.mem);
+	xfer_req_init(&f->x, &r.x, rq->prio, check && !rq->error_body,
+		      rq->max);
+	ret = xfer_run(&f->x, &r.x, try_once, &r, rq->url);
+	xfer_req_release(&f->x, &r.x);
 	curl_slist_free_all(r.headers);
-	pthread_cond_destroy(&r.cond);
 	return ret;
 }
 

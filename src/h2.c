@@ -22,9 +22,14 @@
  * thread.  The first caller that finds an UP session unprepared runs
  * conf.prepare() on its thread (->preparing), the others wait.
  *
- * Locking: ->lock guards the state, the queues, the active counts and
- * every request's done/status/error; never held across network I/O,
- * nghttp2 calls or a body check.  Lock order: ->lock only.
+ * Queues, slots, tries and cancellation are the request engine's
+ * (xfer.h); this file keeps the session and how a stream starts and
+ * ends.
+ *
+ * Locking: the engine's ->x.lock guards the session state and every
+ * request's status once done, besides the engine's own; never held
+ * across network I/O, nghttp2 calls or a body check.  ->x.cond is
+ * broadcast on every state change.  Lock order: ->x.lock only.
  */
 #include "config.h"
 
@@ -61,21 +66,20 @@ enum h2_state {
 };
 
 struct hreq {
+	struct xfer_req x;		/* the engine's part */
+	struct h2 *h;			/* immutable */
 	const char *path;		/* borrowed from the caller */
-	enum fetch_prio prio;
+	size_t max;			/* immutable: longer bodies fail */
 	uint64_t gen;			/* the session it may go on */
 	bool on_prepare;		/* may go before ->prepared */
-	struct buf body;		/* loop thread while running */
-	void *mem;			/* body's memory from ->bodies, or
-					   NULL: its own */
 	int32_t sid;			/* loop thread */
 	uint64_t deadline;		/* loop thread: now_ns() bound */
-	long status;			/* protected by ->lock once done */
-	int err;			/* protected by ->lock: transport */
-	bool done;			/* protected by ->lock */
-	pthread_cond_t cond;		/* with ->lock */
-	struct hreq *next;		/* protected by ->lock: queue link */
-	struct hreq *run_next;		/* protected by ->lock: ->running */
+	long status;			/* protected by ->x.lock once done */
+	bool refused_once;		/* caller: a 401 retried */
+	fetch_check_fn check;		/* caller */
+	void *check_arg;		/* caller */
+	uint8_t **buf;			/* caller */
+	size_t *len;			/* caller */
 };
 
 struct h2 {
@@ -83,9 +87,8 @@ struct h2 {
 	struct tls_pin *pin;		/* immutable; NULL without a pin */
 	pthread_t loop;
 	int evfd;			/* immutable: wakes the loop */
-	pthread_mutex_t lock;
-	pthread_cond_t state_cond;	/* with ->lock: state, prepared */
-	struct bufpool bodies;		/* its own lock: conf.body_pool */
+	struct xfer_engine x;		/* queues, slots, tries; ->x.lock
+					   guards the fields below it */
 	enum h2_state state;		/* protected by ->lock */
 	uint64_t gen;			/* protected by ->lock */
 	uint64_t prepared;		/* protected by ->lock */
@@ -94,15 +97,7 @@ struct h2 {
 	bool want_connect;		/* protected by ->lock */
 	uint64_t attempts;		/* protected by ->lock: connects done */
 	int conn_err;			/* protected by ->lock: last attempt */
-	bool stop;			/* protected by ->lock */
-	bool cancel;			/* protected by ->lock */
 	unsigned int remote_max;	/* protected by ->lock */
-	struct hreq *queue[FETCH_NPRIO]; /* protected by ->lock: FIFO */
-	struct hreq **tail[FETCH_NPRIO]; /* protected by ->lock */
-	struct hreq *running;		/* protected by ->lock */
-	unsigned int active[FETCH_NPRIO]; /* protected by ->lock */
-	unsigned int nactive;		/* protected by ->lock */
-	uint64_t last_giveup_ns;	/* atomic: one log line per outage */
 	/* Loop thread only: */
 	CURL *easy;
 	curl_socket_t sock;
@@ -115,8 +110,9 @@ struct h2 {
 	char errbuf[CURL_ERROR_SIZE];
 };
 
-static void wake(struct h2 *h)
+static void wake(void *arg)
 {
+	struct h2 *h = arg;
 	uint64_t one = 1;
 
 	if (write(h->evfd, &one, sizeof(one)) < 0) {
@@ -124,47 +120,12 @@ static void wake(struct h2 *h)
 	}
 }
 
-/* ->lock held: end @r. */
-static void finish(struct hreq *r, int err, long status)
-{
-	r->err = err;
-	r->status = status;
-	r->done = true;
-	pthread_cond_signal(&r->cond);
-}
-
-static void unlink_running(struct h2 *h, struct hreq *r)
-{
-	for (struct hreq **pp = &h->running; *pp; pp = &(*pp)->run_next) {
-		if (*pp == r) {
-			*pp = r->run_next;
-			break;
-		}
-	}
-}
-
 /* ->lock held: a running request ends. */
 static void finish_running(struct h2 *h, struct hreq *r, int err,
 			   long status)
 {
-	unlink_running(h, r);
-	h->active[r->prio]--;
-	h->nactive--;
-	finish(r, err, status);
-}
-
-/* ->lock held: fail every queued request with @err. */
-static void fail_queued(struct h2 *h, int err)
-{
-	for (int p = 0; p < FETCH_NPRIO; p++) {
-		while (h->queue[p]) {
-			struct hreq *r = h->queue[p];
-
-			h->queue[p] = r->next;
-			finish(r, err, 0);
-		}
-		h->tail[p] = &h->queue[p];
-	}
+	r->status = status;
+	xfer_end(&h->x, &r->x, err);
 }
 
 /* ---- the connection (loop thread) ---- */
@@ -179,9 +140,9 @@ static int xferinfo_cb(void *arg, curl_off_t a, curl_off_t b, curl_off_t c,
 	(void)b;
 	(void)c;
 	(void)d;
-	pthread_mutex_lock(&h->lock);
-	cancel = h->cancel || h->stop;
-	pthread_mutex_unlock(&h->lock);
+	pthread_mutex_lock(&h->x.lock);
+	cancel = h->x.cancel || h->x.stop;
+	pthread_mutex_unlock(&h->x.lock);
 	return cancel;
 }
 
@@ -419,7 +380,7 @@ static int ng_data_cb(nghttp2_session *s, uint8_t flags, int32_t sid,
 	(void)arg;
 	if (!r)
 		return 0;
-	if (buf_append(&r->body, data, len)) {
+	if (buf_append(&r->x.body, data, len)) {
 		/* Over its cap: corrupt; the close callback reports it. */
 		r->status = -1;
 		nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, sid,
@@ -442,9 +403,9 @@ static int ng_close_cb(nghttp2_session *s, int32_t sid, uint32_t code,
 		err = -EFBIG;
 	else if (code != NGHTTP2_NO_ERROR || !r->status)
 		err = code == NGHTTP2_REFUSED_STREAM ? -ESTALE : -ECONNRESET;
-	pthread_mutex_lock(&h->lock);
+	pthread_mutex_lock(&h->x.lock);
 	finish_running(h, r, err, err ? 0 : r->status);
-	pthread_mutex_unlock(&h->lock);
+	pthread_mutex_unlock(&h->x.lock);
 	return 0;
 }
 
@@ -458,16 +419,16 @@ static int ng_frame_cb(nghttp2_session *s, const nghttp2_frame *frame,
 		uint32_t m = nghttp2_session_get_remote_settings(
 			s, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
 
-		pthread_mutex_lock(&h->lock);
+		pthread_mutex_lock(&h->x.lock);
 		h->remote_max = m;
-		pthread_mutex_unlock(&h->lock);
+		pthread_mutex_unlock(&h->x.lock);
 	} else if (frame->hd.type == NGHTTP2_GOAWAY) {
 		log_debug(LOG_CAT_FETCH, "h2: '%s' sent GOAWAY (error %u): "
 			  "draining the session", h->conf.label,
 			  frame->goaway.error_code);
-		pthread_mutex_lock(&h->lock);
+		pthread_mutex_lock(&h->x.lock);
 		h->draining = true;
-		pthread_mutex_unlock(&h->lock);
+		pthread_mutex_unlock(&h->x.lock);
 	}
 	return 0;
 }
@@ -492,23 +453,21 @@ static void drop_session(struct h2 *h, const char *why)
 	close_conn(h);
 	buf_release(&h->out);
 	h->out_off = 0;
-	pthread_mutex_lock(&h->lock);
+	pthread_mutex_lock(&h->x.lock);
 	if (h->state == H2_UP && why)
 		log_debug(LOG_CAT_FETCH, "h2: session %llu with '%s' ended: "
 			  "%s", (unsigned long long)h->gen, h->conf.label,
 			  why);
-	while (h->running) {
-		struct hreq *r = h->running;
-
-		finish_running(h, r, -ECONNRESET, 0);
-	}
-	fail_queued(h, -ESTALE);
+	while (h->x.running)
+		finish_running(h, container_of(h->x.running, struct hreq, x),
+			       -ECONNRESET, 0);
+	xfer_end_queued(&h->x, -ESTALE);
 	h->state = H2_DOWN;
 	h->draining = false;
 	h->prepared = 0;
 	h->remote_max = 0;
-	pthread_cond_broadcast(&h->state_cond);
-	pthread_mutex_unlock(&h->lock);
+	pthread_cond_broadcast(&h->x.cond);
+	pthread_mutex_unlock(&h->x.lock);
 }
 
 static int start_ngs(struct h2 *h, const struct buf *rest)
@@ -645,44 +604,24 @@ static unsigned int slots(struct h2 *h)
 	return n ? n : 1;
 }
 
-/* ->lock held: take the requests that may start now off the queues. */
-static struct hreq *take_startable(struct h2 *h)
+/* xfer_admit_fn: only on its own session, and only once that is
+ * prepared unless it is part of preparing. */
+static int admit(struct xfer_req *x, void *arg)
 {
-	struct hreq *list = NULL;
-	struct hreq **lt = &list;
+	struct hreq *r = container_of(x, struct hreq, x);
+	struct h2 *h = arg;
 
+	if (r->gen != h->gen)
+		return -ESTALE;
+	return !r->on_prepare && h->prepared != h->gen;
+}
+
+/* ->lock held: take the requests that may start now off the queues. */
+static struct xfer_req *take_startable(struct h2 *h)
+{
 	if (h->state != H2_UP || h->draining)
 		return NULL;
-	for (int p = 0; p < FETCH_NPRIO; p++) {
-		struct hreq **pp = &h->queue[p];
-
-		while (*pp) {
-			struct hreq *r = *pp;
-
-			if (r->gen != h->gen) {
-				*pp = r->next;
-				finish(r, -ESTALE, 0);
-				continue;
-			}
-			if ((!r->on_prepare && h->prepared != h->gen) ||
-			    !xfer_may_start(h->active, slots(h), p)) {
-				pp = &r->next;
-				continue;
-			}
-			*pp = r->next;
-			h->active[p]++;
-			h->nactive++;
-			r->run_next = h->running;
-			h->running = r;
-			r->next = NULL;
-			*lt = r;
-			lt = &r->next;
-		}
-		h->tail[p] = &h->queue[p];
-		for (struct hreq *q = h->queue[p]; q; q = q->next)
-			h->tail[p] = &q->next;
-	}
-	return list;
+	return xfer_take(&h->x, slots(h), admit, h);
 }
 
 static void submit(struct h2 *h, struct hreq *r)
@@ -713,9 +652,9 @@ static void submit(struct h2 *h, struct hreq *r)
 	r->deadline = now_ns() + h->conf.request_timeout_ms * 1000000;
 	sid = nghttp2_submit_request(h->ngs, NULL, nv, ARRAY_SIZE(nv), NULL, r);
 	if (sid < 0) {
-		pthread_mutex_lock(&h->lock);
+		pthread_mutex_lock(&h->x.lock);
 		finish_running(h, r, -EPROTO, 0);
-		pthread_mutex_unlock(&h->lock);
+		pthread_mutex_unlock(&h->x.lock);
 		return;
 	}
 	r->sid = sid;
@@ -806,8 +745,10 @@ static bool check_timeouts(struct h2 *h, int *timeout_ms)
 	unsigned int nlate = 0;
 	bool stalled;
 
-	pthread_mutex_lock(&h->lock);
-	for (struct hreq *r = h->running; r; r = r->run_next) {
+	pthread_mutex_lock(&h->x.lock);
+	for (struct xfer_req *x = h->x.running; x; x = x->run_next) {
+		struct hreq *r = container_of(x, struct hreq, x);
+
 		if (r->deadline <= now && nlate < ARRAY_SIZE(late))
 			late[nlate++] = r;
 		else if (r->deadline < next)
@@ -817,7 +758,7 @@ static bool check_timeouts(struct h2 *h, int *timeout_ms)
 	 * connection is dead, not one stream slow. */
 	stalled = nlate &&
 		  now - h->last_rx_ns > h->conf.request_timeout_ms * 1000000;
-	pthread_mutex_unlock(&h->lock);
+	pthread_mutex_unlock(&h->x.lock);
 	for (unsigned int i = 0; !stalled && i < nlate; i++) {
 		struct hreq *r = late[i];
 
@@ -825,9 +766,9 @@ static bool check_timeouts(struct h2 *h, int *timeout_ms)
 		nghttp2_session_set_stream_user_data(h->ngs, r->sid, NULL);
 		nghttp2_submit_rst_stream(h->ngs, NGHTTP2_FLAG_NONE, r->sid,
 					  NGHTTP2_CANCEL);
-		pthread_mutex_lock(&h->lock);
+		pthread_mutex_lock(&h->x.lock);
 		finish_running(h, r, -ETIMEDOUT, 0);
-		pthread_mutex_unlock(&h->lock);
+		pthread_mutex_unlock(&h->x.lock);
 	}
 	*timeout_ms = (int)MIN((next - now) / 1000000 + 1, 1000);
 	return stalled;
@@ -838,19 +779,19 @@ static void *loop_main(void *arg)
 	struct h2 *h = arg;
 	uint8_t *tmp = malloc(RECV_BUF);
 
-	pthread_mutex_lock(&h->lock);
+	pthread_mutex_lock(&h->x.lock);
 	while (tmp) {
 		struct pollfd pfd[2];
-		struct hreq *start;
+		struct xfer_req *start;
 		bool connect = false;
 		int timeout = 1000;
 		int wait_ms;
 		nfds_t n = 1;
 
-		if (h->cancel || (h->stop && !h->nactive)) {
-			fail_queued(h, -ECANCELED);
+		if (h->x.cancel || (h->x.stop && !h->x.nactive)) {
+			xfer_end_queued(&h->x, -ECANCELED);
 			if (h->state == H2_UP) {
-				pthread_mutex_unlock(&h->lock);
+				pthread_mutex_unlock(&h->x.lock);
 				if (h->ngs) {
 					/*
 					 * A goodbye the server can log, also
@@ -862,23 +803,23 @@ static void *loop_main(void *arg)
 					flush_out(h);
 				}
 				drop_session(h, "closed");
-				pthread_mutex_lock(&h->lock);
+				pthread_mutex_lock(&h->x.lock);
 			}
-			if (h->stop)
+			if (h->x.stop)
 				break;
 		}
-		if (h->state == H2_DOWN && h->want_connect && !h->cancel) {
+		if (h->state == H2_DOWN && h->want_connect && !h->x.cancel) {
 			h->state = H2_CONNECTING;
 			h->want_connect = false;
 			connect = true;
 		}
 		start = connect ? NULL : take_startable(h);
-		pthread_mutex_unlock(&h->lock);
+		pthread_mutex_unlock(&h->x.lock);
 		if (connect) {
 			bool retry;
 			int ret = do_connect(h, &retry);
 
-			pthread_mutex_lock(&h->lock);
+			pthread_mutex_lock(&h->x.lock);
 			h->attempts++;
 			h->conn_err = ret ? (retry ? ret : -ret) : 0;
 			if (!ret) {
@@ -890,14 +831,13 @@ static void *loop_main(void *arg)
 			} else {
 				h->state = H2_DOWN;
 			}
-			pthread_cond_broadcast(&h->state_cond);
+			pthread_cond_broadcast(&h->x.cond);
 			continue;
 		}
 		while (start) {
-			struct hreq *r = start;
+			struct hreq *r = container_of(start, struct hreq, x);
 
-			start = r->next;
-			r->next = NULL;
+			start = start->next;
 			submit(h, r);
 		}
 		if (h->ngs) {
@@ -907,14 +847,14 @@ static void *loop_main(void *arg)
 
 			if (!broke && check_timeouts(h, &timeout))
 				broke = true;
-			pthread_mutex_lock(&h->lock);
-			idle = h->draining && !h->nactive;
-			pthread_mutex_unlock(&h->lock);
+			pthread_mutex_lock(&h->x.lock);
+			idle = h->draining && !h->x.nactive;
+			pthread_mutex_unlock(&h->x.lock);
 			if (broke || idle || (!nghttp2_session_want_read(h->ngs) &&
 					      !nghttp2_session_want_write(h->ngs))) {
 				drop_session(h, broke ? "connection lost or "
 					     "stalled" : "GOAWAY");
-				pthread_mutex_lock(&h->lock);
+				pthread_mutex_lock(&h->x.lock);
 				continue;
 			}
 			pfd[1].fd = h->sock;
@@ -935,28 +875,26 @@ static void *loop_main(void *arg)
 				/* nothing was there after all */
 			}
 		}
-		pthread_mutex_lock(&h->lock);
+		pthread_mutex_lock(&h->x.lock);
 	}
-	pthread_mutex_unlock(&h->lock);
+	pthread_mutex_unlock(&h->x.lock);
 	free(tmp);
 	return NULL;
 }
 
 /* ---- callers ---- */
 
-/* Everything h2_new() made but the loop thread (not running). */
+/* Everything h2_new() made, the loop thread stopped. */
 static void release(struct h2 *h)
 {
 	if (h->evfd >= 0)
 		close(h->evfd);
 	buf_release(&h->out);
 	tls_pin_free(h->pin);
-	pthread_cond_destroy(&h->state_cond);
-	pthread_mutex_destroy(&h->lock);
+	xfer_release(&h->x);
 	free((char *)h->conf.label);
 	free((char *)h->conf.host);
 	free((char *)h->conf.ca_file);
-	bufpool_destroy(&h->bodies);
 	free(h);
 }
 
@@ -968,8 +906,6 @@ int h2_new(const struct h2_conf *conf, struct h2 **out)
 		return -EIO;
 	h = xcalloc(1, sizeof(*h));
 	h->conf = *conf;
-	bufpool_init(&h->bodies, conf->body_pool,
-		     MIN(conf->streams ? conf->streams : XFER_SLOTS, 8));
 	h->conf.label = xstrdup(conf->label ? conf->label : conf->host);
 	h->conf.host = xstrdup(conf->host);
 	h->conf.ca_file = conf->ca_file ? xstrdup(conf->ca_file) : NULL;
@@ -981,10 +917,11 @@ int h2_new(const struct h2_conf *conf, struct h2 **out)
 	if (!h->conf.request_timeout_ms)
 		h->conf.request_timeout_ms = XFER_REQUEST_TIMEOUT_MS;
 	h->evfd = -1;
-	pthread_mutex_init(&h->lock, NULL);
-	pthread_cond_init(&h->state_cond, NULL);
-	for (int p = 0; p < FETCH_NPRIO; p++)
-		h->tail[p] = &h->queue[p];
+	xfer_init(&h->x, &(struct xfer_conf){
+		.who = "h2", .from = h->conf.label,
+		.remote_timeout_ms = h->conf.remote_timeout_ms,
+		.body_pool = conf->body_pool,
+		.spare = MIN(h->conf.streams, 8), .wake = wake, .wake_arg = h });
 	buf_init(&h->out, SIZE_MAX / 2);
 	h->tokens_ns = now_ns();
 	if (xfer_tls_pin("h2", conf->fingerprint, conf->host, conf->insecure,
@@ -1004,9 +941,9 @@ void h2_free(struct h2 *h)
 {
 	if (!h)
 		return;
-	pthread_mutex_lock(&h->lock);
-	h->stop = true;
-	pthread_mutex_unlock(&h->lock);
+	pthread_mutex_lock(&h->x.lock);
+	h->x.stop = true;
+	pthread_mutex_unlock(&h->x.lock);
 	wake(h);
 	pthread_join(h->loop, NULL);
 	release(h);
@@ -1014,20 +951,16 @@ void h2_free(struct h2 *h)
 
 void h2_cancel(struct h2 *h)
 {
-	pthread_mutex_lock(&h->lock);
-	h->cancel = true;
-	pthread_cond_broadcast(&h->state_cond);
-	pthread_mutex_unlock(&h->lock);
-	wake(h);
+	xfer_cancel(&h->x);
 }
 
 unsigned int h2_remote_streams(struct h2 *h)
 {
 	unsigned int n;
 
-	pthread_mutex_lock(&h->lock);
+	pthread_mutex_lock(&h->x.lock);
 	n = h->remote_max;
-	pthread_mutex_unlock(&h->lock);
+	pthread_mutex_unlock(&h->x.lock);
 	return n;
 }
 
@@ -1035,9 +968,9 @@ uint64_t h2_sessions(struct h2 *h)
 {
 	uint64_t n;
 
-	pthread_mutex_lock(&h->lock);
+	pthread_mutex_lock(&h->x.lock);
 	n = h->gen;
-	pthread_mutex_unlock(&h->lock);
+	pthread_mutex_unlock(&h->x.lock);
 	return n;
 }
 
@@ -1051,9 +984,9 @@ static int ensure_ready(struct h2 *h, uint64_t *gen, bool *final)
 	int ret = 0;
 
 	*final = false;
-	pthread_mutex_lock(&h->lock);
+	pthread_mutex_lock(&h->x.lock);
 	for (;;) {
-		if (h->cancel) {
+		if (h->x.cancel) {
 			ret = -ECANCELED;
 			break;
 		}
@@ -1066,14 +999,14 @@ static int ensure_ready(struct h2 *h, uint64_t *gen, bool *final)
 			uint64_t g = h->gen;
 
 			h->preparing = true;
-			pthread_mutex_unlock(&h->lock);
+			pthread_mutex_unlock(&h->x.lock);
 			ret = h->conf.prepare ? h->conf.prepare(h->conf.arg, h, g) :
 						0;
-			pthread_mutex_lock(&h->lock);
+			pthread_mutex_lock(&h->x.lock);
 			h->preparing = false;
 			if (!ret && h->gen == g && h->state == H2_UP)
 				h->prepared = g;
-			pthread_cond_broadcast(&h->state_cond);
+			pthread_cond_broadcast(&h->x.cond);
 			if (ret == -ESTALE || !ret)
 				continue;
 			*final = ret != -EIO;
@@ -1083,12 +1016,12 @@ static int ensure_ready(struct h2 *h, uint64_t *gen, bool *final)
 			uint64_t attempt = h->attempts;
 
 			h->want_connect = true;
-			pthread_mutex_unlock(&h->lock);
+			pthread_mutex_unlock(&h->x.lock);
 			wake(h);
-			pthread_mutex_lock(&h->lock);
-			while (h->attempts == attempt && !h->cancel)
-				pthread_cond_wait(&h->state_cond, &h->lock);
-			if (h->cancel || h->state == H2_UP)
+			pthread_mutex_lock(&h->x.lock);
+			while (h->attempts == attempt && !h->x.cancel)
+				pthread_cond_wait(&h->x.cond, &h->x.lock);
+			if (h->x.cancel || h->state == H2_UP)
 				continue;
 			/* conn_err > 0: refused for good. */
 			ret = h->conn_err < 0 ? h->conn_err : -h->conn_err;
@@ -1096,196 +1029,124 @@ static int ensure_ready(struct h2 *h, uint64_t *gen, bool *final)
 			break;
 		}
 		/* Connecting, preparing elsewhere, or draining: wait. */
-		pthread_cond_wait(&h->state_cond, &h->lock);
+		pthread_cond_wait(&h->x.cond, &h->x.lock);
 	}
-	pthread_mutex_unlock(&h->lock);
+	pthread_mutex_unlock(&h->x.lock);
 	return ret;
 }
 
-/* One request on session @gen: queue, wait.  r->err / r->status say. */
+/* One request on session @gen: queue, wait.  r->x.err / r->status say. */
 static void run_once(struct h2 *h, struct hreq *r, uint64_t gen, size_t max)
 {
-	if (r->mem)
-		buf_init_on(&r->body, r->mem, h->bodies.size, max);
-	else
-		buf_init(&r->body, max);
 	r->gen = gen;
-	r->done = false;
-	r->err = 0;
 	r->status = 0;
-	r->next = NULL;
-	pthread_mutex_lock(&h->lock);
-	if (h->cancel) {
-		finish(r, -ECANCELED, 0);
-	} else {
-		*h->tail[r->prio] = r;
-		h->tail[r->prio] = &r->next;
-	}
-	pthread_mutex_unlock(&h->lock);
-	wake(h);
-	pthread_mutex_lock(&h->lock);
-	while (!r->done)
-		pthread_cond_wait(&r->cond, &h->lock);
-	pthread_mutex_unlock(&h->lock);
+	xfer_wait(&h->x, &r->x, max);
 }
 
 int h2_get_on(struct h2 *h, uint64_t session, const char *path, size_t max,
 	      uint8_t **buf, size_t *len)
 {
-	struct hreq r = {
-		.path = path, .prio = FETCH_DEMAND, .on_prepare = true,
-	};
+	struct hreq r = { .h = h, .path = path, .on_prepare = true };
 	char text[256];
 	int ret;
 
-	pthread_cond_init(&r.cond, NULL);
+	xfer_req_init(&h->x, &r.x, FETCH_DEMAND, false, max);
 	run_once(h, &r, session, max);
-	if (r.err) {
-		ret = r.err == -ECANCELED || r.err == -EFBIG ? r.err : -ESTALE;
+	if (r.x.err) {
+		ret = r.x.err == -ECANCELED || r.x.err == -EFBIG ? r.x.err :
+								   -ESTALE;
 	} else if (r.status >= 200 && r.status < 300) {
-		*buf = buf_steal(&r.body, len);
-		if (!*buf)
-			*buf = calloc(1, 1);
-		ret = *buf ? 0 : -ENOMEM;
+		ret = xfer_body(&r.x, NULL, NULL, buf, len);
 	} else {
 		ret = r.status == 404 ? -ENOENT : -EIO;
-		error_text(r.body.data, r.body.len, text, sizeof(text));
+		error_text(r.x.body.data, r.x.body.len, text, sizeof(text));
 		if (ret != -ENOENT)
 			log_err("h2: cannot get '%s' from '%s': HTTP %ld%s%s",
 				path, h->conf.label, r.status,
 				text[0] ? ": " : "", text);
 	}
-	buf_release(&r.body);
-	pthread_cond_destroy(&r.cond);
+	xfer_req_release(&h->x, &r.x);
 	return ret;
 }
 
-/* Done with an attempt's body: freed, or left in the spare buffer. */
-static void body_release(struct hreq *r)
+/* An HTTP error answer: for good, once again at once, or retried. */
+static int http_error(struct hreq *r, uint64_t gen, char *why, size_t n)
 {
-	if (r->mem)
-		buf_init(&r->body, r->body.limit);
-	else
-		buf_release(&r->body);
+	struct h2 *h = r->h;
+	char text[200];
+
+	error_text(r->x.body.data, r->x.body.len, text, sizeof(text));
+	if (r->status == 404)
+		return -ENOENT;
+	if (r->status == 401 && !r->refused_once) {
+		/*
+		 * Not registered on this session: its index is downloaded
+		 * again, once (PBS-PROTOCOL 1.8 rule 7).
+		 */
+		r->refused_once = true;
+		pthread_mutex_lock(&h->x.lock);
+		if (h->gen == gen)
+			h->prepared = 0;
+		pthread_mutex_unlock(&h->x.lock);
+		return XFER_AGAIN;
+	}
+	if (r->status == 401 || r->status == 403) {
+		log_err("h2: cannot get '%s' from '%s': HTTP %ld%s%s", r->path,
+			h->conf.label, r->status, text[0] ? ": " : "", text);
+		return -EACCES;
+	}
+	snprintf(why, n, "HTTP %ld%s%s", r->status, text[0] ? ": " : "", text);
+	return XFER_RETRY;
+}
+
+/* One try (xfer_try_fn). */
+static int try_once(void *arg, struct xfer_retry *rt, char *why, size_t n)
+{
+	struct hreq *r = arg;
+	struct h2 *h = r->h;
+	uint64_t gen = 0;
+	bool final;
+	int ret;
+
+	ret = ensure_ready(h, &gen, &final);
+	if (ret == -ECANCELED || final)
+		return ret;
+	if (ret) {
+		snprintf(why, n, "no session (%s)", strerror(-ret));
+		return XFER_RETRY;
+	}
+	run_once(h, r, gen, r->max);
+	if (r->x.err == -ECANCELED)
+		return -ECANCELED;
+	if (r->x.err == -ESTALE) {
+		/* The session changed before it was sent: at once. */
+		rt->attempt--;
+		return XFER_AGAIN;
+	}
+	if (r->x.err) {
+		snprintf(why, n, "%s", r->x.err == -EFBIG ?
+			 "body over its size limit" : strerror(-r->x.err));
+		return XFER_RETRY;
+	}
+	if (r->status >= 200 && r->status < 300) {
+		snprintf(why, n, "body failed verification");
+		return xfer_body(&r->x, r->check, r->check_arg, r->buf, r->len);
+	}
+	return http_error(r, gen, why, n);
 }
 
 int h2_get(struct h2 *h, const char *path, enum fetch_prio prio, size_t max,
 	   fetch_check_fn check, void *arg, uint8_t **buf, size_t *len)
 {
-	struct hreq r = { .path = path, .prio = prio };
-	struct xfer_retry rt;
-	bool refused_once = false;
-	bool bad_body;
-	char why[300];
-	char text[200];
-	uint64_t gen = 0;
-	bool final;
+	struct hreq r = {
+		.h = h, .path = path, .max = max, .check = check,
+		.check_arg = arg, .buf = buf, .len = len,
+	};
 	int ret;
 
-	pthread_cond_init(&r.cond, NULL);
 	/* A body the check drops: a spare buffer. */
-	if (check && max < h->bodies.size)
-		r.mem = bufpool_get(&h->bodies);
-	xfer_retry_start(&rt, h->conf.remote_timeout_ms, &r);
-	for (;;) {
-		uint64_t delay;
-
-		rt.attempt++;
-		bad_body = false;
-		ret = ensure_ready(h, &gen, &final);
-		if (ret == -ECANCELED || final)
-			goto out;
-		if (ret) {
-			snprintf(why, sizeof(why), "no session (%s)",
-				 strerror(-ret));
-			goto retry;
-		}
-		run_once(h, &r, gen, max);
-		if (r.err == -ECANCELED) {
-			ret = -ECANCELED;
-			goto out;
-		}
-		if (r.err == -ESTALE) {
-			/* The session changed before it was sent: at once. */
-			body_release(&r);
-			rt.attempt--;
-			continue;
-		}
-		if (r.err) {
-			snprintf(why, sizeof(why), "%s", r.err == -EFBIG ?
-				 "body over its size limit" : strerror(-r.err));
-			goto retry;
-		}
-		if (r.status >= 200 && r.status < 300) {
-			if (!check) {
-				*buf = buf_steal(&r.body, len);
-				if (!*buf)
-					*buf = calloc(1, 1);
-				ret = *buf ? 0 : -ENOMEM;
-				goto out;
-			}
-			ret = check(r.body.data ? r.body.data :
-						  (const uint8_t *)"",
-				    r.body.len, arg);
-			if (ret != -EBADMSG)
-				goto out;
-			bad_body = true;
-			snprintf(why, sizeof(why), "body failed verification");
-			goto retry;
-		}
-		error_text(r.body.data, r.body.len, text, sizeof(text));
-		if (r.status == 404) {
-			ret = -ENOENT;
-			goto out;
-		}
-		if (r.status == 401 && !refused_once) {
-			/*
-			 * Not registered on this session: its index is
-			 * downloaded again, once (PBS-PROTOCOL 1.8 rule 7).
-			 */
-			refused_once = true;
-			pthread_mutex_lock(&h->lock);
-			if (h->gen == gen)
-				h->prepared = 0;
-			pthread_mutex_unlock(&h->lock);
-			body_release(&r);
-			continue;
-		}
-		if (r.status == 401 || r.status == 403) {
-			log_err("h2: cannot get '%s' from '%s': HTTP %ld%s%s",
-				path, h->conf.label, r.status,
-				text[0] ? ": " : "", text);
-			ret = -EACCES;
-			goto out;
-		}
-		snprintf(why, sizeof(why), "HTTP %ld%s%s", r.status,
-			 text[0] ? ": " : "", text);
-retry:
-		body_release(&r);
-		if (!xfer_retry_next(&rt, &delay)) {
-			if (bad_body) {
-				ret = -EBADMSG;
-				goto out;
-			}
-			if (xfer_giveup_should_log(&h->last_giveup_ns,
-						   h->conf.remote_timeout_ms))
-				log_err("h2: cannot get '%s' from '%s': %s "
-					"(gave up after %u tries in %.1f s)",
-					path, h->conf.label, why, rt.attempt,
-					xfer_retry_elapsed(&rt));
-			ret = -EIO;
-			goto out;
-		}
-		log_debug(LOG_CAT_FETCH, "h2: '%s': %s, retry %u in %llu ms",
-			  path, why, rt.attempt, (unsigned long long)delay);
-		if (xfer_nap(&h->lock, &h->state_cond, &h->cancel, delay)) {
-			ret = -ECANCELED;
-			goto out;
-		}
-	}
-out:
-	body_release(&r);
-	bufpool_put(&h->bodies, r.mem);
-	pthread_cond_destroy(&r.cond);
+	xfer_req_init(&h->x, &r.x, prio, check, max);
+	ret = xfer_run(&h->x, &r.x, try_once, &r, path);
+	xfer_req_release(&h->x, &r.x);
 	return ret;
 }

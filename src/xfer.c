@@ -1,13 +1,16 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The request policy of both transports (xfer.h).  Nothing here touches
- * a connection: the numbers and rules only, and curl's process-wide
- * set-up.
+ * The request engine of both transports (xfer.h): the rules and
+ * numbers, the queues and running list, and each request's tries.
+ * Nothing here touches a connection.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -159,5 +162,231 @@ void xfer_setup_tls(void *easy, const char *ca_file, bool insecure,
 		curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L);
 		curl_easy_setopt(easy, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
 		curl_easy_setopt(easy, CURLOPT_SSL_CTX_DATA, pin);
+	}
+}
+
+/* ---- the engine ---- */
+
+void xfer_init(struct xfer_engine *e, const struct xfer_conf *conf)
+{
+	memset(e, 0, sizeof(*e));
+	pthread_mutex_init(&e->lock, NULL);
+	pthread_cond_init(&e->cond, NULL);
+	for (int p = 0; p < FETCH_NPRIO; p++)
+		e->tail[p] = &e->queue[p];
+	bufpool_init(&e->bodies, conf->body_pool, conf->spare);
+	e->conf = *conf;
+}
+
+void xfer_release(struct xfer_engine *e)
+{
+	bufpool_destroy(&e->bodies);
+	pthread_cond_destroy(&e->cond);
+	pthread_mutex_destroy(&e->lock);
+}
+
+void xfer_cancel(struct xfer_engine *e)
+{
+	pthread_mutex_lock(&e->lock);
+	e->cancel = true;
+	pthread_cond_broadcast(&e->cond);
+	pthread_mutex_unlock(&e->lock);
+	e->conf.wake(e->conf.wake_arg);
+}
+
+bool xfer_cancelled(struct xfer_engine *e)
+{
+	bool c;
+
+	pthread_mutex_lock(&e->lock);
+	c = e->cancel;
+	pthread_mutex_unlock(&e->lock);
+	return c;
+}
+
+void xfer_finish(struct xfer_req *r, int err)
+{
+	r->err = err;
+	r->done = true;
+	pthread_cond_signal(&r->cond);
+}
+
+void xfer_end(struct xfer_engine *e, struct xfer_req *r, int err)
+{
+	for (struct xfer_req **pp = &e->running; *pp; pp = &(*pp)->run_next) {
+		if (*pp == r) {
+			*pp = r->run_next;
+			break;
+		}
+	}
+	e->active[r->prio]--;
+	e->nactive--;
+	xfer_finish(r, err);
+}
+
+void xfer_end_queued(struct xfer_engine *e, int err)
+{
+	for (int p = 0; p < FETCH_NPRIO; p++) {
+		while (e->queue[p]) {
+			struct xfer_req *r = e->queue[p];
+
+			e->queue[p] = r->next;
+			xfer_finish(r, err);
+		}
+		e->tail[p] = &e->queue[p];
+	}
+}
+
+struct xfer_req *xfer_take(struct xfer_engine *e, unsigned int slots,
+			   xfer_admit_fn admit, void *arg)
+{
+	struct xfer_req *list = NULL;
+	struct xfer_req **lt = &list;
+
+	for (int p = 0; p < FETCH_NPRIO; p++) {
+		struct xfer_req **pp = &e->queue[p];
+
+		while (*pp) {
+			struct xfer_req *r = *pp;
+			int ok = admit ? admit(r, arg) : 0;
+
+			if (ok < 0) {
+				*pp = r->next;
+				xfer_finish(r, ok);
+				continue;
+			}
+			if (ok || !xfer_may_start(e->active, slots, p)) {
+				pp = &r->next;
+				continue;
+			}
+			*pp = r->next;
+			e->active[p]++;
+			e->nactive++;
+			r->run_next = e->running;
+			e->running = r;
+			r->next = NULL;
+			*lt = r;
+			lt = &r->next;
+		}
+		e->tail[p] = pp;
+	}
+	return list;
+}
+
+bool xfer_background_only(const struct xfer_engine *e)
+{
+	return !e->active[FETCH_DEMAND] && !e->active[FETCH_READAHEAD] &&
+	       !e->queue[FETCH_DEMAND] && !e->queue[FETCH_READAHEAD] &&
+	       (e->active[FETCH_STREAM] || e->queue[FETCH_STREAM]);
+}
+
+void xfer_req_init(struct xfer_engine *e, struct xfer_req *r,
+		   enum fetch_prio prio, bool pooled, size_t max)
+{
+	memset(r, 0, sizeof(*r));
+	r->prio = prio;
+	pthread_cond_init(&r->cond, NULL);
+	if (pooled && max < e->bodies.size)
+		r->mem = bufpool_get(&e->bodies);
+}
+
+/* Done with a try's body: freed, or left in the spare buffer. */
+static void body_drop(struct xfer_req *r)
+{
+	if (r->mem)
+		buf_init(&r->body, r->body.limit);
+	else
+		buf_release(&r->body);
+}
+
+void xfer_req_release(struct xfer_engine *e, struct xfer_req *r)
+{
+	body_drop(r);
+	bufpool_put(&e->bodies, r->mem);
+	r->mem = NULL;
+	pthread_cond_destroy(&r->cond);
+}
+
+void xfer_wait(struct xfer_engine *e, struct xfer_req *r, size_t max)
+{
+	if (r->mem)
+		buf_init_on(&r->body, r->mem, e->bodies.size, max);
+	else
+		buf_init(&r->body, max);
+	r->done = false;
+	r->err = 0;
+	r->next = NULL;
+	pthread_mutex_lock(&e->lock);
+	if (e->cancel) {
+		xfer_finish(r, -ECANCELED);
+	} else {
+		*e->tail[r->prio] = r;
+		e->tail[r->prio] = &r->next;
+	}
+	pthread_mutex_unlock(&e->lock);
+	e->conf.wake(e->conf.wake_arg);
+	pthread_mutex_lock(&e->lock);
+	while (!r->done)
+		pthread_cond_wait(&r->cond, &e->lock);
+	pthread_mutex_unlock(&e->lock);
+}
+
+int xfer_body(struct xfer_req *r, fetch_check_fn check, void *arg,
+	      uint8_t **buf, size_t *len)
+{
+	int ret;
+
+	if (!check) {
+		*buf = buf_steal(&r->body, len);
+		if (!*buf)
+			*buf = calloc(1, 1);
+		return *buf ? 0 : -ENOMEM;
+	}
+	ret = check(r->body.data ? r->body.data : (const uint8_t *)"",
+		    r->body.len, arg);
+	return ret == -EBADMSG ? XFER_BAD_BODY : ret;
+}
+
+int xfer_run(struct xfer_engine *e, struct xfer_req *r, xfer_try_fn try,
+	     void *arg, const char *what)
+{
+	const char *from = e->conf.from;
+	struct xfer_retry rt;
+	char why[320];
+
+	xfer_retry_start(&rt, e->conf.remote_timeout_ms, r);
+	for (;;) {
+		uint64_t delay;
+		int ret;
+
+		rt.attempt++;
+		snprintf(why, sizeof(why), "failed");
+		ret = try(arg, &rt, why, sizeof(why));
+		if (ret <= 0)
+			return ret;
+		body_drop(r);
+		if (ret == XFER_AGAIN)
+			continue;
+		if (!xfer_retry_next(&rt, &delay)) {
+			/* The checker knows why a body was bad: it logs. */
+			if (ret == XFER_BAD_BODY)
+				return -EBADMSG;
+			if (xfer_giveup_should_log(&e->last_giveup_ns,
+						   e->conf.remote_timeout_ms))
+				log_err("%s: cannot get '%s'%s%s%s: %s (gave up "
+					"after %u tries in %.1f s)", e->conf.who,
+					what, from ? " from '" : "",
+					from ? from : "", from ? "'" : "", why,
+					rt.attempt, xfer_retry_elapsed(&rt));
+			else
+				log_debug(LOG_CAT_FETCH, "%s: gave up on '%s' "
+					  "too: %s", e->conf.who, what, why);
+			return -EIO;
+		}
+		log_debug(LOG_CAT_FETCH, "%s: '%s': %s, retry %u in %llu ms",
+			  e->conf.who, what, why, rt.attempt,
+			  (unsigned long long)delay);
+		if (xfer_nap(&e->lock, &e->cond, &e->cancel, delay))
+			return -ECANCELED;
 	}
 }

@@ -4,19 +4,26 @@
  * jitter to its cap; the slot rule always leaves demand a slot; a
  * request's tries end at its deadline, the last one at the deadline
  * rather than a back-off early; one give-up line per window; a nap ends
- * at once when cancelled.
+ * at once when cancelled.  The engine: queued requests start in
+ * priority order within the slots, a refused admission ends a request,
+ * a request's tries follow what each says, and cancellation ends them.
  */
 #include "config.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
+#include "compiler.h"
 #include "util.h"
 #include "xfer.h"
 
@@ -148,6 +155,213 @@ static void test_nap(void **state)
 	assert_true(now_ns() - t0 < 1000 * 1000000ull);
 }
 
+/* ---- the engine, with a loop thread made of the wake callback ---- */
+
+struct fake {
+	struct xfer_engine e;
+	bool serve;		/* the wake callback ends what it takes */
+	int result;		/* ... with this err */
+	unsigned int woken;
+};
+
+/* The "transport": end every startable request at once. */
+static void fake_wake(void *arg)
+{
+	struct fake *fk = arg;
+	struct xfer_req *list;
+
+	pthread_mutex_lock(&fk->e.lock);
+	fk->woken++;
+	if (fk->serve) {
+		list = xfer_take(&fk->e, 4, NULL, NULL);
+		while (list) {
+			struct xfer_req *r = list;
+
+			list = list->next;
+			buf_append(&r->body, "ok", 2);
+			xfer_end(&fk->e, r, fk->result);
+		}
+	}
+	pthread_mutex_unlock(&fk->e.lock);
+}
+
+static void fake_init(struct fake *fk, uint64_t timeout_ms, bool serve)
+{
+	memset(fk, 0, sizeof(*fk));
+	xfer_init(&fk->e, &(struct xfer_conf){
+		.who = "test", .remote_timeout_ms = timeout_ms,
+		.wake = fake_wake, .wake_arg = fk });
+	fk->serve = serve;
+}
+
+struct waiter {
+	struct fake *fk;
+	struct xfer_req r;
+	pthread_t t;
+};
+
+static void *waiter_main(void *arg)
+{
+	struct waiter *w = arg;
+
+	xfer_wait(&w->fk->e, &w->r, 100);
+	return NULL;
+}
+
+static unsigned int queued(struct fake *fk)
+{
+	unsigned int n = 0;
+
+	pthread_mutex_lock(&fk->e.lock);
+	for (int p = 0; p < FETCH_NPRIO; p++)
+		for (struct xfer_req *r = fk->e.queue[p]; r; r = r->next)
+			n++;
+	pthread_mutex_unlock(&fk->e.lock);
+	return n;
+}
+
+/* Refuse the second readahead request: it ends with -ESTALE. */
+static int admit_first(struct xfer_req *r, void *arg)
+{
+	struct xfer_req *refuse = arg;
+
+	return r == refuse ? -ESTALE : 0;
+}
+
+static void test_take(void **state)
+{
+	static const enum fetch_prio prios[] = {
+		FETCH_STREAM, FETCH_READAHEAD, FETCH_DEMAND, FETCH_READAHEAD,
+	};
+	struct waiter w[ARRAY_SIZE(prios)];
+	struct xfer_req *list;
+	struct fake fk;
+
+	(void)state;
+	fake_init(&fk, 1000, false);
+	for (size_t i = 0; i < ARRAY_SIZE(w); i++) {
+		w[i].fk = &fk;
+		xfer_req_init(&fk.e, &w[i].r, prios[i], false, 100);
+		assert_int_equal(pthread_create(&w[i].t, NULL, waiter_main,
+						&w[i]), 0);
+		while (queued(&fk) < i + 1)
+			usleep(1000);
+	}
+	/* Three slots: demand, then readahead; the stream request would
+	 * take the last one, kept for demand; the refused one ends. */
+	pthread_mutex_lock(&fk.e.lock);
+	list = xfer_take(&fk.e, 3, admit_first, &w[3].r);
+	assert_ptr_equal(list, &w[2].r);
+	assert_ptr_equal(list->next, &w[1].r);
+	assert_null(list->next->next);
+	assert_int_equal(fk.e.nactive, 2);
+	assert_true(w[3].r.done);
+	assert_int_equal(w[3].r.err, -ESTALE);
+	assert_ptr_equal(fk.e.queue[FETCH_STREAM], &w[0].r);
+	xfer_end(&fk.e, &w[2].r, 0);
+	xfer_end(&fk.e, &w[1].r, -EIO);
+	/* Slots free again: the stream request starts. */
+	list = xfer_take(&fk.e, 3, NULL, NULL);
+	assert_ptr_equal(list, &w[0].r);
+	assert_null(fk.e.queue[FETCH_STREAM]);
+	xfer_end(&fk.e, &w[0].r, 0);
+	assert_int_equal(fk.e.nactive, 0);
+	assert_null(fk.e.running);
+	pthread_mutex_unlock(&fk.e.lock);
+	for (size_t i = 0; i < ARRAY_SIZE(w); i++) {
+		pthread_join(w[i].t, NULL);
+		assert_true(w[i].r.done);
+		xfer_req_release(&fk.e, &w[i].r);
+	}
+	assert_int_equal(w[1].r.err, -EIO);
+	xfer_release(&fk.e);
+}
+
+/* A scripted try: the verdicts in ->script, then 0. */
+struct script {
+	struct fake *fk;
+	struct xfer_req r;
+	const int *verdicts;
+	unsigned int n;
+	unsigned int tries;
+};
+
+static int script_try(void *arg, struct xfer_retry *rt, char *why, size_t n)
+{
+	struct script *sc = arg;
+	uint8_t *body = NULL;
+	size_t len;
+	int ret;
+
+	(void)rt;
+	xfer_wait(&sc->fk->e, &sc->r, 100);
+	if (sc->r.err)
+		return sc->r.err;
+	assert_int_equal(sc->r.body.len, 2);
+	snprintf(why, n, "try %u", sc->tries);
+	if (sc->tries < sc->n)
+		return sc->verdicts[sc->tries++];
+	sc->tries++;
+	ret = xfer_body(&sc->r, NULL, NULL, &body, &len);
+	assert_int_equal(len, 2);
+	free(body);
+	return ret;
+}
+
+static int run_script(struct fake *fk, const int *v, unsigned int n,
+		      unsigned int *tries)
+{
+	struct script sc = { .fk = fk, .verdicts = v, .n = n };
+	int ret;
+
+	xfer_req_init(&fk->e, &sc.r, FETCH_DEMAND, false, 100);
+	ret = xfer_run(&fk->e, &sc.r, script_try, &sc, "/chunk");
+	xfer_req_release(&fk->e, &sc.r);
+	*tries = sc.tries;
+	return ret;
+}
+
+static void test_run(void **state)
+{
+	static const int again[] = { XFER_RETRY, XFER_AGAIN, XFER_RETRY };
+	static const int fatal[] = { XFER_RETRY, -EACCES };
+	static const int bad[] = { XFER_BAD_BODY, XFER_BAD_BODY,
+				   XFER_BAD_BODY, XFER_BAD_BODY };
+	static const int down[] = { XFER_RETRY, XFER_RETRY, XFER_RETRY,
+				    XFER_RETRY };
+	unsigned int tries;
+	struct fake fk;
+	uint64_t t0;
+
+	(void)state;
+	fake_init(&fk, 5000, true);
+	/* Retried through, then done. */
+	assert_int_equal(run_script(&fk, again, 3, &tries), 0);
+	assert_int_equal(tries, 4);
+	/* A final error ends it at once. */
+	assert_int_equal(run_script(&fk, fatal, 2, &tries), -EACCES);
+	assert_int_equal(tries, 2);
+	/* Out of time: bodies always refused give -EBADMSG, other
+	 * failures -EIO; a transport error is final. */
+	xfer_release(&fk.e);
+	fake_init(&fk, 250, true);
+	assert_int_equal(run_script(&fk, bad, 4, &tries), -EBADMSG);
+	assert_true(tries >= 2 && tries <= 4);
+	assert_int_equal(run_script(&fk, down, 4, &tries), -EIO);
+	fk.result = -EPROTO;
+	assert_int_equal(run_script(&fk, down, 4, &tries), -EPROTO);
+	assert_int_equal(tries, 0);
+	/* Cancelled: at once, without a try. */
+	fk.result = 0;
+	xfer_cancel(&fk.e);
+	t0 = now_ns();
+	assert_int_equal(run_script(&fk, down, 4, &tries), -ECANCELED);
+	assert_int_equal(tries, 0);
+	assert_true(now_ns() - t0 < 100 * 1000000ull);
+	assert_true(xfer_cancelled(&fk.e));
+	xfer_release(&fk.e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -156,6 +370,8 @@ int main(void)
 		cmocka_unit_test(test_retry),
 		cmocka_unit_test(test_giveup),
 		cmocka_unit_test(test_nap),
+		cmocka_unit_test(test_take),
+		cmocka_unit_test(test_run),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
