@@ -23,6 +23,12 @@
 #define CLI_REQUEST_TIMEOUT_MS XFER_REQUEST_TIMEOUT_MS
 #define CLI_CONNECT_TIMEOUT_MS XFER_CONNECT_TIMEOUT_MS
 
+/* A backend's option row (store_backend.h) of struct cli. */
+struct cli_store_opt {
+	struct cli *c;
+	const struct store_option *o;
+};
+
 /* The state of one command's repository options. */
 struct cli {
 	struct store_conf store;
@@ -35,17 +41,12 @@ struct cli {
 	bool quiet;
 	const char *auth_file;		/* --auth-file, read at open */
 	char *auth_header;		/* owned */
-	const char *password_file;
-	int password_fd;
-	char *secret;			/* owned: PBS password or token */
-	char *s3_key_id;		/* owned */
-	char *s3_secret;		/* owned */
-	char *s3_token;			/* owned */
-	const char *s3_region_opt;	/* --s3-region */
-	char *s3_region;		/* owned */
 	struct key_material *key;	/* owned */
 	struct store *s;		/* owned */
-	struct opt opts[32];		/* cli_repo_opts() */
+	struct opt opts[40];		/* cli_repo_opts() */
+	size_t nopts;
+	struct cli_store_opt store_opts[16]; /* the backends' rows */
+	size_t nstore_opts;
 };
 
 /* The entry points, argv[0] being the command's name. */
@@ -87,12 +88,12 @@ int cli_load_key(struct cli *c);
  */
 int cli_open_repo(struct cli *c, const char *repo);
 /*
- * For a PBS repository, read its secret now (before a daemon detaches
- * from the terminal): --password-fd, --password-file, PBS_PASSWORD,
- * PBS_PASSWORD_FD, PBS_PASSWORD_FILE, or a prompt.  PBS_PASSWORD is
- * then removed from the environment.  0 for other repositories.
+ * The credentials of @repo's backend, where that backend says they come
+ * from (PBS: --password-fd, --password-file, PBS_PASSWORD, ..., or a
+ * prompt; S3: the AWS variables and files), into c->store's settings:
+ * now, before a daemon detaches from the terminal.  0 or -errno.
  */
-int cli_read_secret(struct cli *c, const char *repo);
+int cli_credentials(struct cli *c, const char *repo);
 /*
  * The REPO argument: @argv[0] if the command got @nargs positionals
  * and needs @want, or PBS_REPOSITORY when it got one fewer (then

@@ -13,7 +13,8 @@
  * (store_dir.c: a directory on this machine; store_http.c: the same tree
  * under an http(s) URL; store_pbs.c: a datastore of a Proxmox Backup
  * Server, through its API and reader protocol; store_s3.c: a PBS 4 S3
- * datastore in a bucket).  Paths are relative to the datastore root, in
+ * datastore in a bucket), each described by a struct store_backend
+ * (store_backend.h) in the table of store.c.  Paths are relative to the datastore root, in
  * FORMATS.md section 6 layout ("vm/100/<time>/index.json.blob").
  *
  * Every function may block and may be called from any thread at once.
@@ -41,6 +42,8 @@ struct store;
 
 struct store_ops {
 	const char *name;
+	bool local;		/* on this machine: a chunk costs CPU and
+				   disk, not a round trip */
 	/* -ENOENT when missing; -EFBIG when larger than @max. */
 	int (*get_file)(struct store *s, const char *path, size_t max,
 			uint8_t **buf, size_t *len);
@@ -78,6 +81,45 @@ struct store {
 				   lines (a directory, URL or repository) */
 };
 
+/* One option of a backend's own, a setting of the same name. */
+struct store_option {
+	const char *name;		/* "s3-region": --s3-region VALUE */
+	const char *metavar;
+	const char *help;
+	/* NULL, or 0 if @arg will do; else -EINVAL and why. */
+	int (*check)(const char *arg, char *why, size_t len);
+};
+
+/*
+ * Where a backend may look for credentials: the command line's readers
+ * (cli.c), so that no backend reads the environment or a terminal on
+ * its own, and a test can give it any environment.
+ */
+struct store_env {
+	const char *(*get)(const char *name);	/* an environment variable */
+	/* Wipe and remove variable @name (not for what we start). */
+	void (*drop)(const char *name);
+	/* The first line of descriptor @fd or file @path: 0, -errno. */
+	int (*read_fd)(int fd, char **out);
+	int (*read_file)(const char *path, char **out);
+	/* $@env, else ~/@rel: malloc'ed or NULL. */
+	char *(*home_file)(const char *env, const char *rel);
+	/* Key @key of section [@section] of an INI file: malloc'ed or
+	 * NULL. */
+	char *(*ini_get)(const char *path, const char *section,
+			 const char *key);
+	/* Ask the terminal: 0; -ENOTTY without one. */
+	int (*prompt)(const char *text, char **out);
+};
+
+/* A backend's own option or credential, by name (store_backend.h). */
+struct store_setting {
+	char *key;			/* owned */
+	char *value;			/* owned; wiped when released */
+};
+
+#define STORE_SETTINGS_MAX 16
+
 /* Options for every backend; strings are borrowed until store_close(). */
 struct store_conf {
 	const char *url;		/* path, file://, http://, https:// */
@@ -92,14 +134,35 @@ struct store_conf {
 	const char *fingerprint;	/* "aa:bb:..", SHA-256 of leaf cert */
 	bool insecure;			/* skip verification (warned) */
 	const char *auth_header;	/* full "Authorization: ..." or NULL */
-	const char *secret;		/* PBS: password or token secret */
-	const char *s3_endpoint;	/* NULL: AWS for s3_region */
-	const char *s3_region;		/* NULL: us-east-1 */
-	const char *s3_addressing;	/* "path", "vhost" or NULL: default */
-	const char *s3_key_id;
-	const char *s3_secret;
-	const char *s3_token;		/* session token or NULL */
+	/* The backend's options given and credentials found. */
+	struct store_setting set[STORE_SETTINGS_MAX];
+	unsigned int nset;
 };
+
+/* Setting @key to a copy of @value (NULL: removed): 0, -ENOSPC. */
+int store_conf_set(struct store_conf *conf, const char *key,
+		   const char *value);
+/* Setting @key, or NULL. */
+const char *store_conf_get(const struct store_conf *conf, const char *key);
+/* Every setting as one string (malloc'ed, to be wiped) for another
+ * process, and back: 0, -EINVAL if it is not one. */
+char *store_conf_pack(const struct store_conf *conf);
+int store_conf_unpack(struct store_conf *conf, const char *packed);
+/* Wipe and free the settings. */
+void store_conf_release(struct store_conf *conf);
+
+/*
+ * Every backend's own options, in table order, @fn called with each;
+ * the backend that claims @url is the one whose settings count.
+ */
+void store_each_option(void (*fn)(const struct store_option *o, void *arg),
+		       void *arg);
+/*
+ * The credentials of the backend of @conf->url, from @env: before a
+ * daemon detaches.  0, or -errno (logged); 0 for a repository that
+ * store_open() will refuse (it says why).
+ */
+int store_credentials(struct store_conf *conf, const struct store_env *env);
 
 int store_open(const struct store_conf *conf, struct store **out);
 void store_close(struct store *s);
@@ -113,20 +176,6 @@ void store_describe(struct store *s, const char *path, char *out,
 		    size_t outlen);
 void store_free_names(char **names, size_t n);
 
-/*
- * For the network backends.  store_fetch_prio(): the fetch engine's
- * priority of a store request.  store_chunk_check_cb(): a fetch check
- * running a struct store_chunk_check's; an empty body is -ENOENT (web
- * servers and S3 answer a missing file so on some setups).
- */
-struct store_chunk_check {
-	store_check_fn check;
-	void *arg;
-};
-enum fetch_prio store_fetch_prio(enum store_prio p);
-/* The fetch engine's settings that come from @conf as they are. */
-void store_fetch_conf(const struct store_conf *conf, struct fetch_conf *fc);
-int store_chunk_check_cb(const uint8_t *body, size_t len, void *arg);
 /* -ENOTSUP for stores without put. */
 int store_put(struct store *s, const char *path, const void *buf,
 	      size_t len, bool if_absent);
@@ -197,12 +246,5 @@ int store_pbs_parse_list(const char *body, size_t len, const char *type,
  */
 int store_s3_parse_list(const char *body, size_t len, const char *prefix,
 			bool times, char ***names, size_t *n, char **token);
-
-/* Backends: called by store_open() only. */
-int store_dir_open(const struct store_conf *conf, const char *root,
-		   struct store **out);
-int store_http_open(const struct store_conf *conf, struct store **out);
-int store_pbs_open(const struct store_conf *conf, struct store **out);
-int store_s3_open(const struct store_conf *conf, struct store **out);
 
 #endif

@@ -29,7 +29,8 @@ struct sup_conf {
 	const char *cwd;	/* a server's working directory */
 	const char *mountpoint;
 	bool detach;		/* a daemon: servers drop the terminal */
-	const char *secret;	/* PBS password or token secret, or NULL */
+	const char *secret;	/* the store's settings (credentials),
+				   packed: store_conf_pack() */
 	const char *passphrase;	/* the key's passphrase, or NULL */
 	unsigned int max_deaths; /* give up after this many deaths ... */
 	unsigned int window_s;	/* ... within this many seconds */

@@ -30,7 +30,6 @@ void cli_init(struct cli *c)
 	c->store.request_timeout_ms = CLI_REQUEST_TIMEOUT_MS;
 	c->store.connect_timeout_ms = CLI_CONNECT_TIMEOUT_MS;
 	c->passfd = -1;
-	c->password_fd = -1;
 }
 
 int cli_opt_fd(void *value, const char *arg, char *why, size_t len)
@@ -60,17 +59,6 @@ static int opt_keyfd(void *value, const char *arg, char *why, size_t len)
 	return 0;
 }
 
-static int opt_addressing(void *value, const char *arg, char *why,
-			  size_t len)
-{
-	if (strcmp(arg, "path") && strcmp(arg, "vhost")) {
-		snprintf(why, len, "takes path or vhost, not '%s'", arg);
-		return -EINVAL;
-	}
-	*(const char **)value = arg;
-	return 0;
-}
-
 static int opt_debug(void *value, const char *arg, char *why, size_t len)
 {
 	(void)value;
@@ -89,6 +77,39 @@ static int opt_quiet(void *value, const char *arg, char *why, size_t len)
 	*(bool *)value = true;
 	log_init("pbs-livemount", false, LOG_WARNING);
 	return 0;
+}
+
+/* A backend's option: a setting of the same name. */
+static int opt_setting(void *value, const char *arg, char *why, size_t len)
+{
+	struct cli_store_opt *so = value;
+	int ret;
+
+	if (so->o->check) {
+		ret = so->o->check(arg, why, len);
+		if (ret)
+			return ret;
+	}
+	ret = store_conf_set(&so->c->store, so->o->name, arg);
+	if (ret)
+		snprintf(why, len, "too many settings");
+	return ret;
+}
+
+static void add_store_option(const struct store_option *o, void *arg)
+{
+	struct cli *c = arg;
+	struct cli_store_opt *so;
+
+	if (c->nopts + 3 > ARRAY_SIZE(c->opts) ||
+	    c->nstore_opts == ARRAY_SIZE(c->store_opts))
+		abort();	/* cli->opts too small: a build error */
+	so = &c->store_opts[c->nstore_opts++];
+	so->c = c;
+	so->o = o;
+	c->opts[c->nopts++] = (struct opt)OPT_CALLBACK(0, o->name, so,
+						       o->metavar, opt_setting,
+						       o->help);
 }
 
 const struct opt *cli_repo_opts(struct cli *c)
@@ -126,28 +147,25 @@ const struct opt *cli_repo_opts(struct cli *c)
 			 "total download limit, bytes/s (K, M, G)"),
 		OPT_STRING(0, "auth-file", &c->auth_file, "FILE",
 			   "Authorization header value (also PBSLM_AUTH)"),
-		OPT_STRING(0, "password-file", &c->password_file, "FILE",
-			   "PBS password or API token secret (first\n"
-			   "line); also PBS_PASSWORD, PBS_PASSWORD_FILE,\n"
-			   "PBS_PASSWORD_FD"),
-		OPT_CALLBACK(0, "password-fd", &c->password_fd, "N",
-			     cli_opt_fd, "the same, from descriptor N"),
-		OPT_STRING(0, "s3-endpoint", &c->store.s3_endpoint, "URL",
-			   "s3:// on another S3 server than AWS"),
-		OPT_STRING(0, "s3-region", &c->s3_region_opt, "REGION",
-			   "(default AWS_REGION or us-east-1)"),
-		OPT_CALLBACK(0, "s3-addressing", &c->store.s3_addressing,
-			     "MODE", opt_addressing,
-			     "path or vhost (default: vhost on AWS)"),
+		OPT_END(),
+	};
+	const struct opt tail[] = {
 		OPT_CALLBACK(0, "debug", NULL, "LIST", opt_debug,
 			     "debug categories: fetch,http,store,... or all"),
 		OPT_CALLBACK('q', "quiet", &c->quiet, NULL, opt_quiet,
 			     "only errors"),
 		OPT_END(),
 	};
+	size_t n = ARRAY_SIZE(t) - 1;
 
-	_Static_assert(sizeof(t) <= sizeof(c->opts), "cli->opts too small");
 	memcpy(c->opts, t, sizeof(t));
+	/* Then the backends' own (store_backend.h), as settings. */
+	c->nopts = n;
+	store_each_option(add_store_option, c);
+	n = c->nopts;
+	if (n + ARRAY_SIZE(tail) > ARRAY_SIZE(c->opts))
+		abort();	/* cli->opts too small: a build error */
+	memcpy(c->opts + n, tail, sizeof(tail));
 	return c->opts;
 }
 
@@ -159,24 +177,11 @@ void cli_release(struct cli *c)
 		explicit_bzero(c->auth_header, strlen(c->auth_header));
 		free(c->auth_header);
 	}
-	if (c->secret) {
-		explicit_bzero(c->secret, strlen(c->secret));
-		free(c->secret);
-	}
 	if (c->passphrase) {
 		explicit_bzero(c->passphrase, strlen(c->passphrase));
 		free(c->passphrase);
 	}
-	if (c->s3_secret) {
-		explicit_bzero(c->s3_secret, strlen(c->s3_secret));
-		free(c->s3_secret);
-	}
-	if (c->s3_token) {
-		explicit_bzero(c->s3_token, strlen(c->s3_token));
-		free(c->s3_token);
-	}
-	free(c->s3_key_id);
-	free(c->s3_region);
+	store_conf_release(&c->store);
 }
 
 /* First line of a secret, without CR/LF; *out is malloc'ed. */
@@ -317,74 +322,46 @@ int cli_load_key(struct cli *c)
 	return ret;
 }
 
-static int secret_from_fd_env(const char *name, char **out)
+/* Wiped where it is (the block /proc/PID/environ shows), then unset:
+ * not for --on-complete or anything we start. */
+static void drop_env(const char *name)
 {
-	const char *v = getenv(name);
-	uint64_t fd;
+	char *v = getenv(name);
 
-	if (!v || !*v)
-		return -ENOENT;
-	if (parse_u64(v, &fd) || fd > 1024) {
-		log_err("cannot use %s='%s': not a file descriptor", name, v);
-		return -EINVAL;
-	}
-	return cli_read_secret_fd((int)fd, out);
+	if (v)
+		explicit_bzero(v, strlen(v));
+	unsetenv(name);
 }
 
-int cli_read_secret(struct cli *c, const char *repo)
+static char *ini_get(const char *path, const char *section, const char *key);
+static char *home_file(const char *env, const char *rel);
+
+static const char *get_env(const char *name)
 {
-	struct pbs_repo r;
-	enum store_kind kind;
-	const char *env;
-	char why[200];
-	char *prompt;
+	return getenv(name);
+}
+
+/* Where backends find credentials: this process's environment, files,
+ * descriptors and terminal. */
+static const struct store_env cli_env = {
+	.get = get_env,
+	.drop = drop_env,
+	.read_fd = cli_read_secret_fd,
+	.read_file = cli_read_secret_file,
+	.home_file = home_file,
+	.ini_get = ini_get,
+	.prompt = prompt_secret,
+};
+
+int cli_credentials(struct cli *c, const char *repo)
+{
 	int ret;
 
-	if (c->secret || !repo || store_repo_kind(repo, &kind) ||
-	    kind != STORE_KIND_PBS || pbs_repo_parse(repo, &r, why, sizeof(why)))
-		return 0;	/* store_open() says what is wrong */
-	if (c->password_fd >= 0) {
-		ret = cli_read_secret_fd(c->password_fd, &c->secret);
-		if (ret)
-			log_err("cannot read the password from descriptor %d: %s",
-				c->password_fd, strerror(-ret));
-		return ret;
-	}
-	if (c->password_file) {
-		ret = cli_read_secret_file(c->password_file, &c->secret);
-		if (ret)
-			log_err("cannot read password file '%s': %s",
-				c->password_file, strerror(-ret));
-		return ret;
-	}
-	env = getenv("PBS_PASSWORD");
-	if (env && *env) {
-		c->secret = xstrdup(env);
-		/*
-		 * Wiped where it is (the block /proc/PID/environ shows),
-		 * then unset: not for --on-complete or anything we start.
-		 */
-		explicit_bzero((char *)env, strlen(env));
-		unsetenv("PBS_PASSWORD");
+	if (!repo)
 		return 0;
-	}
-	ret = secret_from_fd_env("PBS_PASSWORD_FD", &c->secret);
-	if (ret != -ENOENT)
-		return ret;
-	env = getenv("PBS_PASSWORD_FILE");
-	if (env && *env) {
-		ret = cli_read_secret_file(env, &c->secret);
-		if (ret)
-			log_err("cannot read PBS_PASSWORD_FILE '%s': %s", env,
-				strerror(-ret));
-		return ret;
-	}
-	prompt = xasprintf("%s for \"%s\": ", r.token ? "Secret" : "Password",
-			   r.auth_id);
-	ret = prompt_secret(prompt, &c->secret);
-	free(prompt);
-	if (ret == -ENOTTY)
-		return 0;	/* store_open() names what is missing */
+	c->store.url = repo;
+	ret = store_credentials(&c->store, &cli_env);
+	c->store.url = NULL;
 	return ret;
 }
 
@@ -460,55 +437,6 @@ static char *home_file(const char *env, const char *rel)
 	return home ? xasprintf("%s/%s", home, rel) : NULL;
 }
 
-/* Credentials and region for s3://, as the AWS tools find them. */
-static void read_s3_credentials(struct cli *c)
-{
-	const char *profile = getenv("AWS_PROFILE");
-	const char *v;
-	char *file;
-	char *section;
-
-	if (!profile || !*profile)
-		profile = "default";
-	v = getenv("AWS_ACCESS_KEY_ID");
-	if (v && *v && getenv("AWS_SECRET_ACCESS_KEY")) {
-		c->s3_key_id = xstrdup(v);
-		c->s3_secret = xstrdup(getenv("AWS_SECRET_ACCESS_KEY"));
-		v = getenv("AWS_SESSION_TOKEN");
-		c->s3_token = v && *v ? xstrdup(v) : NULL;
-	} else {
-		file = home_file("AWS_SHARED_CREDENTIALS_FILE",
-				 ".aws/credentials");
-		if (file) {
-			c->s3_key_id = ini_get(file, profile,
-					       "aws_access_key_id");
-			c->s3_secret = ini_get(file, profile,
-					       "aws_secret_access_key");
-			c->s3_token = ini_get(file, profile,
-					      "aws_session_token");
-		}
-		free(file);
-	}
-	if (c->s3_region_opt)
-		c->s3_region = xstrdup(c->s3_region_opt);
-	if (c->s3_region)
-		return;
-	v = getenv("AWS_REGION");
-	if (!v || !*v)
-		v = getenv("AWS_DEFAULT_REGION");
-	if (v && *v) {
-		c->s3_region = xstrdup(v);
-		return;
-	}
-	file = home_file("AWS_CONFIG_FILE", ".aws/config");
-	section = strcmp(profile, "default") ? xasprintf("profile %s", profile) :
-					       xstrdup("default");
-	if (file)
-		c->s3_region = ini_get(file, section, "region");
-	free(file);
-	free(section);
-}
-
 int cli_open_repo(struct cli *c, const char *repo)
 {
 	enum store_kind kind;
@@ -543,24 +471,10 @@ int cli_open_repo(struct cli *c, const char *repo)
 		path = abs_path(repo);
 		repo = path;
 	}
-	ret = cli_read_secret(c, repo);
+	ret = cli_credentials(c, repo);
 	if (!ret)
 		ret = cli_load_key(c);
-	if (!strncmp(repo, "s3://", 5)) {
-		const char *ep = getenv("AWS_ENDPOINT_URL_S3");
-
-		read_s3_credentials(c);
-		if (!ep || !*ep)
-			ep = getenv("AWS_ENDPOINT_URL");
-		if (!c->store.s3_endpoint && ep && *ep)
-			c->store.s3_endpoint = ep;
-		c->store.s3_key_id = c->s3_key_id;
-		c->store.s3_secret = c->s3_secret;
-		c->store.s3_token = c->s3_token;
-		c->store.s3_region = c->s3_region;
-	}
 	c->store.url = repo;
-	c->store.secret = c->secret;
 	if (!ret)
 		ret = store_open(&c->store, &c->s);
 	c->store.url = NULL;	/* the store has its own copy */

@@ -153,6 +153,7 @@ static int supervise(struct cli *c, const char *repo, const char *mnt,
 	struct ready_pipe rp = { .fd = -1 };
 	char exe[PATH_MAX];
 	char cwd[PATH_MAX];
+	char *settings = NULL;
 	char *pass = NULL;
 	ssize_t n;
 	int ret;
@@ -168,10 +169,12 @@ static int supervise(struct cli *c, const char *repo, const char *mnt,
 	}
 	exe[n] = '\0';
 	/* The terminal is still ours: ask for what is missing now. */
-	if (cli_read_secret(c, repo))
+	if (cli_credentials(c, repo))
 		return EXIT_FAILURE;
 	if (c->keyfile && cli_get_passphrase(c, &pass))
 		return EXIT_FAILURE;
+	/* The store's credentials, for every server to come. */
+	settings = store_conf_pack(&c->store);
 	/* Before any thread exists. */
 	if (!foreground && daemonize(&rp)) {
 		log_err("mount: cannot detach: %s", strerror(errno));
@@ -185,7 +188,7 @@ static int supervise(struct cli *c, const char *repo, const char *mnt,
 			.cwd = cwd,
 			.mountpoint = mnt,
 			.detach = !foreground,
-			.secret = c->secret,
+			.secret = settings,
 			.passphrase = pass,
 			/* A hot loop gives up in about two seconds. */
 			.max_deaths = 20,
@@ -202,6 +205,8 @@ out:
 		explicit_bzero(pass, strlen(pass));
 		free(pass);
 	}
+	explicit_bzero(settings, strlen(settings));
+	free(settings);
 	return ret;
 }
 
@@ -288,8 +293,11 @@ static int serve(struct cli *c, struct mount_args *a, struct mount_conf *mc,
 	int ret;
 
 	/* The supervisor holds the secrets and the terminal. */
-	if (sup_client_secret(sup))
-		c->secret = xstrdup(sup_client_secret(sup));
+	if (sup_client_secret(sup) &&
+	    store_conf_unpack(&c->store, sup_client_secret(sup))) {
+		log_err("mount: the supervisor's settings are garbled");
+		return EXIT_FAILURE;
+	}
 	if (sup_client_passphrase(sup))
 		c->passphrase = xstrdup(sup_client_passphrase(sup));
 	if (sup_client_hello(sup)->detach && sup_client_hello(sup)->restarts)

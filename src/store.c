@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The store interface: picks a backend by the repository's form and
- * forwards calls through its vtable.  Backends are stacked vtables, not
- * #ifdef branches; this file holds no state of its own.
+ * The store interface: the table of backends (store_backend.h), which
+ * picks one by the repository's form, and the calls forwarded through
+ * its vtable; and the settings a backend's options and credentials
+ * fill.  Backends are stacked vtables, not #ifdef branches; this file
+ * holds no state of its own.
  */
 #include "config.h"
 
@@ -16,6 +18,8 @@
 #include "compiler.h"
 #include "log.h"
 #include "store.h"
+#include "store_backend.h"
+#include "util.h"
 #include "banned.h"
 
 static bool is_dir(const char *path)
@@ -58,27 +62,61 @@ int store_repo_kind(const char *repo, enum store_kind *kind)
 	return 0;
 }
 
-int store_open(const struct store_conf *conf, struct store **out)
+/* The backends, in the order their options are listed. */
+static const struct store_backend *const backends[] = {
+	&store_dir_backend,
+	&store_http_backend,
+	&store_pbs_backend,
+	&store_s3_backend,
+};
+
+/* The backend of @url: 0 with it; -errno, logged. */
+static int backend_of(const char *url, bool quiet,
+		      const struct store_backend **out)
 {
-	const char *url = conf->url;
 	enum store_kind kind;
 	int ret;
 
 	ret = store_repo_kind(url, &kind);
 	if (ret)
 		return ret;
-	if (kind == STORE_KIND_PBS)
-		return store_pbs_open(conf, out);
-	if (kind == STORE_KIND_DIR)
-		return store_dir_open(conf, url, out);
-	if (!strncmp(url, "http://", 7) || !strncmp(url, "https://", 8))
-		return store_http_open(conf, out);
-	if (!strncmp(url, "file://", 7))
-		return store_dir_open(conf, url + 7, out);
-	if (!strncmp(url, "s3://", 5))
-		return store_s3_open(conf, out);
-	log_err("store: cannot open '%s': unsupported repository scheme", url);
+	for (size_t i = 0; i < ARRAY_SIZE(backends); i++) {
+		if (backends[i]->claims(url, kind)) {
+			*out = backends[i];
+			return 0;
+		}
+	}
+	if (!quiet)
+		log_err("store: cannot open '%s': unsupported repository "
+			"scheme", url);
 	return -EPROTONOSUPPORT;
+}
+
+void store_each_option(void (*fn)(const struct store_option *o, void *arg),
+		       void *arg)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(backends); i++)
+		for (const struct store_option *o = backends[i]->options;
+		     o && o->name; o++)
+			fn(o, arg);
+}
+
+int store_credentials(struct store_conf *conf, const struct store_env *env)
+{
+	const struct store_backend *b;
+
+	if (!conf->url || backend_of(conf->url, true, &b) || !b->credentials)
+		return 0;
+	return b->credentials(conf, env);
+}
+
+int store_open(const struct store_conf *conf, struct store **out)
+{
+	const struct store_backend *b;
+	int ret;
+
+	ret = backend_of(conf->url, false, &b);
+	return ret ? ret : b->open(conf, out);
 }
 
 void store_close(struct store *s)
@@ -136,7 +174,7 @@ unsigned int store_parallelism(const struct store *s,
 {
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 
-	if (strcmp(s->ops->name, "dir"))
+	if (!s->ops->local)
 		return connections;
 	return MIN(connections, 2 * (unsigned int)(cpus > 0 ? cpus : 1));
 }
@@ -148,31 +186,115 @@ void store_free_names(char **names, size_t n)
 	free(names);
 }
 
-enum fetch_prio store_fetch_prio(enum store_prio p)
+/* ---- settings ---- */
+
+static struct store_setting *find_setting(const struct store_conf *conf,
+					  const char *key)
 {
-	return p == STORE_PRIO_DEMAND	 ? FETCH_DEMAND :
-	       p == STORE_PRIO_READAHEAD ? FETCH_READAHEAD :
-					   FETCH_STREAM;
+	for (unsigned int i = 0; i < conf->nset; i++)
+		if (!strcmp(conf->set[i].key, key))
+			return (struct store_setting *)&conf->set[i];
+	return NULL;
 }
 
-int store_chunk_check_cb(const uint8_t *body, size_t len, void *arg)
+static void wipe_free(char *s)
 {
-	struct store_chunk_check *cc = arg;
-
-	if (!len)
-		return -ENOENT;
-	return cc->check(body, len, cc->arg);
+	if (s) {
+		explicit_bzero(s, strlen(s));
+		free(s);
+	}
 }
 
-void store_fetch_conf(const struct store_conf *conf, struct fetch_conf *fc)
+int store_conf_set(struct store_conf *conf, const char *key,
+		   const char *value)
 {
-	fc->connections = conf->connections;
-	fc->remote_timeout_ms = conf->remote_timeout_ms;
-	fc->request_timeout_ms = conf->request_timeout_ms;
-	fc->connect_timeout_ms = conf->connect_timeout_ms;
-	fc->limit_rate = conf->limit_rate;
-	fc->ca_file = conf->ca_file;
-	fc->fingerprint = conf->fingerprint;
-	fc->insecure = conf->insecure;
-	fc->body_pool = STORE_CHUNK_MAX + 1;
+	struct store_setting *st = find_setting(conf, key);
+
+	if (st) {
+		wipe_free(st->value);
+		if (value) {
+			st->value = xstrdup(value);
+			return 0;
+		}
+		free(st->key);
+		*st = conf->set[--conf->nset];
+		return 0;
+	}
+	if (!value)
+		return 0;
+	if (conf->nset == ARRAY_SIZE(conf->set))
+		return -ENOSPC;
+	conf->set[conf->nset].key = xstrdup(key);
+	conf->set[conf->nset].value = xstrdup(value);
+	conf->nset++;
+	return 0;
+}
+
+const char *store_conf_get(const struct store_conf *conf, const char *key)
+{
+	const struct store_setting *st = find_setting(conf, key);
+
+	return st ? st->value : NULL;
+}
+
+/* "key=HEX(value)\n" per setting: any byte survives. */
+char *store_conf_pack(const struct store_conf *conf)
+{
+	struct buf b;
+	size_t len;
+
+	buf_init(&b, SIZE_MAX / 2);
+	for (unsigned int i = 0; i < conf->nset; i++) {
+		const unsigned char *v = (const unsigned char *)conf->set[i].value;
+		char hex[3];
+
+		buf_append(&b, conf->set[i].key, strlen(conf->set[i].key));
+		buf_append(&b, "=", 1);
+		for (; *v; v++) {
+			snprintf(hex, sizeof(hex), "%02x", *v);
+			buf_append(&b, hex, 2);
+		}
+		buf_append(&b, "\n", 1);
+	}
+	buf_append(&b, "", 1);
+	return (char *)buf_steal(&b, &len);
+}
+
+int store_conf_unpack(struct store_conf *conf, const char *packed)
+{
+	char *copy = xstrdup(packed);
+	char *save = NULL;
+	int ret = 0;
+
+	for (char *line = strtok_r(copy, "\n", &save); line && !ret;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char *eq = strchr(line, '=');
+		size_t n;
+
+		if (!eq || (strlen(eq + 1) & 1)) {
+			ret = -EINVAL;
+			break;
+		}
+		*eq = '\0';
+		n = strlen(eq + 1) / 2;
+		/* Decoded in place: the value shrinks to half. */
+		if (hex_decode(eq + 1, (uint8_t *)eq + 1, n)) {
+			ret = -EINVAL;
+			break;
+		}
+		eq[1 + n] = '\0';
+		ret = store_conf_set(conf, line, eq + 1);
+	}
+	explicit_bzero(copy, strlen(packed));
+	free(copy);
+	return ret;
+}
+
+void store_conf_release(struct store_conf *conf)
+{
+	for (unsigned int i = 0; i < conf->nset; i++) {
+		free(conf->set[i].key);
+		wipe_free(conf->set[i].value);
+	}
+	conf->nset = 0;
 }

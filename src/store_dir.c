@@ -24,6 +24,7 @@
 #include "log.h"
 #include "snap.h"
 #include "store.h"
+#include "store_backend.h"
 #include "util.h"
 #include "banned.h"
 
@@ -177,20 +178,26 @@ static void dir_close(struct store *s)
 
 static const struct store_ops dir_ops = {
 	.name = "dir",
+	.local = true,
 	.get_file = dir_get_file,
 	.get_chunk = dir_get_chunk,
 	.list = dir_list,
 	.close = dir_close,
 };
 
-int store_dir_open(const struct store_conf *conf, const char *root,
-		   struct store **out)
+static bool dir_claims(const char *url, enum store_kind kind)
 {
+	return kind == STORE_KIND_DIR || !strncmp(url, "file://", 7);
+}
+
+static int dir_open(const struct store_conf *conf, struct store **out)
+{
+	const char *root = strncmp(conf->url, "file://", 7) ? conf->url :
+							      conf->url + 7;
 	struct store_dir *d;
 	struct stat st;
 	size_t len;
 	int err = 0;
-
 
 	if (stat(root, &st) < 0)
 		err = errno;
@@ -222,3 +229,9 @@ int store_dir_open(const struct store_conf *conf, const char *root,
 	*out = &d->base;
 	return 0;
 }
+
+const struct store_backend store_dir_backend = {
+	.name = "dir",
+	.claims = dir_claims,
+	.open = dir_open,
+};

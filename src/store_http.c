@@ -20,6 +20,7 @@
 #include "log.h"
 #include "snap.h"
 #include "store.h"
+#include "store_backend.h"
 #include "util.h"
 #include "banned.h"
 
@@ -149,7 +150,13 @@ static const struct store_ops http_ops = {
 	.close = http_close,
 };
 
-int store_http_open(const struct store_conf *conf, struct store **out)
+static bool http_claims(const char *url, enum store_kind kind)
+{
+	(void)kind;
+	return !strncmp(url, "http://", 7) || !strncmp(url, "https://", 8);
+}
+
+static int http_open(const struct store_conf *conf, struct store **out)
 {
 	struct fetch_conf fc = { .auth_header = conf->auth_header };
 	struct store_http *h;
@@ -176,3 +183,9 @@ int store_http_open(const struct store_conf *conf, struct store **out)
 	*out = &h->base;
 	return 0;
 }
+
+const struct store_backend store_http_backend = {
+	.name = "http",
+	.claims = http_claims,
+	.open = http_open,
+};

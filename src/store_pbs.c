@@ -49,6 +49,7 @@
 #include "log.h"
 #include "snap.h"
 #include "store.h"
+#include "store_backend.h"
 #include "util.h"
 #include "banned.h"
 
@@ -907,8 +908,115 @@ static const struct store_ops pbs_ops = {
 	.close = pbs_close,
 };
 
-int store_pbs_open(const struct store_conf *conf, struct store **out)
+/* The setting that holds the password or token secret. */
+#define SECRET_KEY "password"
+
+static bool pbs_claims(const char *url, enum store_kind kind)
 {
+	(void)url;
+	return kind == STORE_KIND_PBS;
+}
+
+/* The secret from descriptor $@name, if set: 0, -ENOENT, -errno. */
+static int secret_from_fd_env(const struct store_env *env, const char *name,
+			      char **out)
+{
+	const char *v = env->get(name);
+	uint64_t fd;
+
+	if (!v || !*v)
+		return -ENOENT;
+	if (parse_u64(v, &fd) || fd > 1024) {
+		log_err("cannot use %s='%s': not a file descriptor", name, v);
+		return -EINVAL;
+	}
+	return env->read_fd((int)fd, out);
+}
+
+/* The secret from the user's options, or -ENOENT. */
+static int secret_from_options(struct store_conf *conf,
+			       const struct store_env *env, char **out)
+{
+	const char *v = store_conf_get(conf, "password-fd");
+	uint64_t fd;
+	int ret;
+
+	if (v && !parse_u64(v, &fd)) {
+		ret = env->read_fd((int)fd, out);
+		if (ret)
+			log_err("cannot read the password from descriptor %d: "
+				"%s", (int)fd, strerror(-ret));
+		return ret;
+	}
+	v = store_conf_get(conf, "password-file");
+	if (v) {
+		ret = env->read_file(v, out);
+		if (ret)
+			log_err("cannot read password file '%s': %s", v,
+				strerror(-ret));
+		return ret;
+	}
+	return -ENOENT;
+}
+
+/*
+ * As proxmox-backup-client: --password-fd, --password-file,
+ * PBS_PASSWORD (then removed from the environment), PBS_PASSWORD_FD,
+ * PBS_PASSWORD_FILE, or the terminal.
+ */
+static int pbs_credentials(struct store_conf *conf,
+			   const struct store_env *env)
+{
+	struct pbs_repo r;
+	char *secret = NULL;
+	const char *v;
+	char why[200];
+	char *prompt;
+	int ret;
+
+	if (store_conf_get(conf, SECRET_KEY) ||
+	    pbs_repo_parse(conf->url, &r, why, sizeof(why)))
+		return 0;	/* store_open() says what is wrong */
+	ret = secret_from_options(conf, env, &secret);
+	if (ret != -ENOENT)
+		goto out;
+	v = env->get("PBS_PASSWORD");
+	if (v && *v) {
+		secret = xstrdup(v);
+		env->drop("PBS_PASSWORD");
+		ret = 0;
+		goto out;
+	}
+	ret = secret_from_fd_env(env, "PBS_PASSWORD_FD", &secret);
+	if (ret != -ENOENT)
+		goto out;
+	v = env->get("PBS_PASSWORD_FILE");
+	if (v && *v) {
+		ret = env->read_file(v, &secret);
+		if (ret)
+			log_err("cannot read PBS_PASSWORD_FILE '%s': %s", v,
+				strerror(-ret));
+		goto out;
+	}
+	prompt = xasprintf("%s for \"%s\": ", r.token ? "Secret" : "Password",
+			   r.auth_id);
+	ret = env->prompt(prompt, &secret);
+	free(prompt);
+	if (ret == -ENOTTY)
+		ret = 0;	/* store_open() names what is missing */
+out:
+	if (!ret && secret)
+		ret = store_conf_set(conf, SECRET_KEY, secret);
+	if (secret) {
+		explicit_bzero(secret, strlen(secret));
+		free(secret);
+	}
+	return ret;
+}
+
+static int pbs_open(const struct store_conf *conf, struct store **out)
+{
+	const char *secret = store_conf_get(conf, SECRET_KEY);
 	struct fetch_conf fc = { 0 };
 	struct store_pbs *p;
 	char why[200];
@@ -922,7 +1030,7 @@ int store_pbs_open(const struct store_conf *conf, struct store **out)
 		free(p);
 		return ret;
 	}
-	if (!conf->secret || !*conf->secret) {
+	if (!secret || !*secret) {
 		log_err("pbs: cannot log in as '%s': no %s (PBS_PASSWORD, "
 			"PBS_PASSWORD_FILE, --password-file or --password-fd)",
 			p->repo.auth_id, p->repo.token ? "token secret" :
@@ -930,7 +1038,7 @@ int store_pbs_open(const struct store_conf *conf, struct store **out)
 		free(p);
 		return -EACCES;
 	}
-	if (strlen(conf->secret) >= SECRET_MAX) {
+	if (strlen(secret) >= SECRET_MAX) {
 		log_err("pbs: cannot use the secret for '%s': longer than %u "
 			"bytes", p->repo.auth_id, SECRET_MAX - 1);
 		free(p);
@@ -941,14 +1049,14 @@ int store_pbs_open(const struct store_conf *conf, struct store **out)
 	p->conf.fingerprint = conf->fingerprint ? xstrdup(conf->fingerprint) :
 						  NULL;
 	p->conf.url = NULL;
-	p->conf.secret = NULL;
+	p->conf.nset = 0;	/* the settings stay the caller's */
 	p->conf.auth_header = NULL;
 	p->secret = crypto_secure_alloc(SECRET_MAX);
 	if (!p->secret) {
 		free(p);
 		return -ENOMEM;
 	}
-	memcpy(p->secret, conf->secret, strlen(conf->secret) + 1);
+	memcpy(p->secret, secret, strlen(secret) + 1);
 	v6 = strchr(p->repo.host, ':') != NULL;
 	p->server = xasprintf(v6 ? "[%s]:%u" : "%s:%u", p->repo.host,
 			      p->repo.port);
@@ -975,3 +1083,20 @@ int store_pbs_open(const struct store_conf *conf, struct store **out)
 	*out = &p->base;
 	return 0;
 }
+
+static const struct store_option pbs_options[] = {
+	{ "password-file", "FILE",
+	  "PBS password or API token secret (first\n"
+	  "line); also PBS_PASSWORD, PBS_PASSWORD_FILE,\n"
+	  "PBS_PASSWORD_FD", NULL },
+	{ "password-fd", "N", "the same, from descriptor N", store_check_fd },
+	{ NULL, NULL, NULL, NULL },
+};
+
+const struct store_backend store_pbs_backend = {
+	.name = "pbs",
+	.claims = pbs_claims,
+	.options = pbs_options,
+	.credentials = pbs_credentials,
+	.open = pbs_open,
+};

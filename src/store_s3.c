@@ -31,6 +31,7 @@
 #include "log.h"
 #include "snap.h"
 #include "store.h"
+#include "store_backend.h"
 #include "util.h"
 #include "banned.h"
 
@@ -566,15 +567,135 @@ static bool bucket_ok(const char *b)
 	return true;
 }
 
-int store_s3_open(const struct store_conf *conf, struct store **out)
+static bool s3_claims(const char *url, enum store_kind kind)
 {
+	(void)kind;
+	return !strncmp(url, "s3://", 5);
+}
+
+/* The first of @names (NULL-terminated) set in the environment. */
+static const char *first_env(const struct store_env *env,
+			     const char *const *names)
+{
+	for (; *names; names++) {
+		const char *v = env->get(*names);
+
+		if (v && *v)
+			return v;
+	}
+	return NULL;
+}
+
+/* Set @key from @value, an INI lookup's result (malloc'ed or NULL). */
+static int set_owned(struct store_conf *conf, const char *key, char *value)
+{
+	int ret = value ? store_conf_set(conf, key, value) : 0;
+
+	if (value) {
+		explicit_bzero(value, strlen(value));
+		free(value);
+	}
+	return ret;
+}
+
+/* The key pair: both from the environment, or the credentials file. */
+static int s3_keys(struct store_conf *conf, const struct store_env *env,
+		   const char *profile)
+{
+	const char *id = env->get("AWS_ACCESS_KEY_ID");
+	const char *secret = env->get("AWS_SECRET_ACCESS_KEY");
+	char *file;
+	int ret;
+
+	if (id && *id && secret) {
+		ret = store_conf_set(conf, "s3-key-id", id);
+		if (!ret)
+			ret = store_conf_set(conf, "s3-secret", secret);
+		if (!ret)
+			ret = store_conf_set(conf, "s3-token",
+					     first_env(env, (const char *[]){
+						     "AWS_SESSION_TOKEN",
+						     NULL }));
+		return ret;
+	}
+	file = env->home_file("AWS_SHARED_CREDENTIALS_FILE",
+			      ".aws/credentials");
+	if (!file)
+		return 0;
+	ret = set_owned(conf, "s3-key-id",
+			env->ini_get(file, profile, "aws_access_key_id"));
+	if (!ret)
+		ret = set_owned(conf, "s3-secret", env->ini_get(file, profile,
+						"aws_secret_access_key"));
+	if (!ret)
+		ret = set_owned(conf, "s3-token", env->ini_get(file, profile,
+						"aws_session_token"));
+	free(file);
+	return ret;
+}
+
+/* The region: --s3-region, AWS_REGION, AWS_DEFAULT_REGION, the config
+ * file's. */
+static int s3_region(struct store_conf *conf, const struct store_env *env,
+		     const char *profile)
+{
+	const char *v = first_env(env, (const char *[]){
+		"AWS_REGION", "AWS_DEFAULT_REGION", NULL });
+	char *file;
+	char *section;
+	int ret;
+
+	if (store_conf_get(conf, "s3-region"))
+		return 0;
+	if (v)
+		return store_conf_set(conf, "s3-region", v);
+	file = env->home_file("AWS_CONFIG_FILE", ".aws/config");
+	if (!file)
+		return 0;
+	section = strcmp(profile, "default") ? xasprintf("profile %s", profile) :
+					       xstrdup("default");
+	ret = set_owned(conf, "s3-region", env->ini_get(file, section,
+							 "region"));
+	free(section);
+	free(file);
+	return ret;
+}
+
+/* As the AWS tools find them. */
+static int s3_credentials(struct store_conf *conf,
+			  const struct store_env *env)
+{
+	const char *profile = env->get("AWS_PROFILE");
+	const char *ep = first_env(env, (const char *[]){
+		"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", NULL });
+	int ret = 0;
+
+	if (!profile || !*profile)
+		profile = "default";
+	if (!store_conf_get(conf, "s3-key-id"))
+		ret = s3_keys(conf, env, profile);
+	if (!ret)
+		ret = s3_region(conf, env, profile);
+	if (!ret && ep && !store_conf_get(conf, "s3-endpoint"))
+		ret = store_conf_set(conf, "s3-endpoint", ep);
+	if (ret)
+		log_err("s3: cannot keep the credentials of '%s': %s",
+			conf->url, strerror(-ret));
+	return ret;
+}
+
+static int s3_open(const struct store_conf *conf, struct store **out)
+{
+	const char *key_id = store_conf_get(conf, "s3-key-id");
+	const char *secret = store_conf_get(conf, "s3-secret");
+	const char *ep = store_conf_get(conf, "s3-endpoint");
+	const char *addressing = store_conf_get(conf, "s3-addressing");
+	const char *region = store_conf_get(conf, "s3-region");
 	struct fetch_conf fc = {
-		.aws_key_id = conf->s3_key_id,
-		.aws_secret = conf->s3_secret,
-		.aws_token = conf->s3_token,
+		.aws_key_id = key_id,
+		.aws_secret = secret,
+		.aws_token = store_conf_get(conf, "s3-token"),
 	};
-	const char *region = conf->s3_region && *conf->s3_region ?
-			     conf->s3_region : "us-east-1";
 	const char *spec = conf->url + 5;	/* after "s3://" */
 	const char *slash = strchr(spec, '/');
 	struct store_s3 *s3;
@@ -584,6 +705,8 @@ int store_s3_open(const struct store_conf *conf, struct store **out)
 	bool vhost;
 	int ret;
 
+	if (!region || !*region)
+		region = "us-east-1";
 	store_fetch_conf(conf, &fc);
 	if (!slash || slash == spec || !slash[1] || strchr(slash + 1, '/') ||
 	    !snap_is_safe_id(slash + 1)) {
@@ -591,7 +714,7 @@ int store_s3_open(const struct store_conf *conf, struct store **out)
 			conf->url);
 		return -EINVAL;
 	}
-	if (!conf->s3_key_id || !*conf->s3_key_id || !conf->s3_secret) {
+	if (!key_id || !*key_id || !secret) {
 		log_err("s3: cannot open '%s': no credentials "
 			"(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
 			"the shared credentials file and AWS_PROFILE)",
@@ -602,27 +725,25 @@ int store_s3_open(const struct store_conf *conf, struct store **out)
 	s3->bucket = strndup(spec, (size_t)(slash - spec));
 	s3->prefix = xstrdup(slash + 1);
 	s3->label = xstrdup(conf->url);
-	s3->key_id = xstrdup(conf->s3_key_id);
+	s3->key_id = xstrdup(key_id);
 	if (!bucket_ok(s3->bucket)) {
 		log_err("s3: cannot use bucket name '%s': 3 to 63 of a-z, "
 			"0-9, '.', '-'", s3->bucket);
 		ret = -EINVAL;
 		goto err;
 	}
-	if (conf->s3_endpoint && *conf->s3_endpoint) {
+	if (ep && *ep) {
 		size_t l;
 
-		endpoint = xstrdup(conf->s3_endpoint);
+		endpoint = xstrdup(ep);
 		l = strlen(endpoint);
 		while (l > 8 && endpoint[l - 1] == '/')
 			endpoint[--l] = '\0';
 		/* Another S3 server: path-style unless told otherwise. */
-		vhost = conf->s3_addressing && !strcmp(conf->s3_addressing,
-						       "vhost");
+		vhost = addressing && !strcmp(addressing, "vhost");
 	} else {
 		endpoint = xasprintf("https://s3.%s.amazonaws.com", region);
-		vhost = !conf->s3_addressing ||
-			strcmp(conf->s3_addressing, "path");
+		vhost = !addressing || strcmp(addressing, "path");
 	}
 	if (strncmp(endpoint, "http://", 7) && strncmp(endpoint, "https://", 8)) {
 		log_err("s3: cannot use endpoint '%s': want http(s)://HOST"
@@ -656,3 +777,28 @@ err:
 	s3_close(&s3->base);
 	return ret;
 }
+
+static int check_addressing(const char *arg, char *why, size_t len)
+{
+	if (strcmp(arg, "path") && strcmp(arg, "vhost")) {
+		snprintf(why, len, "takes path or vhost, not '%s'", arg);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static const struct store_option s3_options[] = {
+	{ "s3-endpoint", "URL", "s3:// on another S3 server than AWS", NULL },
+	{ "s3-region", "REGION", "(default AWS_REGION or us-east-1)", NULL },
+	{ "s3-addressing", "MODE", "path or vhost (default: vhost on AWS)",
+	  check_addressing },
+	{ NULL, NULL, NULL, NULL },
+};
+
+const struct store_backend store_s3_backend = {
+	.name = "s3",
+	.claims = s3_claims,
+	.options = s3_options,
+	.credentials = s3_credentials,
+	.open = s3_open,
+};
