@@ -6,73 +6,32 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "frontend.h"
 #include "image.h"
-#include "readahead.h"
 
 /*
- * The FUSE front-end (low-level API, multithreaded): one regular file per
+ * The FUSE front end (low-level API, multithreaded): one regular file per
  * image plus a read-only ".status" (JSON).  Maps -errno results to
  * fuse_reply_err; decides what read(2) callers see (EIO for a chunk that
- * cannot be fetched or verified).  The only user of libfuse.
+ * cannot be fetched or verified).  The only user of libfuse; mount.c
+ * reaches it through frontend_fuse (frontend.h), sup.c through the
+ * fs_mount_* calls.
  */
 
 struct fs;
-
-/* Fills *@json (malloc'ed, NUL-terminated) with the status document. */
-typedef int (*fs_status_fn)(void *arg, char **json);
-
-struct fs_conf {
-	const char *mountpoint;
-	/* The connection the supervisor mounted (sup.h), and the kernel's
-	 * FUSE_INIT request on it, replayed into this session. */
-	int fd;
-	const void *init;
-	size_t init_len;
-	struct image **images;		/* borrowed, outlive the fs */
-	unsigned int nimages;
-	bool allow_other;
-	bool read_only;			/* images are mode 0444 */
-	const char *fuse_opts;		/* extra -o options, or NULL */
-	unsigned int max_threads;	/* FUSE worker threads */
-	fs_status_fn status;
-	void *status_arg;
-	struct readahead *readahead;	/* borrowed, may be NULL */
-	/*
-	 * A request to the mount: setxattr of @name on ".status".  Runs on
-	 * the FUSE worker (others keep serving); 0 or -errno is the reply.
-	 * control_done() is called after the reply.  NULL: refused.
-	 */
-	int (*control)(void *arg, const char *name, const char *value,
-		       size_t len);
-	void (*control_done)(void *arg);
-	void *control_arg;
-	/*
-	 * What an earlier server of the connection set that the kernel
-	 * remembers (the images' owners and modes: libvirt's chown), as
-	 * @memo_out gave it, or NULL; memo_out(@control_arg, text) is
-	 * called with the new text after each change (under a lock: in
-	 * order), to hand to the next server.
-	 */
-	const char *memo;
-	void (*memo_out)(void *arg, const char *text);
-	/*
-	 * A test's fault: "OP:N" (OP write, fallocate or fsync) kills this
-	 * process (SIGKILL) once the Nth OP is carried out, before its
-	 * answer, so that the next server gets it again.  NULL: none.
-	 */
-	const char *fault;
-};
 
 /*
  * The options the mount is made with (malloc'ed), for the supervisor's
  * fs_mount_only().
  */
-char *fs_mount_opts(const struct fs_conf *conf);
+char *fs_mount_opts(const struct frontend_conf *conf);
 /*
- * Take up the connection @conf->fd (the caller's; closed by fs_free):
- * a session on it that has answered @conf->init.  No thread yet.
+ * Take up the connection @fd (the caller's; closed by fs_free): a
+ * session on it that has answered the kernel's FUSE_INIT @init, as the
+ * supervisor kept it.  No thread yet.
  */
-int fs_new(const struct fs_conf *conf, struct fs **out);
+int fs_new(const struct frontend_conf *conf, int fd, const void *init,
+	   size_t init_len, struct fs **out);
 /* What this session agreed with the kernel at INIT (capabilities,
  * max_write): every server of a connection must agree alike. */
 void fs_agreement(const struct fs *fs, uint64_t *want, uint64_t *max_write);

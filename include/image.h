@@ -123,11 +123,26 @@ bool image_check_differs(const struct image *img, uint64_t i);
 const char *image_target(const struct image *img);
 bool image_target_is_blk(const struct image *img);
 /*
- * After a guest read: the chunks it fetched on demand are filled while
- * their decoded data is still cached (copy-on-read).  Call after the
- * reply has been sent; never fails visibly.
+ * A guest's read, the whole policy of it, for any front end: the bytes
+ * (image_read), then the observer (readahead) told before the answer
+ * (once answered, the guest's next read may reach another thread and be
+ * noted first, which would look like a jump backwards), then
+ * @reply(@arg, @buf, n) with n bytes or a -errno, then the chunks
+ * fetched on demand filled into the target while still cached
+ * (copy-on-read), off the guest's path.  Returns what @reply got.
  */
-void image_copy_on_read(struct image *img, uint64_t off, size_t len);
+ssize_t image_guest_read(struct image *img, void *buf, size_t len,
+			 uint64_t off,
+			 void (*reply)(void *arg, const void *buf, ssize_t n),
+			 void *arg);
+/*
+ * Who hears of each successful guest read (readahead), set before the
+ * image is served; NULL: no one.
+ */
+typedef void (*image_read_fn)(void *arg, struct image *img, uint64_t off,
+			      size_t len);
+void image_set_read_observer(struct image *img, image_read_fn fn,
+			     void *arg);
 /*
  * Readahead: would fetching chunk @i help (not zero, absent blocks in the
  * target if there is one, not cached)?  image_prefetch() then loads it

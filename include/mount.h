@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "frontend.h"
 #include "repo.h"
 #include "sup.h"
 
@@ -18,6 +19,7 @@
 struct mount_conf {
 	struct repo_snapshot *snap;	/* borrowed */
 	struct sup_client *sup;		/* borrowed: this server's supervisor */
+	const struct frontend_ops *frontend; /* NULL: FUSE */
 	const char *const *archives;	/* NULL: every .img.fidx */
 	unsigned int narchives;
 	const char *mountpoint;

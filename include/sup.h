@@ -98,7 +98,7 @@ int sup_client_connect(struct sup_client *c, const char *fuse_opts, int *fd,
 int sup_client_serving(struct sup_client *c, uint64_t want,
 		       uint64_t max_write);
 /*
- * What this server leaves to the next (fs_conf.memo: owners and modes
+ * What this server leaves to the next (frontend_conf.memo: owners and modes
  * the kernel remembers), replacing what it left before; and what the
  * last server left (NULL: nothing).  Any thread; in order.
  */

@@ -75,7 +75,7 @@ struct fs_attr {
 };
 
 struct fs {
-	struct fs_conf conf;		/* immutable after fs_new */
+	struct frontend_conf conf;	/* immutable after fs_new */
 	pthread_mutex_t attr_lock;
 	struct fs_attr *attrs;		/* per image; ->attr_lock */
 	struct fuse_session *se;	/* libfuse's own locking */
@@ -94,7 +94,7 @@ struct fs {
 
 enum { FAULT_WRITE = 1, FAULT_FALLOCATE, FAULT_FSYNC };
 
-/* The test's fault (fs_conf.fault): the Nth @op done, die unanswered. */
+/* The test's fault (frontend_conf.fault): the Nth @op done, die unanswered. */
 static void fault_point(struct fs *fs, int op)
 {
 	if (fs->fault_op == op &&
@@ -440,13 +440,23 @@ static uint8_t *thread_buf(void)
 	return tls_buf;
 }
 
+/* image_guest_read()'s answer to the kernel. */
+static void reply_read(void *arg, const void *buf, ssize_t n)
+{
+	fuse_req_t req = arg;
+
+	if (n >= 0)
+		fuse_reply_buf(req, buf, (size_t)n);
+	else	/* Whatever went wrong below, a reader sees EIO. */
+		fuse_reply_err(req, n == -ENOMEM ? ENOMEM : EIO);
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct fs *fs = fuse_req_userdata(req);
 	struct image *img;
 	uint8_t *buf;
-	ssize_t n;
 
 	buf = thread_buf();
 	if (!buf) {
@@ -483,20 +493,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	n = image_read(img, buf, size, off);
-	if (n < 0) {
-		/* Whatever went wrong below, a reader sees EIO. */
-		fuse_reply_err(req, n == -ENOMEM ? ENOMEM : EIO);
-		return;
-	}
-	/*
-	 * Note the read before the reply: once replied, the guest's next
-	 * read may reach another thread and be noted first, which would
-	 * look like a jump backwards and end the sequential stream.
-	 */
-	readahead_note(fs->conf.readahead, img, off, n);
-	fuse_reply_buf(req, (const char *)buf, n);
-	image_copy_on_read(img, off, n);
+	image_guest_read(img, buf, size, off, reply_read, req);
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
@@ -705,14 +702,14 @@ static void fs_log(enum fuse_log_level level, const char *fmt, va_list ap)
 	log_vmsg((int)level, fmt, ap);
 }
 
-char *fs_mount_opts(const struct fs_conf *conf)
+char *fs_mount_opts(const struct frontend_conf *conf)
 {
 	return xasprintf("-ofsname=pbs-livemount,subtype=pbs-livemount,"
 			 "default_permissions%s%s%s%s",
 			 conf->allow_other ? ",allow_other" : "",
 			 conf->read_only ? ",ro" : "",
-			 conf->fuse_opts ? "," : "",
-			 conf->fuse_opts ? conf->fuse_opts : "");
+			 conf->options ? "," : "",
+			 conf->options ? conf->options : "");
 }
 
 /* A libfuse session of @opts (NULL: none) and @ops; NULL on failure. */
@@ -734,11 +731,12 @@ static struct fuse_session *session(const char *opts,
 	return se;
 }
 
-int fs_new(const struct fs_conf *conf, struct fs **out)
+int fs_new(const struct frontend_conf *conf, int fd, const void *init_req,
+	   size_t init_len, struct fs **out)
 {
 	struct fuse_buf init = {
-		.size = conf->init_len,
-		.mem = (void *)conf->init,
+		.size = init_len,
+		.mem = (void *)init_req,
 	};
 	char path[32];
 	struct fs *fs;
@@ -766,10 +764,10 @@ int fs_new(const struct fs_conf *conf, struct fs **out)
 	if (!fs->se)
 		goto err_free;
 	/* libfuse adopts a descriptor named /dev/fd/N (since 3.3). */
-	snprintf(path, sizeof(path), "/dev/fd/%d", conf->fd);
+	snprintf(path, sizeof(path), "/dev/fd/%d", fd);
 	if (fuse_session_mount(fs->se, path)) {
 		log_err("fs: cannot adopt the FUSE connection (descriptor %d)",
-			conf->fd);
+			fd);
 		goto err_free;
 	}
 	/*

@@ -75,6 +75,8 @@ struct image {
 	int dfd;				/* immutable: O_DIRECT, or -1 */
 	bool direct_off;			/* atomic: dfd refused */
 	bool is_blk;				/* immutable */
+	image_read_fn on_read;			/* set before serving */
+	void *on_read_arg;
 	uint64_t fetched_bytes;			/* atomic */
 	uint64_t fetched_chunks;		/* atomic */
 	struct reuse_seeds *seeds;		/* immutable pointer, or NULL */
@@ -1053,7 +1055,15 @@ int image_prefetch(struct image *img, uint64_t i)
 	return ret;
 }
 
-void image_copy_on_read(struct image *img, uint64_t off, size_t len)
+void image_set_read_observer(struct image *img, image_read_fn fn,
+			     void *arg)
+{
+	img->on_read = fn;
+	img->on_read_arg = arg;
+}
+
+/* The chunks a guest read fetched on demand, filled while cached. */
+static void copy_on_read(struct image *img, uint64_t off, size_t len)
 {
 	uint64_t end = MIN(off + len, img->size);
 
@@ -1066,6 +1076,24 @@ void image_copy_on_read(struct image *img, uint64_t off, size_t len)
 		    ccache_peek(img->cache, snap_fidx_digest(img->fidx, i)))
 			image_fill_chunk(img, i, STORE_PRIO_STREAM, NULL);
 	}
+}
+
+ssize_t image_guest_read(struct image *img, void *buf, size_t len,
+			 uint64_t off,
+			 void (*reply)(void *arg, const void *buf, ssize_t n),
+			 void *arg)
+{
+	ssize_t n = image_read(img, buf, len, off);
+
+	if (n < 0) {
+		reply(arg, NULL, n);
+		return n;
+	}
+	if (img->on_read)
+		img->on_read(img->on_read_arg, img, off, (size_t)n);
+	reply(arg, buf, n);
+	copy_on_read(img, off, (size_t)n);
+	return n;
 }
 
 int image_verify(struct image *img, uint64_t *bad)

@@ -37,7 +37,7 @@
 
 #include "ccache.h"
 #include "cutover.h"
-#include "fs.h"
+#include "frontend.h"
 #include "image.h"
 #include "log.h"
 #include "mount.h"
@@ -96,7 +96,8 @@ struct mount {
 	struct boot_trace *traces;	/* per image, see struct */
 	struct readahead *readahead;	/* immutable after start */
 	time_t started;			/* immutable */
-	struct fs *fs;			/* immutable after start */
+	const struct frontend_ops *fe_ops; /* immutable */
+	struct frontend *fe;		/* immutable after start */
 	pthread_mutex_t lock;
 	pthread_cond_t wake;		/* with ->lock: stop the checkpointer
 					   and the watcher */
@@ -200,16 +201,17 @@ static void *watcher(void *arg)
 		pthread_mutex_unlock(&m->lock);
 		/* The VM is elsewhere: end the mount as fusermount3 -u would. */
 		if (unmount) {
-			fs_unmount(m->fs);
+			m->fe_ops->unmount(m->fe);
 			abort_at = now_ns() + ABORT_AFTER_MS * 1000000ull;
 		}
 		/*
 		 * Still served 2 s later: another mount namespace holds it
 		 * (libvirt's QEMU has its own), where nothing uses it now.
 		 */
-		if (abort_at && now_ns() > abort_at && !fs_is_exited(m->fs)) {
+		if (abort_at && now_ns() > abort_at &&
+		    !m->fe_ops->exited(m->fe)) {
 			abort_at = 0;
-			ret = fs_abort(m->fs);
+			ret = m->fe_ops->abort(m->fe);
 			if (ret)
 				log_warn("mount: the mount lives on in another "
 					 "mount namespace, and its connection "
@@ -217,7 +219,7 @@ static void *watcher(void *arg)
 					 "when that namespace does",
 					 strerror(-ret));
 		}
-		if (fs_is_exited(m->fs)) {
+		if (m->fe_ops->exited(m->fe)) {
 			log_debug(LOG_CAT_FS, "mount: FUSE session ended: "
 				  "aborting work in progress");
 			abort_work(m);
@@ -857,49 +859,27 @@ out:
 	return ret;
 }
 
+/* Readahead hears of every guest read (image_guest_read). */
+static void note_read(void *arg, struct image *img, uint64_t off, size_t len)
+{
+	readahead_note(arg, img, off, len);
+}
+
 /*
- * The FUSE connection from the supervisor (mounted now for the first
- * server), a session on it, and the news that this server serves.  A
- * server that would agree with the kernel otherwise than the first
- * (another libfuse?) must not serve: -EPROTO, said loudly.
+ * The front end on its connection (from the supervisor: mounted now for
+ * the first server), and the news that this server serves.
  */
-static int take_connection(struct mount *m, struct fs_conf *fc,
-			   struct fs **out)
+static int start_frontend(struct mount *m, const struct frontend_conf *fc)
 {
 	const struct mount_conf *conf = m->conf;
 	const struct sup_hello *h = sup_client_hello(conf->sup);
-	uint64_t want0 = 0;
-	uint64_t mw0 = 0;
-	uint64_t want;
-	uint64_t mw;
-	void *init = NULL;
-	char *opts = fs_mount_opts(fc);
 	int ret;
 
-	ret = sup_client_connect(conf->sup, opts, &fc->fd, &init,
-				 &fc->init_len, &want0, &mw0);
-	free(opts);
+	for (unsigned int i = 0; i < m->nimages; i++)
+		image_set_read_observer(m->images[i], note_read, m->readahead);
+	ret = m->fe_ops->start(fc, &m->fe);
 	if (ret)
 		return ret;
-	fc->init = init;
-	ret = fs_new(fc, out);
-	free(init);
-	fc->init = NULL;
-	if (ret)
-		return ret;
-	fs_agreement(*out, &want, &mw);
-	if (mw0 && (want != want0 || mw != mw0)) {
-		log_err("mount: cannot serve '%s': this server would agree "
-			"capabilities %#llx and max_write %llu with the kernel, "
-			"the connection agreed %#llx and %llu (a libfuse or "
-			"pbs-livemount update?); remount to use it",
-			conf->mountpoint, (unsigned long long)want,
-			(unsigned long long)mw, (unsigned long long)want0,
-			(unsigned long long)mw0);
-		fs_free(*out);
-		*out = NULL;
-		return -EPROTO;
-	}
 	if (h->restarts) {
 		m->guest_wait_ms = (now_ns() - h->died_ns) / 1000000;
 		log_info("mount: %s served again on %s after %llu ms (the last "
@@ -913,7 +893,7 @@ static int take_connection(struct mount *m, struct fs_conf *fc,
 	}
 	if (conf->ready)
 		conf->ready(conf->ready_arg);
-	return sup_client_serving(conf->sup, want, mw);
+	return m->fe_ops->announce(m->fe);
 }
 
 int mount_run(const struct mount_conf *conf)
@@ -921,10 +901,10 @@ int mount_run(const struct mount_conf *conf)
 	struct ccache_conf cc = { .budget_bytes = conf->cache_size };
 	struct stream_conf sc = { 0 };
 	struct readahead_conf rc = { 0 };
-	struct fs_conf fc = { 0 };
-	struct fs *fs = NULL;
+	struct frontend_conf fc = { 0 };
 	struct mount m = {
 		.conf = conf,
+		.fe_ops = conf->frontend ? conf->frontend : &frontend_fuse,
 		.started = time(NULL),
 		.started_ns = now_ns(),
 	};
@@ -959,24 +939,23 @@ int mount_run(const struct mount_conf *conf)
 	if (ret)
 		goto out;
 	fc.mountpoint = conf->mountpoint;
+	fc.sup = conf->sup;
 	fc.images = m.images;
 	fc.nimages = m.nimages;
 	fc.allow_other = conf->allow_other;
 	fc.read_only = conf->read_only;
-	fc.fuse_opts = conf->fuse_opts;
+	fc.options = conf->fuse_opts;
 	fc.status = status_json;
 	fc.status_arg = &m;
-	fc.readahead = m.readahead;
 	fc.control = control;
 	fc.control_done = control_done;
 	fc.control_arg = &m;
 	fc.memo = sup_client_memo(conf->sup);
 	fc.memo_out = memo_out;
 	fc.fault = test_fault(&m, &checks);
-	ret = take_connection(&m, &fc, &fs);
+	ret = start_frontend(&m, &fc);
 	if (ret)
 		goto out;
-	m.fs = fs;
 	prefetch = xcalloc(m.nimages, sizeof(*prefetch));
 	nprefetch = xcalloc(m.nimages, sizeof(*nprefetch));
 	for (unsigned int i = 0; i < m.nimages; i++) {
@@ -1018,7 +997,7 @@ int mount_run(const struct mount_conf *conf)
 		cp_started = true;
 	if (!pthread_create(&wt, NULL, watcher, &m))
 		wt_started = true;
-	ret = fs_run(fs);
+	ret = m.fe_ops->run(m.fe);
 	ran = true;
 out:
 	abort_work(&m);
@@ -1030,7 +1009,8 @@ out:
 	stream_stop(m.prefetcher);
 	for (unsigned int i = 0; ran && i < m.nimages; i++)
 		save_trace(&m, i, true);
-	fs_free(fs);
+	if (m.fe)
+		m.fe_ops->free(m.fe);
 	readahead_stop(m.readahead);
 	for (unsigned int i = 0; i < m.nimages; i++) {
 		/* Never served: what this mount created goes again. */
