@@ -41,6 +41,7 @@
 #include "image.h"
 #include "log.h"
 #include "mount.h"
+#include "mount_i.h"
 #include "qmp.h"
 #include "readahead.h"
 #include "status.h"
@@ -50,79 +51,7 @@
 #include "util.h"
 #include "banned.h"
 
-#define ABORT_AFTER_MS 2000
-
-struct progress {
-	uint64_t last_present;	/* protected by mount->lock */
-	double rate;		/* protected by mount->lock: bytes/s, EWMA;
-				   after completion the mount's average */
-	uint64_t start_present;	/* immutable after open: present at start */
-};
-
-/* One disk's boot trace. */
-struct boot_trace {
-	char *path;		/* immutable; NULL: no traces */
-	uint64_t *prefetch;	/* immutable: loaded chunks, or NULL */
-	size_t nprefetch;	/* immutable */
-	bool saved;		/* checkpointer thread, then shutdown */
-};
-
-enum cut_state {
-	CUT_NONE,
-	CUT_WAITING,	/* --cutover-*: QEMU has none of the disks open yet */
-	CUT_RUNNING,
-	CUT_DONE,	/* the VM is on the targets: the mount ends */
-	CUT_FAILED,	/* the VM stays on the mount, which serves on */
-};
-
-/* Which QEMU to move at a cut-over: a monitor socket or a domain. */
-struct cut_req {
-	const char *qmp;
-	const char *domain;
-	const char *uri;	/* libvirt's; NULL: qemu:///system */
-};
-
-struct mount {
-	const struct mount_conf *conf;	/* immutable */
-	struct image **images;		/* immutable after start */
-	struct repo_archive **archives;	/* immutable after start */
-	unsigned int nimages;		/* immutable after start */
-	struct ccache *cache;		/* immutable pointer */
-	struct reuse_seeds *seeds;	/* immutable pointer, or NULL */
-	struct repo_archive *first_archive; /* the one seeds were opened
-					       for; immutable */
-	struct stream *stream;		/* immutable after start */
-	struct stream *prefetcher;	/* immutable after start: no target */
-	struct boot_trace *traces;	/* per image, see struct */
-	struct readahead *readahead;	/* immutable after start */
-	time_t started;			/* immutable */
-	const struct frontend_ops *fe_ops; /* immutable */
-	struct frontend *fe;		/* immutable after start */
-	pthread_mutex_t lock;
-	pthread_cond_t wake;		/* with ->lock: stop the checkpointer
-					   and the watcher */
-	bool stop;			/* protected by ->lock */
-	bool aborted;			/* protected by ->lock */
-	bool complete;			/* protected by ->lock */
-	uint64_t started_ns;		/* immutable */
-	double took;			/* protected by ->lock: seconds to
-					   completion, frozen then */
-	const char *verdict;		/* protected by ->lock: verify result */
-	struct progress *prog;		/* protected by ->lock */
-	pthread_mutex_t cut_lock;	/* one cut-over at a time; taken
-					   before ->lock, never held by a
-					   FUSE op but the cut-over's own */
-	enum cut_state cut;		/* protected by ->lock */
-	struct cutover_result cut_res;	/* protected by ->lock */
-	bool unmount_asked;		/* protected by ->lock: the watcher
-					   unmounts (after a cut-over) */
-	bool restart_asked;		/* protected by ->lock: the restart
-					   command's request */
-	uint64_t guest_wait_ms;		/* immutable once serving: the
-					   takeover this server made */
-};
-
-static bool stopping(struct mount *m)
+bool mount_stopping(struct mount *m)
 {
 	bool stop;
 
@@ -133,7 +62,7 @@ static bool stopping(struct mount *m)
 }
 
 /* Waits for the command, but not past an unmount: it is the user's. */
-static void run_on_complete(struct mount *m, const char *cmd)
+void mount_run_on_complete(struct mount *m, const char *cmd)
 {
 	struct timespec ts = { 0, 50000000 };
 	pid_t pid = fork();
@@ -150,7 +79,7 @@ static void run_on_complete(struct mount *m, const char *cmd)
 		return;
 	}
 	while (!(got = waitpid(pid, &status, WNOHANG))) {
-		if (stopping(m)) {
+		if (mount_stopping(m)) {
 			log_warn("mount: --on-complete '%s' still runs (PID "
 				 "%d); not waiting for it", cmd, (int)pid);
 			return;
@@ -244,43 +173,6 @@ static void wake_checkpointer(void *arg)
 }
 
 /*
- * Save image @i's boot trace: the chunks its guest read first.  At
- * unmount (@final) before the guest ran trace_time_s, only if it is not
- * shorter than the trace it started with: a short session must not
- * replace a whole boot.
- */
-static void save_trace(struct mount *m, unsigned int i, bool final)
-{
-	struct boot_trace *t = &m->traces[i];
-	uint64_t first = image_first_io_ns(m->images[i]);
-	const uint64_t *chunks;
-	size_t n;
-
-	if (t->saved || !t->path || !first)
-		return;
-	if (!final &&
-	    now_ns() - first < m->conf->trace_time_s * 1000000000ull)
-		return;
-	n = image_trace(m->images[i], &chunks);
-	if (!n || (final && n < t->nprefetch &&
-		   now_ns() - first < m->conf->trace_time_s * 1000000000ull))
-		return;
-	t->saved = true;
-	if (!trace_save(t->path, image_chunk_size(m->images[i]), chunks, n))
-		log_info("mount: boot trace of '%s' saved: %zu chunks in "
-			 "'%s'", image_name(m->images[i]),
-			 MIN(n, (size_t)TRACE_MAX_CHUNKS), t->path);
-}
-
-static void ask_unmount(struct mount *m)
-{
-	pthread_mutex_lock(&m->lock);
-	m->unmount_asked = true;
-	pthread_cond_broadcast(&m->wake);
-	pthread_mutex_unlock(&m->lock);
-}
-
-/*
  * Move the QEMU of @r onto the targets (cutover.h).  Any thread but a
  * FUSE worker other than the control request's own: QEMU's I/O on the
  * mount is served meanwhile.  0, -EAGAIN (not complete), -EBUSY (one
@@ -288,115 +180,6 @@ static void ask_unmount(struct mount *m)
  * @patient (the mount's own --cutover-*): QEMU not there yet is not
  * logged as an error; the caller tries again.
  */
-/*
- * QEMU is not there yet: no monitor at the socket, a domain not
- * running, or no disk of the mount open.
- */
-static bool qemu_absent(int err)
-{
-	return err == -ENOENT || err == -ECONNREFUSED || err == -ESRCH;
-}
-
-static int do_cutover(struct mount *m, const struct cut_req *r, bool patient)
-{
-	struct cutover_disk *disks = NULL;
-	struct cutover_result res = { 0 };
-	struct qmp *q = NULL;
-	unsigned int n = 0;
-	int ret;
-
-	if (pthread_mutex_trylock(&m->cut_lock))
-		return -EBUSY;
-	pthread_mutex_lock(&m->lock);
-	ret = !m->complete ? -EAGAIN : m->cut == CUT_DONE ? -EALREADY :
-	      m->cut == CUT_RUNNING ? -EBUSY : 0;
-	if (!ret)
-		m->cut = CUT_RUNNING;
-	pthread_mutex_unlock(&m->lock);
-	if (ret)
-		goto out_unlock;
-	/* Complete and durable first: QEMU will read the targets. */
-	for (unsigned int i = 0; i < m->nimages; i++)
-		image_flush(m->images[i]);
-	ret = r->qmp ? qmp_open_socket(r->qmp, &q, res.error,
-				       sizeof(res.error)) :
-		       qmp_open_libvirt(r->uri, r->domain, &q, res.error,
-					sizeof(res.error));
-	if (ret)
-		goto out;
-	disks = xcalloc(m->nimages, sizeof(*disks));
-	for (unsigned int i = 0; i < m->nimages; i++) {
-		if (!image_target(m->images[i]))
-			continue;
-		disks[n].image = xasprintf("%s/%s", m->conf->mountpoint,
-					   image_name(m->images[i]));
-		disks[n].target = image_target(m->images[i]);
-		disks[n].blk = image_target_is_blk(m->images[i]);
-		n++;
-	}
-	ret = cutover_run(q, m->conf->mountpoint, disks, n, &res);
-	if (!ret && res.already)
-		log_info("mount: %s has every target open and no disk of the "
-			 "mount: cut over already; the mount ends",
-			 qmp_describe(q));
-	else if (!ret)
-		log_info("mount: cut over in %.3f s: %u disk%s of %s now on "
-			 "%s target%s, no restart; the mount ends", res.took,
-			 res.moved, res.moved == 1 ? "" : "s",
-			 qmp_describe(q), res.moved == 1 ? "its" : "their",
-			 res.moved == 1 ? "" : "s");
-out:
-	/* Waiting for QEMU (--cutover-qmp): said once, by the caller. */
-	if (ret && !(patient && qemu_absent(ret)))
-		log_err("mount: cannot cut over: %s; the VM stays on the "
-			"mount, which serves on", res.error);
-	pthread_mutex_lock(&m->lock);
-	m->cut = !ret ? CUT_DONE : patient && qemu_absent(ret) ? CUT_WAITING :
-							     CUT_FAILED;
-	m->cut_res = res;
-	pthread_mutex_unlock(&m->lock);
-	for (unsigned int i = 0; i < n; i++)
-		free((char *)disks[i].image);
-	free(disks);
-	qmp_close(q);
-out_unlock:
-	pthread_mutex_unlock(&m->cut_lock);
-	return ret;
-}
-
-/*
- * The cutover command's request, as the value of the attribute
- * user.pbs-livemount.cutover of .status: {"qmp": SOCKET} or
- * {"libvirt": DOMAIN, "uri": URI}.  Runs on the FUSE worker that
- * carries it; the reply is the outcome.
- */
-static int control(void *arg, const char *name, const char *value,
-		   size_t len)
-{
-	struct mount *m = arg;
-	struct cut_req r = { 0 };
-	json_object *o;
-	char *text;
-	int ret;
-
-	if (!strcmp(name, "user.pbs-livemount.restart")) {
-		pthread_mutex_lock(&m->lock);
-		m->restart_asked = true;
-		pthread_mutex_unlock(&m->lock);
-		return 0;
-	}
-	if (strcmp(name, "user.pbs-livemount.cutover"))
-		return -ENOTSUP;
-	text = strndup(value, len);
-	o = text ? json_tokener_parse(text) : NULL;
-	free(text);
-	r.qmp = json_object_get_string(json_object_object_get(o, "qmp"));
-	r.domain = json_object_get_string(json_object_object_get(o, "libvirt"));
-	r.uri = json_object_get_string(json_object_object_get(o, "uri"));
-	ret = !r.qmp == !r.domain ? -EINVAL : do_cutover(m, &r, false);
-	json_object_put(o);
-	return ret;
-}
 
 /*
  * After the control request's reply: a cut-over done ends the mount; a
@@ -404,150 +187,106 @@ static int control(void *arg, const char *name, const char *value,
  * safe to answer twice, and the guest journal holds what it acked): the
  * supervisor starts the binary now installed in its place.
  */
-/* Owners and modes set through the mount, for the next server. */
-static void memo_out(void *arg, const char *text)
+
+/* Commit each image's state and trace, and follow its progress: true
+ * when every block of every disk is local and that is news (->complete
+ * then set, the rates frozen). */
+static bool checkpoint_all(struct mount *m)
 {
-	struct mount *m = arg;
-	int ret = sup_client_set_memo(m->conf->sup, text);
+	bool done = true;
+	bool news;
 
-	if (ret)
-		log_warn("mount: cannot leave the images' owners to the next "
-			 "server: %s", strerror(-ret));
-}
+	for (unsigned int i = 0; i < m->nimages; i++) {
+		struct image_stats st;
 
-static void control_done(void *arg)
-{
-	struct mount *m = arg;
-	bool done;
-	bool restart;
-
+		image_checkpoint(m->images[i]);
+		mount_save_trace(m, i, false);
+		image_get_stats(m->images[i], &st);
+		done &= st.complete;
+		pthread_mutex_lock(&m->lock);
+		if (!m->complete)
+			m->prog[i].rate = 0.7 * m->prog[i].rate +
+					  0.3 * (double)(st.present_bytes -
+							 m->prog[i].last_present);
+		m->prog[i].last_present = st.present_bytes;
+		pthread_mutex_unlock(&m->lock);
+	}
 	pthread_mutex_lock(&m->lock);
-	done = m->cut == CUT_DONE;
-	restart = m->restart_asked;
-	pthread_mutex_unlock(&m->lock);
-	if (done)
-		ask_unmount(m);
-	if (restart && !sup_client_restart(m->conf->sup)) {
-		log_info("mount: restart asked for: this server (PID %d) "
-			 "hands over", (int)getpid());
-		_exit(0);
+	news = done && !m->complete && !m->conf->read_only;
+	if (news) {
+		m->complete = true;
+		/* Frozen: how long it took, and the average rate. */
+		m->took = (now_ns() - m->started_ns) / 1e9;
+		for (unsigned int i = 0; i < m->nimages; i++)
+			m->prog[i].rate = m->took > 0 ?
+				(double)(image_size(m->images[i]) -
+					 m->prog[i].start_present) / m->took :
+				0;
 	}
+	pthread_mutex_unlock(&m->lock);
+	return news;
 }
 
-/*
- * --cutover-qmp/--cutover-libvirt, once a second after completion until
- * QEMU has a disk of the mount open: false when done with (cut over, or
- * failed for good); --on-complete then runs, and a cut-over ends the
- * mount.  *@told: the wait was logged.
- */
-static bool auto_cutover(struct mount *m, bool *told)
+/* --verify after completion: the verdict for .status and the log;
+ * false if unmounted meanwhile (no verdict). */
+static bool verify_all(struct mount *m)
 {
-	struct cut_req r = {
-		.qmp = m->conf->cutover_qmp,
-		.domain = m->conf->cutover_libvirt,
-		.uri = m->conf->libvirt_uri,
-	};
-	int ret;
+	uint64_t bad = 0;
+	uint64_t total = 0;
+	int vret = 0;
 
-	ret = do_cutover(m, &r, true);
-	if (qemu_absent(ret)) {
-		if (!*told)
-			log_info("mount: waiting to cut over: %s",
-				 m->cut_res.error);
-		*told = true;
-		return true;
+	for (unsigned int i = 0; i < m->nimages; i++) {
+		vret |= image_verify(m->images[i], &bad);
+		total += bad;
 	}
-	if (m->conf->on_complete && !stopping(m))
-		run_on_complete(m, m->conf->on_complete);
-	if (!ret)
-		ask_unmount(m);
-	return false;
+	if (mount_stopping(m))
+		return false;
+	pthread_mutex_lock(&m->lock);
+	m->verdict = vret || total ? "verify-failed" : "verified";
+	pthread_mutex_unlock(&m->lock);
+	if (vret || total)
+		log_err("mount: cannot verify the restore: %llu chunks differ "
+			"from the backup", (unsigned long long)total);
+	else
+		log_info("mount: verified: every chunk the guest did not "
+			 "write equals the backup");
+	return true;
+}
+
+/* The restore just completed: flush, verify, and what comes next (a
+ * cut-over: true, pending; or --on-complete).  False when unmounted. */
+static bool completed(struct mount *m, bool *cut_pending)
+{
+	for (unsigned int i = 0; i < m->nimages; i++)
+		image_flush(m->images[i]);
+	log_info("mount: restore complete: every block of every disk is in "
+		 "its target");
+	if (m->conf->verify && !verify_all(m))
+		return false;
+	*cut_pending = m->conf->cutover_qmp || m->conf->cutover_libvirt;
+	if (!*cut_pending && m->conf->on_complete && !mount_stopping(m))
+		mount_run_on_complete(m, m->conf->on_complete);
+	return true;
 }
 
 static void *checkpointer(void *arg)
 {
 	struct mount *m = arg;
 	struct timespec ts;
-	bool announce = false;
 	bool cut_pending = false;
 	bool told = false;
 
 	pthread_mutex_lock(&m->lock);
 	while (!m->stop) {
-		bool done = true;
-
 		pthread_mutex_unlock(&m->lock);
 		/* A SIGHUP's reopen, even while nothing is logged. */
 		log_reopen_if_asked();
-		for (unsigned int i = 0; i < m->nimages; i++) {
-			struct image_stats st;
-
-			image_checkpoint(m->images[i]);
-			save_trace(m, i, false);
-			image_get_stats(m->images[i], &st);
-			done &= st.complete;
+		if (checkpoint_all(m) && !completed(m, &cut_pending)) {
 			pthread_mutex_lock(&m->lock);
-			if (!m->complete)
-				m->prog[i].rate =
-					0.7 * m->prog[i].rate +
-					0.3 * (double)(st.present_bytes -
-						       m->prog[i].last_present);
-			m->prog[i].last_present = st.present_bytes;
-			pthread_mutex_unlock(&m->lock);
+			break;
 		}
-		pthread_mutex_lock(&m->lock);
-		if (done && !m->complete && !m->conf->read_only) {
-			m->complete = true;
-			announce = true;
-			/* Frozen: how long it took, and the average rate. */
-			m->took = (now_ns() - m->started_ns) / 1e9;
-			for (unsigned int i = 0; i < m->nimages; i++)
-				m->prog[i].rate =
-					m->took > 0 ?
-					(double)(image_size(m->images[i]) -
-						 m->prog[i].start_present) /
-						m->took : 0;
-		}
-		pthread_mutex_unlock(&m->lock);
-		if (announce) {
-			announce = false;
-			for (unsigned int i = 0; i < m->nimages; i++)
-				image_flush(m->images[i]);
-			log_info("mount: restore complete: every block of "
-				 "every disk is in its target");
-			if (m->conf->verify) {
-				uint64_t bad = 0;
-				uint64_t total = 0;
-				int vret = 0;
-
-				for (unsigned int i = 0; i < m->nimages; i++) {
-					vret |= image_verify(m->images[i], &bad);
-					total += bad;
-				}
-				if (stopping(m))
-					break;	/* unmounted: no verdict */
-				pthread_mutex_lock(&m->lock);
-				m->verdict = vret || total ? "verify-failed" :
-							     "verified";
-				pthread_mutex_unlock(&m->lock);
-				if (vret || total)
-					log_err("mount: cannot verify the "
-						"restore: %llu chunks differ "
-						"from the backup",
-						(unsigned long long)total);
-				else
-					log_info("mount: verified: every chunk "
-						 "the guest did not write "
-						 "equals the backup");
-			}
-			cut_pending = m->conf->cutover_qmp ||
-				      m->conf->cutover_libvirt;
-			if (!cut_pending && m->conf->on_complete &&
-			    !stopping(m))
-				run_on_complete(m, m->conf->on_complete);
-		}
-		if (cut_pending && !stopping(m))
-			cut_pending = auto_cutover(m, &told);
+		if (cut_pending && !mount_stopping(m))
+			cut_pending = mount_auto_cutover(m, &told);
 		deadline_ms(CLOCK_MONOTONIC, 1000, &ts);
 		pthread_mutex_lock(&m->lock);
 		if (!m->stop)
@@ -577,7 +316,7 @@ static const char *mount_state(struct mount *m)
 	return stream_is_paused(m->stream) ? "paused" : "streaming";
 }
 
-static size_t prefetch_total(const struct mount *m)
+size_t mount_prefetch_total(const struct mount *m)
 {
 	size_t n = 0;
 
@@ -615,7 +354,7 @@ static int status_json(void *arg, char **out)
 		.guest_wait_ms = m->guest_wait_ms,
 		.snapshot = repo_snapshot_path(m->conf->snap),
 		.started = (long long)m->started,
-		.prefetch_chunks = prefetch_total(m),
+		.prefetch_chunks = mount_prefetch_total(m),
 		.has_seeds = m->seeds != NULL,
 		.ndisks = m->nimages,
 	};
@@ -662,203 +401,6 @@ static int status_json(void *arg, char **out)
 	return ret;
 }
 
-static uint64_t max_chunk(const struct mount *m)
-{
-	uint64_t cs = 1;
-
-	for (unsigned int i = 0; i < m->nimages; i++)
-		cs = MAX(cs, image_chunk_size(m->images[i]));
-	return cs;
-}
-
-static char *archive_stem(const char *archive)
-{
-	char *s = xstrdup(archive);
-	char *dot = strstr(s, ".img.fidx");
-
-	if (dot)
-		*dot = '\0';
-	return s;
-}
-
-/* Image @i's boot trace: where it lives, and what to prefetch. */
-static void open_trace(struct mount *m, unsigned int i)
-{
-	const struct mount_conf *c = m->conf;
-	struct boot_trace *t = &m->traces[i];
-	struct image *img = m->images[i];
-	char loc[1024];
-
-	if (c->trace_file) {
-		t->path = xstrdup(c->trace_file);
-	} else if (c->trace_dir) {
-		store_describe(repo_snapshot_store(c->snap), "", loc,
-			       sizeof(loc));
-		t->path = trace_default_path(c->trace_dir, loc,
-					     repo_snapshot_path(c->snap),
-					     repo_archive_name(m->archives[i]));
-	} else {
-		return;
-	}
-	if (trace_load(t->path, image_chunk_size(img), image_chunk_count(img),
-		       &t->prefetch, &t->nprefetch))
-		return;		/* none yet, or logged */
-	log_info("mount: '%s': %zu chunks of its boot trace '%s' come "
-		 "first", image_name(img), t->nprefetch, t->path);
-}
-
-/*
- * --seed: indexed in the background in @a's chunk size, with its key
- * (every disk of a snapshot has the same); digests kept under the
- * state directory.
- */
-static int open_seeds(struct mount *m, struct repo_archive *a)
-{
-	char *cache = xasprintf("%s/seeds", m->conf->state_dir);
-	struct reuse_seeds_conf rc = {
-		.paths = m->conf->seeds,
-		.npaths = m->conf->nseeds,
-		.chunk_size = snap_fidx_chunk_size(repo_archive_fidx(a)),
-		.key = repo_archive_key(a),
-		.cache_dir = cache,
-		.lock_wait_ms = m->conf->lock_wait_ms,
-	};
-	int ret;
-
-	ret = reuse_seeds_open(&rc, &m->seeds);
-	free(cache);
-	if (!ret)
-		m->first_archive = a;
-	return ret;
-}
-
-/*
- * The test's fault (PBSLM_FAULT_KILL_AFTER), first server only:
- * "check:N" is the images' (die after the Nth --in-place check), the
- * rest the file system's.
- */
-static const char *test_fault(const struct mount *m, uint64_t *checks)
-{
-	const char *spec = getenv("PBSLM_FAULT_KILL_AFTER");
-
-	*checks = 0;
-	if (!spec || sup_client_hello(m->conf->sup)->restarts)
-		return NULL;
-	if (strncmp(spec, "check:", 6))
-		return spec;
-	if (parse_u64(spec + 6, checks) || !*checks)
-		log_warn("mount: test fault '%s' not understood: ignored",
-			 spec);
-	return NULL;
-}
-
-static int open_images(struct mount *m)
-{
-	const struct mount_conf *c = m->conf;
-	const struct snap_manifest *man = repo_snapshot_manifest(c->snap);
-	const char **names;
-	unsigned int n = 0;
-	int ret = 0;
-
-	names = xcalloc(snap_manifest_nfiles(man) + c->narchives + 1,
-			sizeof(*names));
-	if (c->narchives) {
-		for (unsigned int i = 0; i < c->narchives; i++)
-			names[n++] = c->archives[i];
-	} else {
-		for (size_t i = 0; i < snap_manifest_nfiles(man); i++) {
-			const char *f = snap_manifest_file(man, i)->filename;
-			size_t len = strlen(f);
-
-			if (len > 9 && !strcmp(f + len - 9, ".img.fidx"))
-				names[n++] = f;
-		}
-	}
-	if (!n) {
-		log_err("mount: cannot mount '%s': it has no disk archives",
-			repo_snapshot_path(c->snap));
-		ret = -ENOENT;
-		goto out;
-	}
-	if (c->trace_file && n != 1) {
-		log_err("mount: --prefetch-trace names one trace but the "
-			"snapshot has %u disks: use --archive or --trace-dir",
-			n);
-		ret = -EINVAL;
-		goto out;
-	}
-	if (c->target && n != 1) {
-		log_err("mount: --target names one target but the snapshot has "
-			"%u disks: use --archive or --target-dir", n);
-		ret = -EINVAL;
-		goto out;
-	}
-	m->images = xcalloc(n, sizeof(*m->images));
-	m->archives = xcalloc(n, sizeof(*m->archives));
-	m->prog = xcalloc(n, sizeof(*m->prog));
-	m->traces = xcalloc(n, sizeof(*m->traces));
-	for (unsigned int i = 0; i < n; i++) {
-		struct repo_archive *a = NULL;
-		struct image_conf ic = { 0 };
-		char *stem;
-		char *tpath = NULL;
-		char *fname;
-
-		ret = repo_archive_open(c->snap, names[i], &a);
-		if (!ret && c->nseeds && !m->seeds)
-			ret = open_seeds(m, a);
-		if (ret) {
-			repo_archive_close(a);
-			goto out;
-		}
-		stem = archive_stem(repo_archive_name(a));
-		fname = xasprintf("%s.img", stem);
-		if (c->target)
-			tpath = xstrdup(c->target);
-		else if (c->target_dir)
-			tpath = xasprintf("%s/%s.raw", c->target_dir, stem);
-		ic.archive = a;
-		ic.cache = m->cache;
-		ic.name = fname;
-		ic.target = tpath;
-		ic.state_path = c->target ? c->state : NULL;
-		ic.state_dir = c->state_dir;
-		ic.block_size = c->block_size;
-		ic.read_only = c->read_only;
-		ic.overwrite = c->overwrite;
-		ic.in_place = c->in_place;
-		/* Seeds were indexed in the first disk's chunk size. */
-		if (m->seeds && snap_fidx_chunk_size(repo_archive_fidx(a)) ==
-					snap_fidx_chunk_size(repo_archive_fidx(
-						m->first_archive)))
-			ic.seeds = m->seeds;
-		ic.lock_wait_ms = c->lock_wait_ms;
-		test_fault(m, &ic.fault_checks);
-		ret = image_open(&ic, &m->images[i]);
-		free(stem);
-		free(fname);
-		free(tpath);
-		if (ret) {
-			repo_archive_close(a);
-			goto out;
-		}
-		m->archives[i] = a;
-		open_trace(m, i);
-		{
-			struct image_stats st;
-
-			/* A resumed mount's rate counts this mount only. */
-			image_get_stats(m->images[i], &st);
-			m->prog[i].start_present = st.present_bytes;
-			m->prog[i].last_present = st.present_bytes;
-		}
-		m->nimages++;
-	}
-out:
-	free(names);
-	return ret;
-}
-
 /* Readahead hears of every guest read (image_guest_read). */
 static void note_read(void *arg, struct image *img, uint64_t off, size_t len)
 {
@@ -896,6 +438,107 @@ static int start_frontend(struct mount *m, const struct frontend_conf *fc)
 	return m->fe_ops->announce(m->fe);
 }
 
+/* The front end's view of @m: its images and the mount's callbacks. */
+static void frontend_conf_of(struct mount *m, struct frontend_conf *fc,
+			     uint64_t *checks)
+{
+	const struct mount_conf *conf = m->conf;
+
+	fc->mountpoint = conf->mountpoint;
+	fc->sup = conf->sup;
+	fc->images = m->images;
+	fc->nimages = m->nimages;
+	fc->allow_other = conf->allow_other;
+	fc->read_only = conf->read_only;
+	fc->options = conf->fuse_opts;
+	fc->status = status_json;
+	fc->status_arg = m;
+	fc->control = mount_control;
+	fc->control_done = mount_control_done;
+	fc->control_arg = m;
+	fc->memo = sup_client_memo(conf->sup);
+	fc->memo_out = mount_memo_out;
+	fc->fault = mount_test_fault(m, checks);
+}
+
+/*
+ * The stream into the targets, or without one the prefetcher that warms
+ * the cache with what the boot traces name.  The arrays of @sc are
+ * @m's until stream_stop.
+ */
+static int start_streams(struct mount *m, struct stream_conf *sc)
+{
+	const struct mount_conf *conf = m->conf;
+	const uint64_t **prefetch = xcalloc(m->nimages, sizeof(*prefetch));
+	size_t *nprefetch = xcalloc(m->nimages, sizeof(*nprefetch));
+
+	for (unsigned int i = 0; i < m->nimages; i++) {
+		prefetch[i] = m->traces[i].prefetch;
+		nprefetch[i] = m->traces[i].nprefetch;
+	}
+	sc->prefetch = prefetch;
+	sc->nprefetch = nprefetch;
+	sc->images = m->images;
+	sc->nimages = m->nimages;
+	if (!conf->no_stream && !conf->read_only) {
+		/*
+		 * Each stream worker may hold a decoded chunk and the raw
+		 * one in flight: at most half the cache budget goes to
+		 * them, so that memory follows --cache-size (16 workers at
+		 * the default 256 MiB, 4 at 64 MiB).
+		 */
+		sc->threads = MIN(conf->connections,
+				  MAX(2u, (unsigned int)(conf->cache_size /
+							 (8 * mount_max_chunk(m)) * 2)));
+		sc->on_done = wake_checkpointer;
+		sc->done_arg = m;
+		sc->seeds = m->seeds;
+		return stream_start(sc, &m->stream);
+	}
+	if (!mount_prefetch_total(m))
+		return 0;
+	/* No copy into a target: warm the cache, half of it. */
+	sc->threads = 4;
+	sc->cache_only = true;
+	sc->cache_only_max = conf->cache_size / 2 / mount_max_chunk(m);
+	return stream_start(sc, &m->prefetcher);
+}
+
+/* What mount_run() made, gone; each image closed, or discarded when
+ * it never served (@ran false: what this mount created goes again). */
+static void release(struct mount *m, struct stream_conf *sc, bool ran)
+{
+	stream_stop(m->stream);
+	stream_stop(m->prefetcher);
+	for (unsigned int i = 0; ran && i < m->nimages; i++)
+		mount_save_trace(m, i, true);
+	if (m->fe)
+		m->fe_ops->free(m->fe);
+	readahead_stop(m->readahead);
+	for (unsigned int i = 0; i < m->nimages; i++) {
+		if (ran)
+			image_close(m->images[i]);
+		else
+			image_discard(m->images[i]);
+		repo_archive_close(m->archives[i]);
+	}
+	for (unsigned int i = 0; m->traces && i < m->nimages; i++) {
+		free(m->traces[i].path);
+		free(m->traces[i].prefetch);
+	}
+	free(m->traces);
+	reuse_seeds_close(m->seeds);
+	free((void *)sc->prefetch);
+	free((void *)sc->nprefetch);
+	free(m->images);
+	free(m->archives);
+	free(m->prog);
+	ccache_free(m->cache);
+	pthread_cond_destroy(&m->wake);
+	pthread_mutex_destroy(&m->cut_lock);
+	pthread_mutex_destroy(&m->lock);
+}
+
 int mount_run(const struct mount_conf *conf)
 {
 	struct ccache_conf cc = { .budget_bytes = conf->cache_size };
@@ -911,8 +554,6 @@ int mount_run(const struct mount_conf *conf)
 	pthread_condattr_t ca;
 	pthread_t cp;
 	pthread_t wt;
-	const uint64_t **prefetch = NULL;
-	size_t *nprefetch = NULL;
 	uint64_t checks;		/* the images' fault: not the fs's */
 	bool cp_started = false;
 	bool wt_started = false;
@@ -928,7 +569,7 @@ int mount_run(const struct mount_conf *conf)
 	ret = ccache_new(&cc, &m.cache);
 	if (ret)
 		goto out;
-	ret = open_images(&m);
+	ret = mount_open_images(&m);
 	if (ret)
 		goto out;
 	rc.images = m.images;
@@ -938,61 +579,12 @@ int mount_run(const struct mount_conf *conf)
 	ret = readahead_start(&rc, &m.readahead);
 	if (ret)
 		goto out;
-	fc.mountpoint = conf->mountpoint;
-	fc.sup = conf->sup;
-	fc.images = m.images;
-	fc.nimages = m.nimages;
-	fc.allow_other = conf->allow_other;
-	fc.read_only = conf->read_only;
-	fc.options = conf->fuse_opts;
-	fc.status = status_json;
-	fc.status_arg = &m;
-	fc.control = control;
-	fc.control_done = control_done;
-	fc.control_arg = &m;
-	fc.memo = sup_client_memo(conf->sup);
-	fc.memo_out = memo_out;
-	fc.fault = test_fault(&m, &checks);
+	frontend_conf_of(&m, &fc, &checks);
 	ret = start_frontend(&m, &fc);
+	if (!ret)
+		ret = start_streams(&m, &sc);
 	if (ret)
 		goto out;
-	prefetch = xcalloc(m.nimages, sizeof(*prefetch));
-	nprefetch = xcalloc(m.nimages, sizeof(*nprefetch));
-	for (unsigned int i = 0; i < m.nimages; i++) {
-		prefetch[i] = m.traces[i].prefetch;
-		nprefetch[i] = m.traces[i].nprefetch;
-	}
-	sc.prefetch = prefetch;
-	sc.nprefetch = nprefetch;
-	if (!conf->no_stream && !conf->read_only) {
-		sc.images = m.images;
-		sc.nimages = m.nimages;
-		/*
-		 * Each stream worker may hold a decoded chunk and the raw
-		 * one in flight: at most half the cache budget goes to
-		 * them, so that memory follows --cache-size (16 workers at
-		 * the default 256 MiB, 4 at 64 MiB).
-		 */
-		sc.threads = MIN(conf->connections,
-				 MAX(2u, (unsigned int)(conf->cache_size /
-							(8 * max_chunk(&m)) * 2)));
-		sc.on_done = wake_checkpointer;
-		sc.done_arg = &m;
-		sc.seeds = m.seeds;
-		ret = stream_start(&sc, &m.stream);
-		if (ret)
-			goto out;
-	} else if (prefetch_total(&m)) {
-		/* No copy into a target: warm the cache, half of it. */
-		sc.images = m.images;
-		sc.nimages = m.nimages;
-		sc.threads = 4;
-		sc.cache_only = true;
-		sc.cache_only_max = conf->cache_size / 2 / max_chunk(&m);
-		ret = stream_start(&sc, &m.prefetcher);
-		if (ret)
-			goto out;
-	}
 	if (!pthread_create(&cp, NULL, checkpointer, &m))
 		cp_started = true;
 	if (!pthread_create(&wt, NULL, watcher, &m))
@@ -1005,36 +597,7 @@ out:
 		pthread_join(wt, NULL);
 	if (cp_started)
 		pthread_join(cp, NULL);
-	stream_stop(m.stream);
-	stream_stop(m.prefetcher);
-	for (unsigned int i = 0; ran && i < m.nimages; i++)
-		save_trace(&m, i, true);
-	if (m.fe)
-		m.fe_ops->free(m.fe);
-	readahead_stop(m.readahead);
-	for (unsigned int i = 0; i < m.nimages; i++) {
-		/* Never served: what this mount created goes again. */
-		if (ran)
-			image_close(m.images[i]);
-		else
-			image_discard(m.images[i]);
-		repo_archive_close(m.archives[i]);
-	}
-	for (unsigned int i = 0; m.traces && i < m.nimages; i++) {
-		free(m.traces[i].path);
-		free(m.traces[i].prefetch);
-	}
-	free(m.traces);
-	reuse_seeds_close(m.seeds);
-	free(prefetch);
-	free(nprefetch);
-	free(m.images);
-	free(m.archives);
-	free(m.prog);
-	ccache_free(m.cache);
-	pthread_cond_destroy(&m.wake);
-	pthread_mutex_destroy(&m.cut_lock);
-	pthread_mutex_destroy(&m.lock);
+	release(&m, &sc, ran);
 	if (!ret)
 		log_info("mount: %s unmounted, state committed",
 			 conf->mountpoint);
