@@ -97,6 +97,10 @@ int xfer_tls_pin(const char *who, const char *fingerprint, const char *host,
  */
 void xfer_setup_tls(void *easy, const char *ca_file, bool insecure,
 		    struct tls_pin *pin);
+/* A certificate refused by @who for @where: the fingerprint seen when
+ * @pin refused it, else curl's @text and what to do.  -EACCES. */
+int xfer_tls_refused(const char *who, const char *where,
+		     struct tls_pin *pin, const char *text);
 
 /*
  * Body check: 0 accepts; -EBADMSG fetches again (bounded, never served);

@@ -37,15 +37,97 @@ static const char verify_desc[] =
 	"chunk download).  Exit 0 only if identical; otherwise names the\n"
 	"first differing chunk.\n";
 
+/* The options of restore that verify has not. */
+struct restore_args {
+	bool target_zeroed;
+	bool overwrite;
+	bool in_place;
+	struct opt_list seeds;
+};
+
+/* --seed's seeds for archive @a, indexed under @state_dir. */
+static int open_seeds(const struct restore_args *ra,
+		      const struct repo_archive *a, const char *state_dir,
+		      struct reuse_seeds **out)
+{
+	char *cache = xasprintf("%s/seeds", state_dir);
+	struct reuse_seeds_conf sc = {
+		.paths = ra->seeds.v,
+		.npaths = ra->seeds.n,
+		.chunk_size = snap_fidx_chunk_size(repo_archive_fidx(a)),
+		.key = repo_archive_key(a),
+		.cache_dir = cache,
+		.lock_wait_ms = 5000,
+	};
+	int ret = reuse_seeds_open(&sc, out);
+
+	free(cache);
+	return ret;
+}
+
+/* The work itself, once everything is open. */
+static int run(bool verify, struct cli *c, const struct restore_args *ra,
+	       struct repo_snapshot *snap, struct repo_archive *a,
+	       struct reuse_seeds *rs, const char *dest,
+	       const char *state_dir)
+{
+	int ret;
+
+	if (verify) {
+		struct verify_conf vc = {
+			.archive = a,
+			.image = dest,
+			.threads = 2,
+		};
+
+		ret = verify_run(&vc);
+		if (!ret && !c->quiet)
+			log_info("verify: '%s' matches %s/%s", vc.image,
+				 repo_snapshot_path(snap), repo_archive_name(a));
+		return ret;
+	}
+	return restore_run(&(struct restore_conf){
+		.archive = a,
+		.target = dest,
+		.threads = store_parallelism(c->s, c->store.connections),
+		.target_zeroed = ra->target_zeroed,
+		.overwrite = ra->overwrite,
+		.in_place = ra->in_place,
+		.seeds = rs,
+		.state_dir = state_dir,
+		.quiet = c->quiet,
+	});
+}
+
+/* REPO, with *@args at SNAPSHOT ARCHIVE DEST; or NULL, the usage
+ * error said. */
+static const char *positionals(const char *cmdname, bool verify,
+			       const struct restore_args *ra, int nargs,
+			       char **argv, char ***args)
+{
+	int shift;
+	const char *repo = cli_repo_arg(nargs, 4, argv + 1, &shift);
+
+	if (!repo) {
+		opt_usage_error(cmdname, "needs REPO SNAPSHOT ARCHIVE %s (or "
+				"PBS_REPOSITORY)", verify ? "IMAGE" : "TARGET");
+		return NULL;
+	}
+	*args = argv + 1 + shift;
+	if (ra->in_place && (ra->overwrite || !strcmp((*args)[2], "-"))) {
+		opt_usage_error(cmdname, "--in-place writes over what TARGET "
+				"holds: not with --overwrite or '-'");
+		return NULL;
+	}
+	return repo;
+}
+
 static int restore_verify(int argc, char **argv, bool verify)
 {
 	const char *cmdname = verify ? "verify" : "restore";
 	struct repo_snapshot *snap = NULL;
 	struct repo_archive *a = NULL;
-	bool target_zeroed = false;
-	bool overwrite = false;
-	bool in_place = false;
-	struct opt_list seeds = { 0 };
+	struct restore_args ra = { 0 };
 	struct reuse_seeds *rs = NULL;
 	char *state_dir = NULL;
 	struct cli c;
@@ -53,21 +135,20 @@ static int restore_verify(int argc, char **argv, bool verify)
 	const char *repo;
 	char **args;
 	int nargs;
-	int shift;
 
 	cli_init(&c);
 	const struct opt restore_opts[] = {
-		OPT_BOOL(0, "overwrite", &overwrite,
+		OPT_BOOL(0, "overwrite", &ra.overwrite,
 			 "restore over a TARGET that holds data (a file\n"
 			 "is replaced once the restore is complete)"),
-		OPT_BOOL(0, "target-zeroed", &target_zeroed,
+		OPT_BOOL(0, "target-zeroed", &ra.target_zeroed,
 			 "block device already reads zeros: skip\n"
 			 "zero chunks"),
-		OPT_BOOL(0, "in-place", &in_place,
+		OPT_BOOL(0, "in-place", &ra.in_place,
 			 "TARGET holds an older version of the disk:\n"
 			 "only chunks that differ are fetched, written\n"
 			 "in TARGET itself"),
-		OPT_LIST("seed", &seeds, "PATH",
+		OPT_LIST("seed", &ra.seeds, "PATH",
 			 "a file or device that may hold chunks of\n"
 			 "the disk, read instead of fetched (repeatable)"),
 		OPT_INCLUDE(cli_repo_opts(&c), "repository options:"),
@@ -90,18 +171,9 @@ static int restore_verify(int argc, char **argv, bool verify)
 		ret = ret == OPT_HELP_SHOWN ? 0 : ret;
 		goto out;
 	}
-	repo = cli_repo_arg(nargs, 4, argv + 1, &shift);
+	repo = positionals(cmdname, verify, &ra, nargs, argv, &args);
 	if (!repo) {
-		ret = opt_usage_error(cmdname, "needs REPO SNAPSHOT ARCHIVE %s "
-				      "(or PBS_REPOSITORY)", verify ? "IMAGE" :
-				      "TARGET");
-		goto out;
-	}
-	args = argv + 1 + shift;
-	if (in_place && (overwrite || !strcmp(args[2], "-"))) {
-		ret = opt_usage_error(cmdname, "--in-place writes over what "
-				      "TARGET holds: not with --overwrite or "
-				      "'-'");
+		ret = EXIT_USAGE;
 		goto out;
 	}
 	state_dir = cli_default_dir("PBSLM_STATE_DIR", "state");
@@ -112,55 +184,14 @@ static int restore_verify(int argc, char **argv, bool verify)
 		ret = repo_snapshot_open(c.s, c.ns, args[0], c.key, &snap);
 	if (!ret)
 		ret = repo_archive_open(snap, args[1], &a);
-	if (!ret && seeds.n) {
-		char *cache = xasprintf("%s/seeds", state_dir);
-		struct reuse_seeds_conf sc = {
-			.paths = seeds.v,
-			.npaths = seeds.n,
-			.chunk_size = snap_fidx_chunk_size(repo_archive_fidx(a)),
-			.key = repo_archive_key(a),
-			.cache_dir = cache,
-			.lock_wait_ms = 5000,
-		};
-
-		ret = reuse_seeds_open(&sc, &rs);
-		free(cache);
-	}
-	if (ret) {
-		ret = EXIT_FAILURE;
-		goto out;
-	}
-	if (verify) {
-		struct verify_conf vc = {
-			.archive = a,
-			.image = args[2],
-			.threads = 2,
-		};
-
-		ret = verify_run(&vc);
-		if (!ret && !c.quiet)
-			log_info("verify: '%s' matches %s/%s", vc.image,
-				 repo_snapshot_path(snap), repo_archive_name(a));
-	} else {
-		struct restore_conf rc = {
-			.archive = a,
-			.target = args[2],
-			.threads = store_parallelism(c.s,
-						     c.store.connections),
-			.target_zeroed = target_zeroed,
-			.overwrite = overwrite,
-			.in_place = in_place,
-			.seeds = rs,
-			.state_dir = state_dir,
-			.quiet = c.quiet,
-		};
-
-		ret = restore_run(&rc);
-	}
+	if (!ret && ra.seeds.n)
+		ret = open_seeds(&ra, a, state_dir, &rs);
+	if (!ret)
+		ret = run(verify, &c, &ra, snap, a, rs, args[2], state_dir);
 	ret = cli_exit_code(ret);
 out:
 	reuse_seeds_close(rs);
-	opt_list_release(&seeds);
+	opt_list_release(&ra.seeds);
 	repo_archive_close(a);
 	repo_snapshot_close(snap);
 	cli_release(&c);

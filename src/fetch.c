@@ -584,25 +584,6 @@ static int http_refusal(struct req *r)
 	return ret;
 }
 
-/* A certificate refused: which one, and what to do. */
-static int tls_refusal(struct req *r)
-{
-	struct fetch *f = r->f;
-	char seen[96] = "";
-
-	if (f->pin)
-		tls_pin_last_refused(f->pin, seen, sizeof(seen));
-	if (seen[0])
-		log_err("fetch: cannot trust '%s': certificate fingerprint %s "
-			"is not the pinned %s", r->rq->url, seen,
-			tls_pin_str(f->pin));
-	else
-		log_err("fetch: cannot trust '%s': %s (pin it with "
-			"--fingerprint or give --ca-file)", r->rq->url,
-			r->errbuf[0] ? r->errbuf : curl_easy_strerror(r->cc));
-	return -EACCES;
-}
-
 /* One try (xfer_try_fn). */
 static int try_once(void *arg, struct xfer_retry *rt, char *why, size_t n)
 {
@@ -634,7 +615,9 @@ static int try_once(void *arg, struct xfer_retry *rt, char *why, size_t n)
 		return XFER_RETRY;
 	}
 	if (cc_is_tls_refusal(r->cc))
-		return tls_refusal(r);
+		return xfer_tls_refused("fetch", r->rq->url, f->pin,
+					r->errbuf[0] ? r->errbuf :
+					curl_easy_strerror(r->cc));
 	snprintf(why, n, "%s", r->errbuf[0] ? r->errbuf :
 		 curl_easy_strerror(r->cc));
 	if (cc_retryable(r->cc))

@@ -507,21 +507,11 @@ static int start_ngs(struct h2 *h, const struct buf *rest)
 }
 
 /* TCP, TLS, upgrade, HTTP/2.  Loop thread, ->lock not held. */
-static int do_connect(struct h2 *h, bool *retry)
+/* ->easy set up to connect (TCP and TLS only) to the server. */
+static void setup_easy(struct h2 *h)
 {
 	char url[320];
-	struct buf rest;
-	curl_socket_t sock = CURL_SOCKET_BAD;
-	CURLcode cc;
-	int ret;
 
-	*retry = true;
-	buf_init(&rest, HEAD_MAX + (1 << 16));
-	h->easy = curl_easy_init();
-	if (!h->easy) {
-		ret = -ENOMEM;
-		goto err;
-	}
 	snprintf(url, sizeof(url), strchr(h->conf.host, ':') ?
 		 "https://[%s]:%u/" : "https://%s:%u/", h->conf.host,
 		 h->conf.port);
@@ -541,6 +531,23 @@ static int do_connect(struct h2 *h, bool *retry)
 	curl_easy_setopt(h->easy, CURLOPT_XFERINFODATA, h);
 	xfer_setup_tls(h->easy, h->conf.ca_file, h->conf.insecure, h->pin);
 	h->errbuf[0] = '\0';
+}
+
+static int do_connect(struct h2 *h, bool *retry)
+{
+	struct buf rest;
+	curl_socket_t sock = CURL_SOCKET_BAD;
+	CURLcode cc;
+	int ret;
+
+	*retry = true;
+	buf_init(&rest, HEAD_MAX + (1 << 16));
+	h->easy = curl_easy_init();
+	if (!h->easy) {
+		ret = -ENOMEM;
+		goto err;
+	}
+	setup_easy(h);
 	cc = curl_easy_perform(h->easy);
 	if (cc == CURLE_ABORTED_BY_CALLBACK) {
 		ret = -ECANCELED;
@@ -548,21 +555,10 @@ static int do_connect(struct h2 *h, bool *retry)
 	}
 	if (cc == CURLE_PEER_FAILED_VERIFICATION ||
 	    cc == CURLE_SSL_CACERT_BADFILE) {
-		char seen[96] = "";
-
 		*retry = false;
-		if (h->pin)
-			tls_pin_last_refused(h->pin, seen, sizeof(seen));
-		if (seen[0])
-			log_err("h2: cannot trust '%s': certificate fingerprint "
-				"%s is not the pinned %s", h->conf.label, seen,
-				tls_pin_str(h->pin));
-		else
-			log_err("h2: cannot trust '%s': %s (pin it with "
-				"--fingerprint or give --ca-file)",
-				h->conf.label, h->errbuf[0] ? h->errbuf :
-				curl_easy_strerror(cc));
-		ret = -EACCES;
+		ret = xfer_tls_refused("h2", h->conf.label, h->pin,
+				       h->errbuf[0] ? h->errbuf :
+				       curl_easy_strerror(cc));
 		goto err;
 	}
 	if (cc != CURLE_OK) {
@@ -774,6 +770,76 @@ static bool check_timeouts(struct h2 *h, int *timeout_ms)
 	return stalled;
 }
 
+/* Loop thread, ->x.lock held: cancelled or stopping, the session goes
+ * (a goodbye the server can log, one non-blocking flush). */
+static void close_session(struct h2 *h)
+{
+	xfer_end_queued(&h->x, -ECANCELED);
+	if (h->state != H2_UP)
+		return;
+	pthread_mutex_unlock(&h->x.lock);
+	if (h->ngs) {
+		nghttp2_session_terminate_session(h->ngs, NGHTTP2_NO_ERROR);
+		flush_out(h);
+	}
+	drop_session(h, "closed");
+	pthread_mutex_lock(&h->x.lock);
+}
+
+/* Loop thread, ->x.lock not held (held on return): one connection
+ * attempt, its outcome for the callers waiting in ensure_ready(). */
+static void connect_once(struct h2 *h)
+{
+	bool retry;
+	int ret = do_connect(h, &retry);
+
+	pthread_mutex_lock(&h->x.lock);
+	h->attempts++;
+	h->conn_err = ret ? (retry ? ret : -ret) : 0;
+	if (!ret) {
+		h->state = H2_UP;
+		h->gen++;
+		log_debug(LOG_CAT_FETCH, "h2: session %llu with '%s' up",
+			  (unsigned long long)h->gen, h->conf.label);
+	} else {
+		h->state = H2_DOWN;
+	}
+	pthread_cond_broadcast(&h->x.cond);
+}
+
+/*
+ * Loop thread, ->x.lock not held: move the session's bytes both ways
+ * and set @pfd for the wait (*@timeout_ms lowered as needed); false if
+ * the session was dropped.
+ */
+static bool pump_session(struct h2 *h, uint8_t *tmp, struct pollfd *pfd,
+			 int *timeout_ms)
+{
+	bool broke = !flush_out(h) || !pump_in(h, tmp) || !flush_out(h);
+	bool idle;
+	int wait_ms;
+
+	if (!broke && check_timeouts(h, timeout_ms))
+		broke = true;
+	pthread_mutex_lock(&h->x.lock);
+	idle = h->draining && !h->x.nactive;
+	pthread_mutex_unlock(&h->x.lock);
+	if (broke || idle || (!nghttp2_session_want_read(h->ngs) &&
+			      !nghttp2_session_want_write(h->ngs))) {
+		drop_session(h, broke ? "connection lost or stalled" :
+			     "GOAWAY");
+		return false;
+	}
+	pfd->fd = h->sock;
+	pfd->events = h->out_off < h->out.len ? POLLOUT : 0;
+	rx_allowance(h, &wait_ms);
+	if (wait_ms < 0)
+		pfd->events |= POLLIN;
+	else
+		*timeout_ms = MIN(*timeout_ms, wait_ms);
+	return true;
+}
+
 static void *loop_main(void *arg)
 {
 	struct h2 *h = arg;
@@ -783,57 +849,23 @@ static void *loop_main(void *arg)
 	while (tmp) {
 		struct pollfd pfd[2];
 		struct xfer_req *start;
-		bool connect = false;
 		int timeout = 1000;
-		int wait_ms;
 		nfds_t n = 1;
 
 		if (h->x.cancel || (h->x.stop && !h->x.nactive)) {
-			xfer_end_queued(&h->x, -ECANCELED);
-			if (h->state == H2_UP) {
-				pthread_mutex_unlock(&h->x.lock);
-				if (h->ngs) {
-					/*
-					 * A goodbye the server can log, also
-					 * when cancelled: one non-blocking
-					 * flush, nothing waited for.
-					 */
-					nghttp2_session_terminate_session(
-						h->ngs, NGHTTP2_NO_ERROR);
-					flush_out(h);
-				}
-				drop_session(h, "closed");
-				pthread_mutex_lock(&h->x.lock);
-			}
+			close_session(h);
 			if (h->x.stop)
 				break;
 		}
 		if (h->state == H2_DOWN && h->want_connect && !h->x.cancel) {
 			h->state = H2_CONNECTING;
 			h->want_connect = false;
-			connect = true;
-		}
-		start = connect ? NULL : take_startable(h);
-		pthread_mutex_unlock(&h->x.lock);
-		if (connect) {
-			bool retry;
-			int ret = do_connect(h, &retry);
-
-			pthread_mutex_lock(&h->x.lock);
-			h->attempts++;
-			h->conn_err = ret ? (retry ? ret : -ret) : 0;
-			if (!ret) {
-				h->state = H2_UP;
-				h->gen++;
-				log_debug(LOG_CAT_FETCH, "h2: session %llu with "
-					  "'%s' up", (unsigned long long)h->gen,
-					  h->conf.label);
-			} else {
-				h->state = H2_DOWN;
-			}
-			pthread_cond_broadcast(&h->x.cond);
+			pthread_mutex_unlock(&h->x.lock);
+			connect_once(h);
 			continue;
 		}
+		start = take_startable(h);
+		pthread_mutex_unlock(&h->x.lock);
 		while (start) {
 			struct hreq *r = container_of(start, struct hreq, x);
 
@@ -841,29 +873,10 @@ static void *loop_main(void *arg)
 			submit(h, r);
 		}
 		if (h->ngs) {
-			bool broke = !flush_out(h) || !pump_in(h, tmp) ||
-				     !flush_out(h);
-			bool idle;
-
-			if (!broke && check_timeouts(h, &timeout))
-				broke = true;
-			pthread_mutex_lock(&h->x.lock);
-			idle = h->draining && !h->x.nactive;
-			pthread_mutex_unlock(&h->x.lock);
-			if (broke || idle || (!nghttp2_session_want_read(h->ngs) &&
-					      !nghttp2_session_want_write(h->ngs))) {
-				drop_session(h, broke ? "connection lost or "
-					     "stalled" : "GOAWAY");
+			if (!pump_session(h, tmp, &pfd[1], &timeout)) {
 				pthread_mutex_lock(&h->x.lock);
 				continue;
 			}
-			pfd[1].fd = h->sock;
-			pfd[1].events = (h->out_off < h->out.len ? POLLOUT : 0);
-			rx_allowance(h, &wait_ms);
-			if (wait_ms < 0)
-				pfd[1].events |= POLLIN;
-			else
-				timeout = MIN(timeout, wait_ms);
 			n = 2;
 		}
 		pfd[0].fd = h->evfd;

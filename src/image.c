@@ -207,7 +207,11 @@ static int check_restored_data(struct image *img)
 	return 0;
 }
 
-int image_open(const struct image_conf *conf, struct image **out)
+/*
+ * @img's target and its state (the allocation overlay), locked, checked
+ * against each other and the backup: fresh, resumed, or --in-place.
+ */
+static int open_target(struct image *img, const struct image_conf *conf)
 {
 	struct target_conf tc = {
 		.path = conf->target,
@@ -215,10 +219,73 @@ int image_open(const struct image_conf *conf, struct image **out)
 		.busy_hint = "; unmount that mount first",
 		.lock_wait_ms = conf->lock_wait_ms,
 		.create = true,
+		.size = img->size,
 	};
 	struct ovl_conf oc = { 0 };
-	struct image *img;
 	bool resume;
+	int ret;
+
+	img->target = xstrdup(conf->target);
+	/*
+	 * Locks first, target then state file, before a byte of either is
+	 * read or written: the target's is the stable one (a state file is
+	 * replaced when compacted), and while we hold it no other daemon of
+	 * this target can create or remove the state.
+	 */
+	ret = target_open(&tc, &img->tgt);
+	if (ret)
+		return ret;
+	img->fd = target_fd(img->tgt);
+	img->is_blk = target_is_blk(img->tgt);
+	ret = target_state_path(img->tgt, "image", conf->state_path,
+				conf->state_dir, &img->state);
+	if (ret)
+		return ret;
+	img->dfd = open_direct(img->fd, O_RDWR);
+	resume = !access(img->state, F_OK);
+	if (!resume)
+		ret = target_prepare_fresh(img->tgt, "image", img->size,
+					   conf->in_place, conf->overwrite);
+	if (!ret)
+		ret = target_identity(img->tgt, !resume, oc.target_id,
+				      sizeof(oc.target_id));
+	if (ret)
+		return ret;
+	oc.state_path = img->state;
+	oc.target_fd = img->fd;
+	oc.size = img->size;
+	oc.chunk_size = img->chunk_size;
+	oc.block_size = img->block_size;
+	oc.lock_wait_ms = conf->lock_wait_ms;
+	oc.guest_journal = true;
+	memcpy(oc.index_csum, snap_fidx_csum(img->fidx), 32);
+	/* Locks the state file, then checks its header against all that. */
+	ret = ovl_open(&oc, &img->ovl);
+	if (ret)
+		return ret;
+	img->state_created = ovl_is_new(img->ovl);
+	return 0;
+}
+
+/* A resumed file target must still be the one the state describes. */
+static int check_resumed(struct image *img)
+{
+	if (ovl_is_new(img->ovl) || img->is_blk)
+		return 0;
+	if (target_size(img->tgt) != img->size) {
+		log_err("image: cannot resume into target '%s': it has %llu "
+			"bytes, the state was written for %llu (truncated or "
+			"replaced since); remove the state file to start over",
+			img->target, (unsigned long long)target_size(img->tgt),
+			(unsigned long long)img->size);
+		return -ESTALE;
+	}
+	return check_restored_data(img);
+}
+
+int image_open(const struct image_conf *conf, struct image **out)
+{
+	struct image *img;
 	int ret;
 
 	img = xcalloc(1, sizeof(*img));
@@ -245,46 +312,9 @@ int image_open(const struct image_conf *conf, struct image **out)
 		*out = img;
 		return 0;
 	}
-	img->target = xstrdup(conf->target);
-	/*
-	 * Locks first, target then state file, before a byte of either is
-	 * read or written: the target's is the stable one (a state file is
-	 * replaced when compacted), and while we hold it no other daemon of
-	 * this target can create or remove the state.
-	 */
-	tc.size = img->size;
-	ret = target_open(&tc, &img->tgt);
+	ret = open_target(img, conf);
 	if (ret)
 		goto err;
-	img->fd = target_fd(img->tgt);
-	img->is_blk = target_is_blk(img->tgt);
-	ret = target_state_path(img->tgt, "image", conf->state_path,
-				conf->state_dir, &img->state);
-	if (ret)
-		goto err;
-	img->dfd = open_direct(img->fd, O_RDWR);
-	resume = !access(img->state, F_OK);
-	if (!resume)
-		ret = target_prepare_fresh(img->tgt, "image", img->size,
-					   conf->in_place, conf->overwrite);
-	if (!ret)
-		ret = target_identity(img->tgt, !resume, oc.target_id,
-				      sizeof(oc.target_id));
-	if (ret)
-		goto err;
-	oc.state_path = img->state;
-	oc.target_fd = img->fd;
-	oc.size = img->size;
-	oc.chunk_size = img->chunk_size;
-	oc.block_size = img->block_size;
-	oc.lock_wait_ms = conf->lock_wait_ms;
-	oc.guest_journal = true;
-	memcpy(oc.index_csum, snap_fidx_csum(img->fidx), 32);
-	/* Locks the state file, then checks its header against all that. */
-	ret = ovl_open(&oc, &img->ovl);
-	if (ret)
-		goto err;
-	img->state_created = ovl_is_new(img->ovl);
 	img->seeds = conf->seeds;
 	img->fault_checks = conf->fault_checks;
 	if (conf->in_place) {
@@ -293,21 +323,9 @@ int image_open(const struct image_conf *conf, struct image **out)
 		for (uint64_t i = 0; i < img->nchunks; i++)
 			img->check_total += image_needs_check(img, i);
 	}
-	if (!ovl_is_new(img->ovl) && !img->is_blk) {
-		if (target_size(img->tgt) != img->size) {
-			log_err("image: cannot resume into target '%s': it has "
-				"%llu bytes, the state was written for %llu "
-				"(truncated or replaced since); remove the "
-				"state file to start over", img->target,
-				(unsigned long long)target_size(img->tgt),
-				(unsigned long long)img->size);
-			ret = -ESTALE;
-			goto err;
-		}
-		ret = check_restored_data(img);
-		if (ret)
-			goto err;
-	}
+	ret = check_resumed(img);
+	if (ret)
+		goto err;
 	*out = img;
 	return 0;
 err:

@@ -1255,9 +1255,60 @@ static int append_record(struct ovl *o, struct rec *r)
 	return 0;
 }
 
-static int commit(struct ovl *o, bool sync_always)
+/* fdatasync of the target: the data the states describe, durable. */
+static int sync_target(struct ovl *o)
+{
+	int err;
+
+	if (o->conf.target_fd < 0 || !fdatasync(o->conf.target_fd))
+		return 0;
+	err = errno;
+	log_err("ovl: cannot sync the target of '%s': %s", o->path,
+		strerror(err));
+	return -err;
+}
+
+/* The record of chunks @list[@n] (their states now; *@gmark whether
+ * the guest wrote each) and the trace entries since the last commit. */
+static int build_record(struct ovl *o, const uint64_t *list, size_t n,
+			uint8_t *gmark, size_t ntrace, struct rec *r)
 {
 	struct run run = { 0 };
+	int ret = rec_begin(r, o->gen + 1);
+
+	for (size_t i = 0; !ret && i < n; i++) {
+		uint64_t c = list[i];
+
+		ovl_lock_chunk(o, c);
+		gmark[i] = ovl_chunk_guest(o, c);
+		ret = rec_chunk(r, &run, c, ovl_chunk_state(o, c) |
+				(gmark[i] ? ST_GUEST : 0),
+				bm_get(o, c), o->bmlen);
+		ovl_unlock_chunk(o, c);
+	}
+	if (!ret)
+		ret = run_flush(r, &run);
+	for (size_t i = o->trace_committed; !ret && i < ntrace; i++)
+		ret = rec_trace(r, o->trace[i]);
+	return ret ? ret : rec_end(r);
+}
+
+/* Rewrite when the journal is 4 times what a rewrite would hold. */
+static void maybe_compact(struct ovl *o)
+{
+	int ret;
+
+	if (o->journal_bytes <= JOURNAL_MIN ||
+	    o->journal_bytes <= 4 * o->compact_bytes)
+		return;
+	ret = compact(o);
+	if (ret)
+		log_warn("ovl: cannot compact '%s': %s", o->path,
+			 strerror(-ret));
+}
+
+static int commit(struct ovl *o, bool sync_always)
+{
 	int vold;
 	uint64_t *list = NULL;
 	uint8_t *gmark = NULL;
@@ -1276,72 +1327,38 @@ static int commit(struct ovl *o, bool sync_always)
 	for (size_t i = 0; i < n; i++)
 		bit_clear(o->dirty, list[i]);
 	pthread_mutex_unlock(&o->dirty_lock);
+	if (!n && ntrace == o->trace_committed) {
+		/* Nothing to record; a flush still makes the data durable. */
+		if (sync_always)
+			ret = sync_target(o);
+		/* Every journal record described a change committed before. */
+		vj_done(o, vold);
+		goto out;
+	}
 	if (n) {
 		/* In order, so that consecutive chunks form runs. */
 		qsort(list, n, sizeof(*list), cmp_u64);
 		gmark = xmalloc(n);
 	}
-	if (!n && ntrace == o->trace_committed) {
-		/* Nothing to record; a flush still makes the data durable. */
-		if (sync_always && o->conf.target_fd >= 0 &&
-		    fdatasync(o->conf.target_fd) < 0) {
-			ret = -errno;
-			log_err("ovl: cannot sync the target of '%s': %s",
-				o->path, strerror(errno));
-		}
-		/* Every journal record described a change committed before. */
-		vj_done(o, vold);
+	ret = build_record(o, list, n, gmark, ntrace, &r);
+	/* 2. The data those states describe is durable first. */
+	if (!ret)
+		ret = sync_target(o);
+	/* 3. Then the record, appended and synced. */
+	if (!ret)
+		ret = append_record(o, &r);
+	if (ret) {
+		/* Not on disk: these chunks stay dirty for the next commit. */
+		for (size_t i = 0; i < n; i++)
+			note_dirty(o, list[i]);
 		goto out;
 	}
-	ret = rec_begin(&r, o->gen + 1);
-	for (size_t i = 0; !ret && i < n; i++) {
-		uint64_t c = list[i];
-
-		ovl_lock_chunk(o, c);
-		gmark[i] = ovl_chunk_guest(o, c);
-		ret = rec_chunk(&r, &run, c, ovl_chunk_state(o, c) |
-				(gmark[i] ? ST_GUEST : 0),
-				bm_get(o, c), o->bmlen);
-		ovl_unlock_chunk(o, c);
-	}
-	if (!ret)
-		ret = run_flush(&r, &run);
-	for (size_t i = o->trace_committed; !ret && i < ntrace; i++)
-		ret = rec_trace(&r, o->trace[i]);
-	if (!ret)
-		ret = rec_end(&r);
-	if (ret)
-		goto err_requeue;
-	/* 2. The data those states describe is durable first. */
-	if (o->conf.target_fd >= 0 && fdatasync(o->conf.target_fd) < 0) {
-		ret = -errno;
-		log_err("ovl: cannot sync the target of '%s': %s", o->path,
-			strerror(errno));
-		goto err_requeue;
-	}
-	/* 3. Then the record, appended and synced. */
-	ret = append_record(o, &r);
-	if (ret)
-		goto err_requeue;
 	o->trace_committed = ntrace;
 	vj_done(o, vold);
 	for (size_t i = 0; i < n; i++)
 		if (gmark[i])
 			bit_set(o->guest_durable, list[i]);
-	/* Rewrite when the journal is 4 times what a rewrite would hold. */
-	if (o->journal_bytes > JOURNAL_MIN &&
-	    o->journal_bytes > 4 * o->compact_bytes) {
-		ret = compact(o);
-		if (ret)
-			log_warn("ovl: cannot compact '%s': %s", o->path,
-				 strerror(-ret));
-		ret = 0;
-	}
-	goto out;
-err_requeue:
-	/* Not on disk: these chunks stay dirty for the next commit. */
-	for (size_t i = 0; i < n; i++)
-		note_dirty(o, list[i]);
+	maybe_compact(o);
 out:
 	buf_release(&r.b);
 	free(list);

@@ -241,47 +241,25 @@ static bool in_hole(int fd, uint64_t off, uint64_t len, uint64_t size,
 	return (uint64_t)*next_data >= off + len;
 }
 
-static int pack_image(const struct pack_conf *conf,
-		      const struct pack_image *img, const char *tmpdir,
-		      struct snap_manifest *m, struct digest_set *seen,
-		      struct pack_stats *st)
+/*
+ * The chunks of image @fd (@size bytes) hashed into @digests and the
+ * new ones stored; @seen the digests stored before.
+ */
+static int pack_chunks(const struct pack_conf *conf,
+		       const struct pack_image *img, int fd, uint64_t size,
+		       uint8_t *digests, struct digest_set *seen,
+		       struct pack_stats *st)
 {
 	uint64_t cs = conf->chunk_size;
-	uint8_t *digests = NULL;
-	uint8_t *data = NULL;
-	uint8_t *fidx = NULL;
-	size_t fidxlen = 0;
+	uint64_t n = (size + cs - 1) / cs;
+	uint8_t *data = xmalloc(cs);
 	int64_t next_data = -1;
 	uint8_t zero_d[32];
 	size_t zero_len = 0;
-	uint8_t csum[32];
-	uint8_t uuid[16];
-	uint64_t size;
-	uint64_t n;
-	char *path;
-	int ret;
-	int fd;
+	int ret = 0;
 
-	fd = open(img->path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		ret = -errno;
-		log_err("pack: cannot open '%s': %s", img->path,
-			strerror(errno));
-		return ret;
-	}
-	ret = image_size(fd, img->path, &size);
-	if (ret)
-		goto out_close;
-	if (!size) {
-		log_err("pack: cannot pack '%s': image is empty", img->path);
-		ret = -EINVAL;
-		goto out_close;
-	}
-	n = (size + cs - 1) / cs;
-	digests = xmalloc(n * 32);
-	data = xmalloc(cs);
 	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	for (uint64_t i = 0; i < n; i++) {
+	for (uint64_t i = 0; i < n && !ret; i++) {
 		size_t len = MIN(cs, size - i * cs);
 		uint8_t *d = digests + 32 * i;
 
@@ -300,10 +278,9 @@ static int pack_image(const struct pack_conf *conf,
 			ret = pread_full(fd, data, len, i * cs);
 			if (ret) {
 				log_err("pack: cannot read '%s' at offset %llu: %s",
-					img->path,
-					(unsigned long long)(i * cs),
+					img->path, (unsigned long long)(i * cs),
 					strerror(-ret));
-				goto out_free;
+				break;
 			}
 			chunk_digest(data, len, conf->key, d);
 		}
@@ -314,18 +291,36 @@ static int pack_image(const struct pack_conf *conf,
 			continue;
 		}
 		ret = store_chunk(conf->datastore, data, len, d, conf, st);
-		if (ret)
-			goto out_free;
-		set_add(seen, d);
+		if (!ret)
+			set_add(seen, d);
 	}
+	free(data);
+	return ret;
+}
+
+/* The index of @img over @digests, written into @tmpdir (or the
+ * destination store) and added to manifest @m. */
+static int write_index(const struct pack_conf *conf,
+		       const struct pack_image *img, const char *tmpdir,
+		       uint64_t size, const uint8_t *digests,
+		       struct snap_manifest *m)
+{
+	uint64_t cs = conf->chunk_size;
+	uint8_t *fidx = NULL;
+	size_t fidxlen = 0;
+	uint8_t csum[32];
+	uint8_t uuid[16];
+	char *path;
+	int ret;
+
 	/* A random (version 4, RFC 4122 variant) UUID, as PBS's uuid crate. */
 	crypto_random(uuid, sizeof(uuid));
 	uuid[6] = (uuid[6] & 0x0f) | 0x40;
 	uuid[8] = (uuid[8] & 0x3f) | 0x80;
-	ret = snap_fidx_encode(size, cs, digests, n, uuid, time(NULL), &fidx,
-			       &fidxlen, csum);
+	ret = snap_fidx_encode(size, cs, digests, (size + cs - 1) / cs, uuid,
+			       time(NULL), &fidx, &fidxlen, csum);
 	if (ret)
-		goto out_free;
+		return ret;
 	path = xasprintf("%s/%s", tmpdir, img->archive);
 	if (conf->dest)
 		ret = store_put(conf->dest, path, fidx, fidxlen, false);
@@ -334,17 +329,45 @@ static int pack_image(const struct pack_conf *conf,
 	if (ret && !conf->dest)
 		log_err("pack: cannot write '%s': %s", path, strerror(-ret));
 	free(path);
-	if (ret)
-		goto out_free;
-	ret = snap_manifest_add_file(m, img->archive,
-				     conf->key ? SNAP_CRYPT_ENCRYPT :
-						 SNAP_CRYPT_NONE,
-				     size, csum);
-out_free:
 	free(fidx);
-	free(data);
+	if (ret)
+		return ret;
+	return snap_manifest_add_file(m, img->archive,
+				      conf->key ? SNAP_CRYPT_ENCRYPT :
+						  SNAP_CRYPT_NONE,
+				      size, csum);
+}
+
+static int pack_image(const struct pack_conf *conf,
+		      const struct pack_image *img, const char *tmpdir,
+		      struct snap_manifest *m, struct digest_set *seen,
+		      struct pack_stats *st)
+{
+	uint64_t cs = conf->chunk_size;
+	uint8_t *digests = NULL;
+	uint64_t size;
+	int ret;
+	int fd;
+
+	fd = open(img->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		log_err("pack: cannot open '%s': %s", img->path,
+			strerror(errno));
+		return ret;
+	}
+	ret = image_size(fd, img->path, &size);
+	if (!ret && !size) {
+		log_err("pack: cannot pack '%s': image is empty", img->path);
+		ret = -EINVAL;
+	}
+	if (!ret) {
+		digests = xmalloc((size + cs - 1) / cs * 32);
+		ret = pack_chunks(conf, img, fd, size, digests, seen, st);
+	}
+	if (!ret)
+		ret = write_index(conf, img, tmpdir, size, digests, m);
 	free(digests);
-out_close:
 	close(fd);
 	return ret;
 }
@@ -506,6 +529,73 @@ out:
 	return ret;
 }
 
+/* Everything under @datastore durable, then @tmpdir becomes @snapdir. */
+static int publish(const char *datastore, const char *tmpdir,
+		   const char *snapdir)
+{
+	int ret;
+	int dfd;
+
+	dfd = open(datastore, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || syncfs(dfd) < 0) {
+		ret = -errno;
+		log_err("pack: cannot sync '%s': %s", datastore,
+			strerror(errno));
+		if (dfd >= 0)
+			close(dfd);
+		return ret;
+	}
+	close(dfd);
+	if (rename(tmpdir, snapdir) < 0) {
+		ret = -errno;
+		log_err("pack: cannot rename '%s' to '%s': %s", tmpdir, snapdir,
+			strerror(errno));
+		return ret;
+	}
+	fsync_parent_dir(snapdir);
+	return 0;
+}
+
+/* Into a datastore directory: the snapshot built in a temporary
+ * directory beside it (removed on failure), then renamed. */
+static int pack_to_dir(const struct pack_conf *conf, const char *groupdir,
+		       const char *snapdir, const char *tmpdir,
+		       struct snap_manifest **m, struct digest_set *seen,
+		       struct pack_stats *st)
+{
+	struct stat sb;
+	int ret;
+
+	if (!stat(snapdir, &sb)) {
+		log_err("pack: cannot create snapshot '%s': it exists", snapdir);
+		return -EEXIST;
+	}
+	ret = mkdir_p(conf->datastore, 0755);
+	if (!ret) {
+		ret = create_datastore(conf);
+		if (ret)
+			return ret;	/* it said why */
+		ret = mkdir_p(tmpdir, 0755);
+	}
+	if (ret) {
+		log_err("pack: cannot create '%s': %s", tmpdir, strerror(-ret));
+		return ret;
+	}
+	ret = write_owner(groupdir, conf->owner ? conf->owner : "root@pam");
+	if (!ret)
+		ret = snap_manifest_new(conf->type, conf->id, conf->time, m);
+	for (unsigned int i = 0; !ret && i < conf->nimages; i++)
+		ret = pack_image(conf, &conf->images[i], tmpdir, *m, seen, st);
+	if (!ret)
+		ret = write_manifest(conf, *m, tmpdir, st);
+	/* Everything durable before the snapshot appears. */
+	if (!ret)
+		ret = publish(conf->datastore, tmpdir, snapdir);
+	if (ret)
+		remove_tmpdir(tmpdir);
+	return ret;
+}
+
 int pack_run(const struct pack_conf *conf)
 {
 	struct pack_stats st = { 0 };
@@ -516,10 +606,8 @@ int pack_run(const struct pack_conf *conf)
 	char *groupdir = NULL;
 	char *snapdir = NULL;
 	char *tmpdir = NULL;
-	struct stat sb;
 	uint64_t t0 = now_ns();
 	int ret;
-	int dfd;
 
 	ret = snap_ns_path(conf->ns, &nspath);
 	if (ret) {
@@ -537,64 +625,16 @@ int pack_run(const struct pack_conf *conf)
 		if (!ret)
 			ret = pack_to_store(conf, snapdir, groupdir, m, &seen,
 					    &st);
-		if (!ret)
-			goto done;
-		goto out;
+	} else {
+		groupdir = xasprintf("%s/%s%s%s/%s", conf->datastore, nspath,
+				     *nspath ? "/" : "", conf->type, conf->id);
+		snapdir = xasprintf("%s/%s", groupdir, timestr);
+		tmpdir = xasprintf("%s/.tmp-%s.%d", groupdir, timestr,
+				   (int)getpid());
+		ret = pack_to_dir(conf, groupdir, snapdir, tmpdir, &m, &seen,
+				  &st);
 	}
-	groupdir = xasprintf("%s/%s%s%s/%s", conf->datastore, nspath,
-			     *nspath ? "/" : "", conf->type, conf->id);
-	snapdir = xasprintf("%s/%s", groupdir, timestr);
-	tmpdir = xasprintf("%s/.tmp-%s.%d", groupdir, timestr, (int)getpid());
-	if (!stat(snapdir, &sb)) {
-		log_err("pack: cannot create snapshot '%s': it exists", snapdir);
-		ret = -EEXIST;
-		goto out;
-	}
-	ret = mkdir_p(conf->datastore, 0755);
-	if (!ret) {
-		ret = create_datastore(conf);
-		if (ret)
-			goto out;	/* it said why */
-		ret = mkdir_p(tmpdir, 0755);
-	}
-	if (ret) {
-		log_err("pack: cannot create '%s': %s", tmpdir, strerror(-ret));
-		goto out;
-	}
-	ret = write_owner(groupdir, conf->owner ? conf->owner : "root@pam");
-	if (ret)
-		goto err_tmp;
-	ret = snap_manifest_new(conf->type, conf->id, conf->time, &m);
-	if (ret)
-		goto err_tmp;
-	for (unsigned int i = 0; i < conf->nimages; i++) {
-		ret = pack_image(conf, &conf->images[i], tmpdir, m, &seen, &st);
-		if (ret)
-			goto err_tmp;
-	}
-	ret = write_manifest(conf, m, tmpdir, &st);
-	if (ret)
-		goto err_tmp;
-	/* Everything durable before the snapshot appears. */
-	dfd = open(conf->datastore, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || syncfs(dfd) < 0) {
-		ret = -errno;
-		log_err("pack: cannot sync '%s': %s", conf->datastore,
-			strerror(errno));
-		if (dfd >= 0)
-			close(dfd);
-		goto err_tmp;
-	}
-	close(dfd);
-	if (rename(tmpdir, snapdir) < 0) {
-		ret = -errno;
-		log_err("pack: cannot rename '%s' to '%s': %s", tmpdir, snapdir,
-			strerror(errno));
-		goto err_tmp;
-	}
-	fsync_parent_dir(snapdir);
-done:
-	if (!conf->quiet)
+	if (!ret && !conf->quiet)
 		log_info("pack: %s/%s/%s: %llu chunks, %llu new, %llu deduplicated, "
 			 "%llu in holes, %.1f MiB in, %.1f MiB stored, %.1f s",
 			 conf->type, conf->id, timestr,
@@ -604,10 +644,6 @@ done:
 			 (unsigned long long)st.holes, st.bytes_in / 1048576.0,
 			 st.bytes_stored / 1048576.0,
 			 (now_ns() - t0) / 1e9);
-	goto out;
-err_tmp:
-	remove_tmpdir(tmpdir);
-out:
 	snap_manifest_free(m);
 	free(seen.v);
 	free(seen.used);

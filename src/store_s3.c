@@ -684,12 +684,55 @@ static int s3_credentials(struct store_conf *conf,
 	return ret;
 }
 
+/*
+ * The bucket's URL: on --s3-endpoint (path-style unless told vhost) or
+ * AWS's endpoint of @region (vhost unless told path).  Malloc'ed, or
+ * NULL (said).
+ */
+static char *bucket_url(const struct store_conf *conf, const char *bucket,
+			const char *region)
+{
+	const char *ep = store_conf_get(conf, "s3-endpoint");
+	const char *addressing = store_conf_get(conf, "s3-addressing");
+	char *endpoint;
+	char *url;
+	bool vhost;
+
+	if (ep && *ep) {
+		size_t l;
+
+		endpoint = xstrdup(ep);
+		l = strlen(endpoint);
+		while (l > 8 && endpoint[l - 1] == '/')
+			endpoint[--l] = '\0';
+		/* Another S3 server: path-style unless told otherwise. */
+		vhost = addressing && !strcmp(addressing, "vhost");
+	} else {
+		endpoint = xasprintf("https://s3.%s.amazonaws.com", region);
+		vhost = !addressing || strcmp(addressing, "path");
+	}
+	if (strncmp(endpoint, "http://", 7) && strncmp(endpoint, "https://", 8)) {
+		log_err("s3: cannot use endpoint '%s': want http(s)://HOST"
+			"[:PORT]", endpoint);
+		free(endpoint);
+		return NULL;
+	}
+	if (vhost) {
+		const char *h = strstr(endpoint, "://") + 3;
+
+		url = xasprintf("%.*s%s.%s", (int)(h - endpoint), endpoint,
+				bucket, h);
+	} else {
+		url = xasprintf("%s/%s", endpoint, bucket);
+	}
+	free(endpoint);
+	return url;
+}
+
 static int s3_open(const struct store_conf *conf, struct store **out)
 {
 	const char *key_id = store_conf_get(conf, "s3-key-id");
 	const char *secret = store_conf_get(conf, "s3-secret");
-	const char *ep = store_conf_get(conf, "s3-endpoint");
-	const char *addressing = store_conf_get(conf, "s3-addressing");
 	const char *region = store_conf_get(conf, "s3-region");
 	struct fetch_conf fc = {
 		.aws_key_id = key_id,
@@ -701,8 +744,6 @@ static int s3_open(const struct store_conf *conf, struct store **out)
 	struct store_s3 *s3;
 	char host[256];
 	char *sigv4;
-	char *endpoint;
-	bool vhost;
 	int ret;
 
 	if (!region || !*region)
@@ -732,35 +773,11 @@ static int s3_open(const struct store_conf *conf, struct store **out)
 		ret = -EINVAL;
 		goto err;
 	}
-	if (ep && *ep) {
-		size_t l;
-
-		endpoint = xstrdup(ep);
-		l = strlen(endpoint);
-		while (l > 8 && endpoint[l - 1] == '/')
-			endpoint[--l] = '\0';
-		/* Another S3 server: path-style unless told otherwise. */
-		vhost = addressing && !strcmp(addressing, "vhost");
-	} else {
-		endpoint = xasprintf("https://s3.%s.amazonaws.com", region);
-		vhost = !addressing || strcmp(addressing, "path");
-	}
-	if (strncmp(endpoint, "http://", 7) && strncmp(endpoint, "https://", 8)) {
-		log_err("s3: cannot use endpoint '%s': want http(s)://HOST"
-			"[:PORT]", endpoint);
-		free(endpoint);
+	s3->base_url = bucket_url(conf, s3->bucket, region);
+	if (!s3->base_url) {
 		ret = -EINVAL;
 		goto err;
 	}
-	if (vhost) {
-		const char *h = strstr(endpoint, "://") + 3;
-
-		s3->base_url = xasprintf("%.*s%s.%s", (int)(h - endpoint),
-					 endpoint, s3->bucket, h);
-	} else {
-		s3->base_url = xasprintf("%s/%s", endpoint, s3->bucket);
-	}
-	free(endpoint);
 	if (!url_host(s3->base_url, host, sizeof(host)))
 		fc.host = host;
 	sigv4 = xasprintf("aws:amz:%s:s3", region);

@@ -821,6 +821,98 @@ bool sup_resuming(void)
 	return getenv(ENV_STATE) != NULL;
 }
 
+/* The previous supervisor's state from @cur into @s (the log's
+ * settings into @lc, its path malloc'ed into *@log_path): 0, or -EINVAL
+ * said. */
+static int decode_state(struct sup *s, struct cursor *cur,
+			struct log_conf *lc, char **log_path)
+{
+	char *text;
+	uint64_t n;
+
+	if (get_u64(cur) != STATE_MAGIC) {
+		log_err("sup: the previous supervisor's state is not ours");
+		return -EINVAL;
+	}
+	s->conf = &s->own;
+	s->own.exe = get_blob(cur, false);
+	s->own.cwd = get_blob(cur, false);
+	s->own.mountpoint = get_blob(cur, false);
+	s->own.secret = get_blob(cur, true);
+	s->own.passphrase = get_blob(cur, true);
+	s->own.detach = get_u64(cur);
+	s->own.max_deaths = (unsigned int)get_u64(cur);
+	s->own.window_s = (unsigned int)get_u64(cur);
+	n = get_u64(cur);
+	s->argc = (int)MIN(n, 4096);
+	s->own.argv = xcalloc((size_t)s->argc + 1, sizeof(char *));
+	for (int i = 1; i < s->argc; i++)
+		s->own.argv[i] = get_blob(cur, false);
+	lc->use_syslog = get_u64(cur);
+	lc->level = (int)(int64_t)get_u64(cur);
+	lc->debug_mask = (unsigned int)get_u64(cur);
+	*log_path = get_blob(cur, false);
+	lc->path = *log_path;
+	s->fuse = (int)get_u64(cur);
+	s->init_len = get_u64(cur);
+	if (s->init_len > INIT_MAX || cur->end - cur->p < (ptrdiff_t)s->init_len)
+		cur->bad = true;
+	else
+		memcpy(s->init, cur->p, s->init_len);
+	cur->p += cur->bad ? 0 : s->init_len;
+	s->want = get_u64(cur);
+	s->max_write = get_u64(cur);
+	s->agreed = get_u64(cur);
+	s->failed = (unsigned int)get_u64(cur);
+	s->restarts = (unsigned int)get_u64(cur);
+	s->died_ns = get_u64(cur);
+	text = get_blob(cur, false);
+	snprintf(s->cause, sizeof(s->cause), "%s", text ? text : "");
+	free(text);
+	text = get_blob(cur, false);
+	snprintf(s->memo, sizeof(s->memo), "%s", text ? text : "");
+	free(text);
+	s->ndeaths = (unsigned int)get_u64(cur);
+	if (!s->own.max_deaths)
+		cur->bad = true;
+	s->deaths = xcalloc(s->own.max_deaths ? s->own.max_deaths : 1,
+			    sizeof(*s->deaths));
+	for (unsigned int i = 0; !cur->bad && i < s->own.max_deaths; i++)
+		s->deaths[i] = get_u64(cur);
+	if (cur->bad || !s->own.exe || !s->own.mountpoint || s->fuse < 0) {
+		log_err("sup: the previous supervisor's state is damaged");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The state the previous supervisor left in descriptor $ENV_STATE:
+ * malloc'ed, *@len bytes; NULL, said. */
+static uint8_t *read_state(size_t *len)
+{
+	uint8_t *data;
+	struct stat st;
+	uint64_t fd;
+
+	if (parse_u64(getenv(ENV_STATE), &fd) || fd > INT_MAX ||
+	    fstat((int)fd, &st) || st.st_size <= 0 || st.st_size > 1 << 20) {
+		log_err("sup: no state from the previous supervisor");
+		unsetenv(ENV_STATE);
+		return NULL;
+	}
+	unsetenv(ENV_STATE);
+	*len = (size_t)st.st_size;
+	data = xmalloc(*len);
+	if (pread_full((int)fd, data, *len, 0)) {
+		log_err("sup: cannot read the previous supervisor's state: %s",
+			strerror(errno));
+		free(data);
+		data = NULL;
+	}
+	close((int)fd);
+	return data;
+}
+
 int sup_resume(void)
 {
 	struct sup s = { .fuse = -1, .ctl = -1, .served = true,
@@ -828,88 +920,18 @@ int sup_resume(void)
 	struct log_conf lc = { 0 };
 	char *log_path = NULL;
 	struct cursor cur = { 0 };
-	struct stat st;
-	uint8_t *data = NULL;
-	uint64_t fd;
-	uint64_t n;
+	size_t len = 0;
+	uint8_t *data;
 	int code = 1;
 	int ret;
 
-	if (parse_u64(getenv(ENV_STATE), &fd) || fd > INT_MAX ||
-	    fstat((int)fd, &st) || st.st_size <= 0 || st.st_size > 1 << 20) {
-		log_err("sup: no state from the previous supervisor");
-		unsetenv(ENV_STATE);
+	data = read_state(&len);
+	if (!data)
 		return 1;
-	}
-	unsetenv(ENV_STATE);
-	data = xmalloc((size_t)st.st_size);
-	if (pread_full((int)fd, data, (size_t)st.st_size, 0)) {
-		log_err("sup: cannot read the previous supervisor's state: %s",
-			strerror(errno));
-		close((int)fd);
-		goto out;
-	}
-	close((int)fd);
 	cur.p = data;
-	cur.end = data + st.st_size;
-	if (get_u64(&cur) != STATE_MAGIC) {
-		log_err("sup: the previous supervisor's state is not ours");
+	cur.end = data + len;
+	if (decode_state(&s, &cur, &lc, &log_path))
 		goto out;
-	}
-	s.conf = &s.own;
-	s.own.exe = get_blob(&cur, false);
-	s.own.cwd = get_blob(&cur, false);
-	s.own.mountpoint = get_blob(&cur, false);
-	s.own.secret = get_blob(&cur, true);
-	s.own.passphrase = get_blob(&cur, true);
-	s.own.detach = get_u64(&cur);
-	s.own.max_deaths = (unsigned int)get_u64(&cur);
-	s.own.window_s = (unsigned int)get_u64(&cur);
-	n = get_u64(&cur);
-	s.argc = (int)MIN(n, 4096);
-	s.own.argv = xcalloc((size_t)s.argc + 1, sizeof(char *));
-	for (int i = 1; i < s.argc; i++)
-		s.own.argv[i] = get_blob(&cur, false);
-	lc.use_syslog = get_u64(&cur);
-	lc.level = (int)(int64_t)get_u64(&cur);
-	lc.debug_mask = (unsigned int)get_u64(&cur);
-	log_path = get_blob(&cur, false);
-	lc.path = log_path;
-	s.fuse = (int)get_u64(&cur);
-	s.init_len = get_u64(&cur);
-	if (s.init_len > INIT_MAX || cur.end - cur.p < (ptrdiff_t)s.init_len)
-		cur.bad = true;
-	else
-		memcpy(s.init, cur.p, s.init_len);
-	cur.p += cur.bad ? 0 : s.init_len;
-	s.want = get_u64(&cur);
-	s.max_write = get_u64(&cur);
-	s.agreed = get_u64(&cur);
-	s.failed = (unsigned int)get_u64(&cur);
-	s.restarts = (unsigned int)get_u64(&cur);
-	s.died_ns = get_u64(&cur);
-	{
-		char *cause = get_blob(&cur, false);
-
-		char *memo;
-
-		snprintf(s.cause, sizeof(s.cause), "%s", cause ? cause : "");
-		free(cause);
-		memo = get_blob(&cur, false);
-		snprintf(s.memo, sizeof(s.memo), "%s", memo ? memo : "");
-		free(memo);
-	}
-	s.ndeaths = (unsigned int)get_u64(&cur);
-	if (!s.own.max_deaths)
-		cur.bad = true;
-	s.deaths = xcalloc(s.own.max_deaths ? s.own.max_deaths : 1,
-			   sizeof(*s.deaths));
-	for (unsigned int i = 0; !cur.bad && i < s.own.max_deaths; i++)
-		s.deaths[i] = get_u64(&cur);
-	if (cur.bad || !s.own.exe || !s.own.mountpoint || s.fuse < 0) {
-		log_err("sup: the previous supervisor's state is damaged");
-		goto out;
-	}
 	ret = log_set_conf(&lc);
 	if (ret)
 		log_warn("sup: cannot reopen the log file '%s': %s", log_path,
@@ -926,10 +948,8 @@ int sup_resume(void)
 	code = run(&s);
 out:
 	free(log_path);
-	if (data) {
-		explicit_bzero(data, (size_t)st.st_size);
-		free(data);
-	}
+	explicit_bzero(data, len);
+	free(data);
 	/* The connection aborts with the descriptor, as a crash would. */
 	sup_free(&s);
 	return code;

@@ -165,6 +165,22 @@ void xfer_setup_tls(void *easy, const char *ca_file, bool insecure,
 	}
 }
 
+int xfer_tls_refused(const char *who, const char *where,
+		     struct tls_pin *pin, const char *text)
+{
+	char seen[96] = "";
+
+	if (pin)
+		tls_pin_last_refused(pin, seen, sizeof(seen));
+	if (seen[0])
+		log_err("%s: cannot trust '%s': certificate fingerprint %s is "
+			"not the pinned %s", who, where, seen, tls_pin_str(pin));
+	else
+		log_err("%s: cannot trust '%s': %s (pin it with --fingerprint "
+			"or give --ca-file)", who, where, text);
+	return -EACCES;
+}
+
 /* ---- the engine ---- */
 
 void xfer_init(struct xfer_engine *e, const struct xfer_conf *conf)
