@@ -53,20 +53,92 @@ static void print_snapshot(struct cli *c, const char *type, const char *id,
 	repo_snapshot_close(snap);
 }
 
+/* REPO and the group (TYPE/ID or NULL) from the arguments. */
+static const char *list_args(int nargs, char **argv, const char **group)
+{
+	struct snap_error serr = { "" };
+	const char *repo = NULL;
+	char *gt = NULL;
+	char *gi = NULL;
+	int64_t gtime = 0;
+	int shift;
+
+	*group = NULL;
+	/* With PBS_REPOSITORY, a lone TYPE/ID argument is a group. */
+	if (nargs == 1 && getenv("PBS_REPOSITORY") &&
+	    snap_parse_spec(argv[1], &gt, &gi, &gtime, &serr) == 0 &&
+	    gtime < 0) {
+		repo = getenv("PBS_REPOSITORY");
+		*group = argv[1];
+	} else if (nargs == 0 || nargs == 1 || nargs == 2) {
+		repo = cli_repo_arg(nargs, nargs ? nargs : 1, argv + 1,
+				    &shift);
+		*group = nargs == 2 ? argv[2] : NULL;
+	}
+	free(gt);
+	free(gi);
+	return repo;
+}
+
+/* The groups to list: @group alone, or every group of the store. */
+static int list_groups(struct cli *c, const char *repo, const char *group,
+		       struct repo_group **groups, size_t *ngroups)
+{
+	const char *slash = group ? strchr(group, '/') : NULL;
+	int ret;
+
+	if (group) {
+		if (!slash || !snap_is_safe_id(slash + 1))
+			return opt_usage_error("list", "group must be TYPE/ID");
+		*groups = xcalloc(1, sizeof(**groups));
+		(*groups)[0].type = strndup(group, slash - group);
+		(*groups)[0].id = xstrdup(slash + 1);
+		*ngroups = 1;
+		return 0;
+	}
+	ret = repo_list_groups(c->s, c->ns, groups, ngroups);
+	if (ret && !store_err_logged(ret))
+		log_err("list: cannot list '%s': %s", repo, ret == -ENOTSUP ?
+			"the server offers no directory listing" :
+			strerror(-ret));
+	return ret ? EXIT_FAILURE : 0;
+}
+
+/* The snapshots of each group, one line each. */
+static int list_snapshots(struct cli *c, const struct repo_group *groups,
+			  size_t ngroups)
+{
+	for (size_t g = 0; g < ngroups; g++) {
+		int64_t *times = NULL;
+		size_t n = 0;
+		int ret;
+
+		ret = repo_list_times(c->s, c->ns, groups[g].type, groups[g].id,
+				      &times, &n);
+		if (ret) {
+			if (!store_err_logged(ret))
+				log_err("list: cannot list '%s/%s': %s",
+					groups[g].type, groups[g].id,
+					strerror(-ret));
+			return EXIT_FAILURE;
+		}
+		for (size_t i = 0; i < n; i++)
+			print_snapshot(c, groups[g].type, groups[g].id,
+				       times[i]);
+		free(times);
+	}
+	return 0;
+}
+
 int cmd_list(int argc, char **argv)
 {
 	struct repo_group *groups = NULL;
 	size_t ngroups = 0;
 	struct cli c;
 	int ret = 0;
-	struct snap_error serr = { "" };
-	const char *repo = NULL;
-	const char *group = NULL;
-	char *gt = NULL;
-	char *gi = NULL;
-	int64_t gtime = 0;
+	const char *repo;
+	const char *group;
 	int nargs;
-	int shift;
 
 	cli_init(&c);
 	const struct opt opts[] = {
@@ -85,19 +157,7 @@ int cmd_list(int argc, char **argv)
 		ret = ret == OPT_HELP_SHOWN ? 0 : ret;
 		goto out;
 	}
-	/* With PBS_REPOSITORY, a lone TYPE/ID argument is a group. */
-	if (nargs == 1 && getenv("PBS_REPOSITORY") &&
-	    snap_parse_spec(argv[1], &gt, &gi, &gtime, &serr) == 0 &&
-	    gtime < 0) {
-		repo = getenv("PBS_REPOSITORY");
-		group = argv[1];
-	} else if (nargs == 0 || nargs == 1 || nargs == 2) {
-		repo = cli_repo_arg(nargs, nargs ? nargs : 1, argv + 1,
-				    &shift);
-		group = nargs == 2 ? argv[2] : NULL;
-	}
-	free(gt);
-	free(gi);
+	repo = list_args(nargs, argv, &group);
 	if (!repo) {
 		ret = opt_usage_error("list", "needs REPO [TYPE/ID] (or "
 				      "PBS_REPOSITORY)");
@@ -114,48 +174,9 @@ int cmd_list(int argc, char **argv)
 		key_fingerprint_str(c.key, fp);
 		printf("key fingerprint: %s\n", fp);
 	}
-	if (group) {
-		char *slash = strchr(group, '/');
-
-		if (!slash || !snap_is_safe_id(slash + 1)) {
-			ret = opt_usage_error("list", "group must be TYPE/ID");
-			goto out;
-		}
-		groups = xcalloc(1, sizeof(*groups));
-		groups[0].type = strndup(group, slash - group);
-		groups[0].id = xstrdup(slash + 1);
-		ngroups = 1;
-	} else {
-		ret = repo_list_groups(c.s, c.ns, &groups, &ngroups);
-		if (ret) {
-			if (!store_err_logged(ret))
-				log_err("list: cannot list '%s': %s", repo,
-					ret == -ENOTSUP ?
-					"the server offers no directory listing" :
-					strerror(-ret));
-			ret = EXIT_FAILURE;
-			goto out;
-		}
-	}
-	for (size_t g = 0; g < ngroups; g++) {
-		int64_t *times = NULL;
-		size_t n = 0;
-
-		ret = repo_list_times(c.s, c.ns, groups[g].type, groups[g].id,
-				      &times, &n);
-		if (ret) {
-			if (!store_err_logged(ret))
-				log_err("list: cannot list '%s/%s': %s",
-					groups[g].type, groups[g].id,
-					strerror(-ret));
-			ret = EXIT_FAILURE;
-			goto out;
-		}
-		for (size_t i = 0; i < n; i++)
-			print_snapshot(&c, groups[g].type, groups[g].id,
-				       times[i]);
-		free(times);
-	}
+	ret = list_groups(&c, repo, group, &groups, &ngroups);
+	if (!ret)
+		ret = list_snapshots(&c, groups, ngroups);
 out:
 	repo_free_groups(groups, ngroups);
 	cli_release(&c);

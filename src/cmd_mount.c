@@ -326,6 +326,78 @@ static int serve(struct cli *c, struct mount_args *a, struct mount_conf *mc,
 	return ret;
 }
 
+/* mount's option table, into @out (room for 40 rows). */
+static void mount_options(struct opt *out, struct mount_args *a,
+			  struct mount_conf *mc, struct cli *c)
+{
+	const struct opt t[] = {
+		OPT_PATH("target", &a->target, "PATH",
+			 "target file or block device (one disk)"),
+		OPT_PATH("target-dir", &a->target_dir, "DIR",
+			 "targets DIR/<name>.raw, one per disk"),
+		OPT_PATH("state", &a->state, "PATH",
+			 "state file (default TARGET.lmstate)"),
+		OPT_BOOL(0, "overwrite", &mc->overwrite,
+			 "a target that holds data and has no state\n"
+			 "file is restored over (refused otherwise)"),
+		OPT_BOOL(0, "in-place", &mc->in_place,
+			 "the target holds an older version of the\n"
+			 "disk: only chunks that differ are fetched"),
+		OPT_LIST("seed", &a->seeds, "PATH",
+			 "a file or device that may hold chunks of\n"
+			 "the disk, read instead of fetched (repeatable)"),
+		OPT_LIST("archive", &a->archives, "NAME",
+			 "mount only this archive (repeatable)"),
+		OPT_SIZE("cache-size", &mc->cache_size, "SIZE", 16u << 20,
+			 phys_mem(), "decoded-chunk cache (default 256M)"),
+		OPT_CALLBACK(0, "block-size", &mc->block_size, "SIZE",
+			     opt_block_size,
+			     "allocation granularity (default 4K)"),
+		OPT_BOOL(0, "no-stream", &mc->no_stream,
+			 "no background copy: fill on access only"),
+		OPT_BOOL(0, "read-only", &mc->read_only,
+			 "no target: on-demand reads only"),
+		OPT_BOOL(0, "verify", &mc->verify,
+			 "at completion, re-hash every chunk the\n"
+			 "guest did not write against the backup"),
+		OPT_STRING(0, "on-complete", &mc->on_complete, "CMD",
+			   "run CMD (sh -c) when the restore completes\n"
+			   "(after the cut-over, if any)"),
+		OPT_PATH("cutover-qmp", &a->cutover_qmp, "SOCKET",
+			 "at completion, move the QEMU behind this\n"
+			 "monitor socket onto the targets, then end"),
+		OPT_STRING(0, "cutover-libvirt", &mc->cutover_libvirt, "DOMAIN",
+			   "the same for a running libvirt domain"),
+		OPT_STRING(0, "libvirt-uri", &mc->libvirt_uri, "URI",
+			   "libvirt to ask (default qemu:///system)"),
+		OPT_PATH("trace-dir", &a->trace_dir, "DIR",
+			 "boot traces (default /var/lib/pbs-livemount/\n"
+			 "traces as root; also PBSLM_TRACE_DIR)"),
+		OPT_PATH("prefetch-trace", &a->trace_file, "FILE",
+			 "this disk's boot trace: read from FILE if\n"
+			 "it exists, written to it (one disk)"),
+		OPT_UINT("trace-time", &a->trace_time, "SECS", 1, 86400,
+			 "record the chunks the guest reads in its\n"
+			 "first SECS (default 120)"),
+		OPT_BOOL(0, "no-trace", &a->no_trace,
+			 "neither read nor write boot traces"),
+		OPT_BOOL(0, "allow-other", &mc->allow_other,
+			 "let other users (e.g. QEMU) open the files"),
+		OPT_STRING('o', NULL, &mc->fuse_opts, "OPTS",
+			   "extra FUSE mount options"),
+		OPT_BOOL('f', "foreground", &a->foreground,
+			 "do not detach; log to stderr"),
+		OPT_PATH("log-file", &a->log_file, "FILE",
+			 "log to FILE (appended; reopened on SIGHUP)\n"
+			 "instead of syslog once detached"),
+		OPT_INCLUDE(cli_repo_opts(c), "repository options:"),
+		OPT_END(),
+	};
+
+	_Static_assert(sizeof(t) <= 40 * sizeof(*t), "mount: too many options");
+	memcpy(out, t, sizeof(t));
+}
+
 int cmd_mount(int argc, char **argv)
 {
 	struct mount_conf mc = {
@@ -335,6 +407,7 @@ int cmd_mount(int argc, char **argv)
 		.lock_wait_ms = 5000,
 	};
 	struct mount_args a = { .trace_time = 120 };
+	struct opt opts[40];
 	char *mnt = NULL;
 	const char *repo = NULL;
 	char **args = NULL;
@@ -354,69 +427,7 @@ int cmd_mount(int argc, char **argv)
 		free(argv_copy);
 		return EXIT_FAILURE;
 	}
-	const struct opt opts[] = {
-		OPT_PATH("target", &a.target, "PATH",
-			 "target file or block device (one disk)"),
-		OPT_PATH("target-dir", &a.target_dir, "DIR",
-			 "targets DIR/<name>.raw, one per disk"),
-		OPT_PATH("state", &a.state, "PATH",
-			 "state file (default TARGET.lmstate)"),
-		OPT_BOOL(0, "overwrite", &mc.overwrite,
-			 "a target that holds data and has no state\n"
-			 "file is restored over (refused otherwise)"),
-		OPT_BOOL(0, "in-place", &mc.in_place,
-			 "the target holds an older version of the\n"
-			 "disk: only chunks that differ are fetched"),
-		OPT_LIST("seed", &a.seeds, "PATH",
-			 "a file or device that may hold chunks of\n"
-			 "the disk, read instead of fetched (repeatable)"),
-		OPT_LIST("archive", &a.archives, "NAME",
-			 "mount only this archive (repeatable)"),
-		OPT_SIZE("cache-size", &mc.cache_size, "SIZE", 16u << 20,
-			 phys_mem(), "decoded-chunk cache (default 256M)"),
-		OPT_CALLBACK(0, "block-size", &mc.block_size, "SIZE",
-			     opt_block_size,
-			     "allocation granularity (default 4K)"),
-		OPT_BOOL(0, "no-stream", &mc.no_stream,
-			 "no background copy: fill on access only"),
-		OPT_BOOL(0, "read-only", &mc.read_only,
-			 "no target: on-demand reads only"),
-		OPT_BOOL(0, "verify", &mc.verify,
-			 "at completion, re-hash every chunk the\n"
-			 "guest did not write against the backup"),
-		OPT_STRING(0, "on-complete", &mc.on_complete, "CMD",
-			   "run CMD (sh -c) when the restore completes\n"
-			   "(after the cut-over, if any)"),
-		OPT_PATH("cutover-qmp", &a.cutover_qmp, "SOCKET",
-			 "at completion, move the QEMU behind this\n"
-			 "monitor socket onto the targets, then end"),
-		OPT_STRING(0, "cutover-libvirt", &mc.cutover_libvirt, "DOMAIN",
-			   "the same for a running libvirt domain"),
-		OPT_STRING(0, "libvirt-uri", &mc.libvirt_uri, "URI",
-			   "libvirt to ask (default qemu:///system)"),
-		OPT_PATH("trace-dir", &a.trace_dir, "DIR",
-			 "boot traces (default /var/lib/pbs-livemount/\n"
-			 "traces as root; also PBSLM_TRACE_DIR)"),
-		OPT_PATH("prefetch-trace", &a.trace_file, "FILE",
-			 "this disk's boot trace: read from FILE if\n"
-			 "it exists, written to it (one disk)"),
-		OPT_UINT("trace-time", &a.trace_time, "SECS", 1, 86400,
-			 "record the chunks the guest reads in its\n"
-			 "first SECS (default 120)"),
-		OPT_BOOL(0, "no-trace", &a.no_trace,
-			 "neither read nor write boot traces"),
-		OPT_BOOL(0, "allow-other", &mc.allow_other,
-			 "let other users (e.g. QEMU) open the files"),
-		OPT_STRING('o', NULL, &mc.fuse_opts, "OPTS",
-			   "extra FUSE mount options"),
-		OPT_BOOL('f', "foreground", &a.foreground,
-			 "do not detach; log to stderr"),
-		OPT_PATH("log-file", &a.log_file, "FILE",
-			 "log to FILE (appended; reopened on SIGHUP)\n"
-			 "instead of syslog once detached"),
-		OPT_INCLUDE(cli_repo_opts(&c), "repository options:"),
-		OPT_END(),
-	};
+	mount_options(opts, &a, &mc, &c);
 	const struct opt_cmd cmd = {
 		.name = "mount",
 		.usage = "[options] REPO SNAPSHOT MOUNTPOINT",

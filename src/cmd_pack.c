@@ -57,6 +57,39 @@ static int opt_chunk_size(void *value, const char *arg, char *why,
 	return 0;
 }
 
+/* --id and --type as pack needs them: 0 or the usage error's code. */
+static int check_ids(const struct pack_conf *conf)
+{
+	if (!conf->id)
+		return opt_usage_error("pack", "--id is required (the backup "
+				       "id, e.g. --id 100)");
+	if (!snap_is_safe_id(conf->id))
+		return opt_usage_error("pack", "--id must be a plain name, not "
+				       "'%s'", conf->id);
+	if (!snap_is_backup_type(conf->type))
+		return opt_usage_error("pack", "--type must be vm, ct or host");
+	return 0;
+}
+
+/* IMAGE[:NAME] arguments @args[@n] into @imgs (paths and names into
+ * @paths and @names, *@made of each): 0 or an exit code. */
+static int image_args(char **args, int n, struct pack_image *imgs,
+		      char **paths, char **names, int *made)
+{
+	for (int i = 0; i < n; i++) {
+		if (pack_archive_name(args[i], &paths[i], &names[i]))
+			return EXIT_FAILURE;
+		*made = i + 1;
+		for (int k = 0; k < i; k++)
+			if (!strcmp(names[k], names[i]))
+				return opt_usage_error("pack", "two images "
+						       "named '%s'", names[i]);
+		imgs[i].path = paths[i];
+		imgs[i].archive = names[i];
+	}
+	return 0;
+}
+
 int cmd_pack(int argc, char **argv)
 {
 	struct pack_conf conf = {
@@ -106,41 +139,15 @@ int cmd_pack(int argc, char **argv)
 		ret = opt_usage_error("pack", "needs IMAGE... DATASTORE");
 		goto out;
 	}
-	if (!conf.id) {
-		ret = opt_usage_error("pack", "--id is required (the backup "
-				      "id, e.g. --id 100)");
+	ret = check_ids(&conf);
+	if (ret)
 		goto out;
-	}
-	if (!snap_is_safe_id(conf.id)) {
-		ret = opt_usage_error("pack", "--id must be a plain name, not "
-				      "'%s'", conf.id);
+	imgs = xcalloc(nargs - 1, sizeof(*imgs));
+	paths = xcalloc(nargs - 1, sizeof(*paths));
+	names = xcalloc(nargs - 1, sizeof(*names));
+	ret = image_args(argv + 1, nargs - 1, imgs, paths, names, &nimg);
+	if (ret)
 		goto out;
-	}
-	if (!snap_is_backup_type(conf.type)) {
-		ret = opt_usage_error("pack", "--type must be vm, ct or host");
-		goto out;
-	}
-	nimg = nargs - 1;
-	imgs = xcalloc(nimg, sizeof(*imgs));
-	paths = xcalloc(nimg, sizeof(*paths));
-	names = xcalloc(nimg, sizeof(*names));
-	for (int i = 0; i < nimg; i++) {
-		if (pack_archive_name(argv[1 + i], &paths[i], &names[i])) {
-			ret = EXIT_FAILURE;
-			nimg = i;
-			goto out;
-		}
-		for (int k = 0; k < i; k++) {
-			if (!strcmp(names[k], names[i])) {
-				ret = opt_usage_error("pack", "two images named '%s'",
-						  names[i]);
-				nimg = i + 1;
-				goto out;
-			}
-		}
-		imgs[i].path = paths[i];
-		imgs[i].archive = names[i];
-	}
 	if (!strncmp(argv[nargs], "s3://", 5)) {
 		/* Into a bucket: the S3 store writes it (key loaded too). */
 		ret = cli_open_repo(&c, argv[nargs]);
