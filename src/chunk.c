@@ -161,6 +161,26 @@ static int unzstd(const uint8_t *src, size_t len, uint8_t *dst, size_t cap,
 	return 0;
 }
 
+/* The header of @blob checked, a key at hand if it is encrypted: its
+ * kind and payload. */
+static int open_blob(const uint8_t *blob, size_t len,
+		     const struct key_material *k, enum chunk_kind *kind,
+		     const uint8_t **payload, size_t *plen, const char **why)
+{
+	size_t hdr;
+	int ret = check_header(blob, len, kind, &hdr, why);
+
+	if (ret)
+		return ret;
+	if (chunk_kind_is_encrypted(*kind) && !k) {
+		set_why(why, "encrypted backup: key needed");
+		return -ENOKEY;
+	}
+	*payload = blob + hdr;
+	*plen = len - hdr;
+	return 0;
+}
+
 int chunk_decode_verify(const uint8_t *blob, size_t len,
 			const struct key_material *k,
 			const uint8_t digest[32], uint8_t *out,
@@ -170,25 +190,17 @@ int chunk_decode_verify(const uint8_t *blob, size_t len,
 	uint8_t *plain = NULL;
 	uint8_t d[32];
 	enum chunk_kind kind;
-	size_t hdr;
 	size_t plen;
 	int ret;
 
-	ret = check_header(blob, len, &kind, &hdr, why);
+	ret = open_blob(blob, len, k, &kind, &payload, &plen, why);
 	if (ret)
 		goto out;
-	if (chunk_kind_is_encrypted(kind) && !k) {
-		set_why(why, "encrypted backup: key needed");
-		ret = -ENOKEY;
-		goto out;
-	}
 	if (!chunk_kind_is_encrypted(kind) && k) {
 		set_why(why, "crypt mode does not match the index");
 		ret = -EPROTO;
 		goto out;
 	}
-	payload = blob + hdr;
-	plen = len - hdr;
 	switch (kind) {
 	case CHUNK_PLAIN:
 		if (plen != expect_len) {
@@ -310,19 +322,12 @@ int chunk_decode_blob(const uint8_t *blob, size_t len,
 	const uint8_t *payload;
 	uint8_t *plain = NULL;
 	enum chunk_kind kind;
-	size_t hdr;
 	size_t plen;
 	int ret;
 
-	ret = check_header(blob, len, &kind, &hdr, why);
+	ret = open_blob(blob, len, k, &kind, &payload, &plen, why);
 	if (ret)
 		return ret;
-	if (chunk_kind_is_encrypted(kind) && !k) {
-		set_why(why, "encrypted backup: key needed");
-		return -ENOKEY;
-	}
-	payload = blob + hdr;
-	plen = len - hdr;
 	if (chunk_kind_is_encrypted(kind)) {
 		plain = malloc(plen + 1);
 		if (!plain)

@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "cutover.h"
+#include "jsonx.h"
 #include "log.h"
 #include "util.h"
 #include "virt.h"
@@ -81,16 +82,6 @@ static void sleep_ms(unsigned int ms)
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
 
 	nanosleep(&ts, NULL);
-}
-
-static const char *jstr(json_object *o, const char *key)
-{
-	json_object *v;
-
-	if (!o || !json_object_object_get_ex(o, key, &v) ||
-	    !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
 }
 
 static bool jbool(json_object *o, const char *key)
@@ -173,16 +164,16 @@ static int find_disks(struct qmp *q, pid_t pid,
 			continue;
 		for (size_t k = 0; k < n; k++) {
 			struct disk_plan *p = &plans[*np];
-			const char *dev = jstr(b, "device");
+			const char *dev = jsonx_str(b, "device");
 
-			if (!same_file(pid, jstr(ins, "file"), disks[k].image))
+			if (!same_file(pid, jsonx_str(ins, "file"), disks[k].image))
 				continue;
 			memset(p, 0, sizeof(*p));
 			p->d = &disks[k];
 			snprintf(p->root, sizeof(p->root), "%s",
-				 jstr(ins, "node-name") ?: "");
+				 jsonx_str(ins, "node-name") ?: "");
 			snprintf(p->device, sizeof(p->device), "%s",
-				 dev && *dev ? dev : jstr(b, "qdev") ?: p->root);
+				 dev && *dev ? dev : jsonx_str(b, "qdev") ?: p->root);
 			json_object_object_get_ex(ins, "cache", &cache);
 			p->direct = jbool(cache, "direct");
 			p->no_flush = jbool(cache, "no-flush");
@@ -214,10 +205,10 @@ static int job_status(struct qmp *q, const char *id, char *status,
 	for (size_t i = 0; i < json_object_array_length(jobs); i++) {
 		json_object *j = json_object_array_get_idx(jobs, i);
 
-		if (strcmp(jstr(j, "id") ?: "", id))
+		if (strcmp(jsonx_str(j, "id") ?: "", id))
 			continue;
-		snprintf(status, slen, "%s", jstr(j, "status") ?: "");
-		snprintf(jerr, elen, "%s", jstr(j, "error") ?: "");
+		snprintf(status, slen, "%s", jsonx_str(j, "status") ?: "");
+		snprintf(jerr, elen, "%s", jsonx_str(j, "error") ?: "");
 	}
 	json_object_put(jobs);
 	return 0;
@@ -287,7 +278,7 @@ static void clean_leftovers(struct qmp *q)
 
 	if (!qmp_call(q, "query-jobs", NULL, &list, err, sizeof(err))) {
 		for (size_t i = 0; i < json_object_array_length(list); i++) {
-			const char *id = jstr(json_object_array_get_idx(list, i),
+			const char *id = jsonx_str(json_object_array_get_idx(list, i),
 					      "id");
 
 			if (id && !strncmp(id, PREFIX, strlen(PREFIX)))
@@ -299,7 +290,7 @@ static void clean_leftovers(struct qmp *q)
 	if (!qmp_call(q, "query-named-block-nodes", NULL, &list, err,
 		      sizeof(err))) {
 		for (size_t i = 0; i < json_object_array_length(list); i++) {
-			const char *nn = jstr(json_object_array_get_idx(list, i),
+			const char *nn = jsonx_str(json_object_array_get_idx(list, i),
 					      "node-name");
 
 			/* In use (an earlier cut-over's): refused, kept. */
@@ -399,14 +390,14 @@ static void root_of(struct qmp *q, const struct disk_plan *p, char *out,
 	for (size_t i = 0; i < json_object_array_length(blocks); i++) {
 		json_object *b = json_object_array_get_idx(blocks, i);
 		json_object *ins;
-		const char *dev = jstr(b, "device");
-		const char *qdev = jstr(b, "qdev");
+		const char *dev = jsonx_str(b, "device");
+		const char *qdev = jsonx_str(b, "qdev");
 
 		if (!json_object_object_get_ex(b, "inserted", &ins))
 			continue;
 		if ((dev && !strcmp(dev, p->device)) ||
 		    (qdev && !strcmp(qdev, p->device)))
-			snprintf(out, len, "%s", jstr(ins, "node-name") ?: "");
+			snprintf(out, len, "%s", jsonx_str(ins, "node-name") ?: "");
 	}
 	json_object_put(blocks);
 }
@@ -471,10 +462,10 @@ static void drop_old_nodes(struct qmp *q, pid_t pid,
 			return;
 		for (size_t i = 0; i < json_object_array_length(list); i++) {
 			json_object *nd = json_object_array_get_idx(list, i);
-			const char *nn = jstr(nd, "node-name");
+			const char *nn = jsonx_str(nd, "node-name");
 
 			for (size_t k = 0; nn && k < n; k++)
-				if (same_file(pid, jstr(nd, "file"),
+				if (same_file(pid, jsonx_str(nd, "file"),
 					      disks[k].image))
 					try_call(q, "blockdev-del",
 						 args1("node-name",

@@ -444,21 +444,17 @@ static void frontend_conf_of(struct mount *m, struct frontend_conf *fc,
 {
 	const struct mount_conf *conf = m->conf;
 
-	fc->mountpoint = conf->mountpoint;
-	fc->sup = conf->sup;
-	fc->images = m->images;
-	fc->nimages = m->nimages;
-	fc->allow_other = conf->allow_other;
-	fc->read_only = conf->read_only;
-	fc->options = conf->fuse_opts;
-	fc->status = status_json;
-	fc->status_arg = m;
-	fc->control = mount_control;
-	fc->control_done = mount_control_done;
-	fc->control_arg = m;
-	fc->memo = sup_client_memo(conf->sup);
-	fc->memo_out = mount_memo_out;
-	fc->fault = mount_test_fault(m, checks);
+	*fc = (struct frontend_conf){
+		.mountpoint = conf->mountpoint, .sup = conf->sup,
+		.images = m->images, .nimages = m->nimages,
+		.allow_other = conf->allow_other, .read_only = conf->read_only,
+		.options = conf->fuse_opts,
+		.status = status_json, .status_arg = m,
+		.control = mount_control, .control_done = mount_control_done,
+		.control_arg = m,
+		.memo = sup_client_memo(conf->sup), .memo_out = mount_memo_out,
+		.fault = mount_test_fault(m, checks),
+	};
 }
 
 /*

@@ -19,6 +19,7 @@
 
 #include "compiler.h"
 #include "crypto.h"
+#include "jsonx.h"
 #include "snap.h"
 #include "util.h"
 #include "banned.h"
@@ -585,7 +586,7 @@ static int parse_file(json_object *o, size_t idx, struct snap_file *f,
 int snap_manifest_parse(const char *json, size_t len,
 			struct snap_manifest **out, struct snap_error *err)
 {
-	struct json_tokener *tok;
+	size_t bad_at;
 	struct snap_manifest *m;
 	json_object *root;
 	json_object *v;
@@ -594,24 +595,9 @@ int snap_manifest_parse(const char *json, size_t len,
 
 	if (len > SNAP_MAX_BLOB_SIZE || len > INT32_MAX)
 		return fail(err, "manifest too large");
-	tok = json_tokener_new();
-	if (!tok)
-		return -ENOMEM;
-	root = json_tokener_parse_ex(tok, json, (int)len);
-	if (!root || tok->char_offset != (int)len) {
-		size_t off = tok->char_offset;
-
-		while (root && off < len && isspace((unsigned char)json[off]))
-			off++;
-		if (!root || off != len) {
-			json_object_put(root);
-			fail(err, "not valid JSON at offset %zu",
-			     (size_t)tok->char_offset);
-			json_tokener_free(tok);
-			return -EBADMSG;
-		}
-	}
-	json_tokener_free(tok);
+	root = jsonx_parse(json, len, &bad_at);
+	if (!root)
+		return fail(err, "not valid JSON at offset %zu", bad_at);
 	m = xcalloc(1, sizeof(*m));
 	if (!json_object_is_type(root, json_type_object)) {
 		fail(err, "manifest is not a JSON object");

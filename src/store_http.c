@@ -17,6 +17,7 @@
 #include <json-c/json.h>
 
 #include "fetch.h"
+#include "jsonx.h"
 #include "log.h"
 #include "snap.h"
 #include "store.h"
@@ -68,19 +69,13 @@ static int http_get_chunk(struct store *s, const uint8_t digest[32],
 int store_http_parse_listing(const char *body, size_t len, char ***names,
 			     size_t *n)
 {
-	struct json_tokener *tok = json_tokener_new();
-	json_object *root = NULL;
+	size_t bad_at;
+	json_object *root = jsonx_parse(body, len, &bad_at);
 	char **v = NULL;
 	size_t cnt = 0;
 	int ret = 0;
 
-	if (!tok)
-		return -ENOMEM;
-	/* Not NUL-terminated necessarily: the tokener takes a length. */
-	if (len <= INT32_MAX)
-		root = json_tokener_parse_ex(tok, body, (int)len);
-	if (!root || json_tokener_get_error(tok) != json_tokener_success ||
-	    !json_object_is_type(root, json_type_array)) {
+	if (!root || !json_object_is_type(root, json_type_array)) {
 		ret = -ENOTSUP;		/* not a JSON listing */
 		goto out;
 	}
@@ -105,7 +100,6 @@ int store_http_parse_listing(const char *body, size_t len, char ***names,
 	*n = cnt;
 out:
 	json_object_put(root);
-	json_tokener_free(tok);
 	return ret;
 }
 

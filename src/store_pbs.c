@@ -46,6 +46,7 @@
 #include "crypto.h"
 #include "fetch.h"
 #include "h2.h"
+#include "jsonx.h"
 #include "log.h"
 #include "snap.h"
 #include "store.h"
@@ -503,21 +504,11 @@ static int add_name(char ***v, size_t *n, const char *s)
 	return 0;
 }
 
-static const char *jstr(json_object *o, const char *key)
-{
-	json_object *v;
-
-	if (!json_object_object_get_ex(o, key, &v) ||
-	    !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
-}
-
 int store_pbs_parse_list(const char *body, size_t len, const char *type,
 			 int ncomp, char ***names, size_t *n)
 {
-	struct json_tokener *tok = json_tokener_new();
-	json_object *root = NULL;
+	size_t bad_at;
+	json_object *root = jsonx_parse(body, len, &bad_at);
 	json_object *data;
 	char **v = NULL;
 	size_t cnt = 0;
@@ -525,26 +516,21 @@ int store_pbs_parse_list(const char *body, size_t len, const char *type,
 
 	*names = NULL;
 	*n = 0;
-	if (!tok)
-		return -ENOMEM;
-	if (len <= INT32_MAX)
-		root = json_tokener_parse_ex(tok, body, (int)len);
-	if (!root || json_tokener_get_error(tok) != json_tokener_success ||
-	    !json_object_object_get_ex(root, "data", &data) ||
+	if (!root || !json_object_object_get_ex(root, "data", &data) ||
 	    !json_object_is_type(data, json_type_array)) {
 		ret = -EBADMSG;
 		goto out;
 	}
 	for (size_t i = 0; !ret && i < json_object_array_length(data); i++) {
 		json_object *e = json_object_array_get_idx(data, i);
-		const char *t = jstr(e, "backup-type");
+		const char *t = jsonx_str(e, "backup-type");
 		json_object *bt;
 		char ts[21];
 
 		if (!t || strcmp(t, type))
 			continue;
 		if (ncomp == 1) {
-			const char *id = jstr(e, "backup-id");
+			const char *id = jsonx_str(e, "backup-id");
 
 			if (id && snap_is_safe_id(id))
 				ret = add_name(&v, &cnt, id);
@@ -564,7 +550,6 @@ int store_pbs_parse_list(const char *body, size_t len, const char *type,
 out:
 	store_free_names(v, cnt);
 	json_object_put(root);
-	json_tokener_free(tok);
 	return ret;
 }
 

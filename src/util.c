@@ -424,17 +424,25 @@ int mkdir_p(const char *path, mode_t mode)
 	return 0;
 }
 
+/* The decimal number @s starts with (digits first, no sign), and what
+ * follows it in *@end. */
+static int leading_u64(const char *s, unsigned long long *v, char **end)
+{
+	if (!*s || !isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	*v = strtoull(s, end, 10);
+	return errno ? -errno : 0;
+}
+
 int parse_u64(const char *s, uint64_t *out)
 {
 	unsigned long long v;
 	char *end;
+	int ret = leading_u64(s, &v, &end);
 
-	if (!*s || !isdigit((unsigned char)*s))
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return -errno;
+	if (ret)
+		return ret;
 	if (*end)
 		return -EINVAL;
 	*out = v;
@@ -545,13 +553,10 @@ int parse_duration_ms(const char *s, uint64_t *out)
 	unsigned long long v;
 	uint64_t mul = 1000;
 	char *end;
+	int ret = leading_u64(s, &v, &end);
 
-	if (!*s || !isdigit((unsigned char)*s))
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return -errno;
+	if (ret)
+		return ret;
 	if (!strcmp(end, "ms"))
 		mul = 1;
 	else if (!strcmp(end, "") || !strcmp(end, "s"))
