@@ -58,42 +58,12 @@
 #include "fs.h"
 #include "log.h"
 #include "sup.h"
+#include "sup_i.h"
 #include "util.h"
 #include "banned.h"
 
-#define ENV_FD "PBSLM_SERVE_FD"
-#define ENV_STATE "PBSLM_SUP_STATE"
-#define STATE_MAGIC 0x50534c31u	/* "PSL1": the layout below */
-#define PROBE_MS 5000
-#define MSG_MAX 65536
-#define INIT_MAX 4096
-#define NOTIFY_RESEND 7		/* Linux 6.9, FUSE 7.40 */
-#define OPCODE_INIT 26
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 2000
-#define FAIL_MAX 5		/* servers in a row that die before serving */
-#define MEMO_MAX 16384		/* what a server leaves to the next */
-
-enum msg_type {
-	MSG_HELLO = 1,
-	MSG_MOUNT,
-	MSG_CONN,
-	MSG_FAIL,
-	MSG_SERVING,
-	MSG_RESTART,
-	MSG_MEMO,
-};
-
-struct msg_head {
-	uint32_t type;
-	uint32_t len;		/* payload bytes after the header */
-	uint64_t a;
-	uint64_t b;
-	uint64_t c;
-};
-
 /* One message; @fd (-1: none) goes along in SCM_RIGHTS. */
-static int msg_send(int sock, uint32_t type, uint64_t a, uint64_t b,
+int sup_msg_send(int sock, uint32_t type, uint64_t a, uint64_t b,
 		    uint64_t c, const void *payload, size_t len, int fd)
 {
 	struct msg_head h = { type, (uint32_t)len, a, b, c };
@@ -119,7 +89,7 @@ static int msg_send(int sock, uint32_t type, uint64_t a, uint64_t b,
  * with it into *@fd (-1 if none; NULL: closed).  0, -ECONNRESET at the
  * end, -EBADMSG for anything malformed.
  */
-static int msg_recv(int sock, struct msg_head *h, void *payload, size_t cap,
+int sup_msg_recv(int sock, struct msg_head *h, void *payload, size_t cap,
 		    int *fd)
 {
 	char cbuf[CMSG_SPACE(sizeof(int))];
@@ -158,7 +128,7 @@ static int msg_recv(int sock, struct msg_head *h, void *payload, size_t cap,
 
 /* Appends fail only past the buffer's limit: a short state is caught
  * by its reader (and a HELLO never comes near it). */
-static void put_blob(struct buf *b, const char *s)
+void sup_put_blob(struct buf *b, const char *s)
 {
 	uint32_t n = s ? (uint32_t)strlen(s) : UINT32_MAX;
 
@@ -166,42 +136,33 @@ static void put_blob(struct buf *b, const char *s)
 		buf_append(b, s, strlen(s));
 }
 
-struct sup;
-static int take_blob(const uint8_t **p, const uint8_t *end, char **out,
-		     size_t *alloc);
-static void reexec(struct sup *s);
+/* A length-prefixed string of the HELLO payload, into secure memory. */
+int sup_take_blob(const uint8_t **p, const uint8_t *end, char **out,
+		     size_t *alloc)
+{
+	uint32_t n;
+
+	*out = NULL;
+	if (end - *p < 4)
+		return -EBADMSG;
+	memcpy(&n, *p, 4);
+	*p += 4;
+	if (n == UINT32_MAX)
+		return 0;
+	if ((size_t)(end - *p) < n)
+		return -EBADMSG;
+	*alloc = (size_t)n + 1;
+	*out = crypto_secure_alloc(*alloc);
+	if (!*out)
+		return -ENOMEM;
+	memcpy(*out, *p, n);
+	(*out)[n] = '\0';
+	*p += n;
+	return 0;
+}
 
 /* ---- the supervisor ---- */
 
-struct sup {
-	const struct sup_conf *conf;
-	struct sup_conf own;	/* a resumed supervisor's conf (heap) */
-	int argc;		/* entries of own.argv */
-	struct fs_mount *mnt;	/* NULL until mounted */
-	int fuse;		/* its connection; -1 until mounted */
-	uint8_t init[INIT_MAX];	/* the kernel's FUSE_INIT */
-	size_t init_len;
-	uint64_t want;		/* the first server's agreement */
-	uint64_t max_write;
-	bool agreed;
-	int sigfd;
-	pid_t server;		/* 0: none running */
-	int ctl;		/* its socket; -1 */
-	uint64_t started_ns;	/* when it was started */
-	bool serving;		/* this server served */
-	bool served;		/* some server served */
-	unsigned int failed;	/* servers in a row that died unserving */
-	bool ready_done;
-	bool restart_asked;	/* the server asked to be replaced */
-	bool stopping;		/* SIGTERM/SIGINT: the mount ends */
-	unsigned int restarts;
-	uint64_t died_ns;
-	char cause[128];
-	char memo[MEMO_MAX];	/* the last server's MSG_MEMO, "" if none */
-	uint64_t *deaths;	/* ring of conf->max_deaths times */
-	unsigned int ndeaths;
-	unsigned int backoff_ms;
-};
 
 static void describe(int status, char *out, size_t len)
 {
@@ -215,7 +176,7 @@ static void describe(int status, char *out, size_t len)
 		snprintf(out, len, "exited");
 }
 
-static int start_server(struct sup *s)
+int sup_start_server(struct sup *s)
 {
 	const struct sup_conf *c = s->conf;
 	pid_t me = getpid();
@@ -261,10 +222,10 @@ static int start_server(struct sup *s)
 	s->serving = false;
 	buf_init(&hello, MSG_MAX);
 	buf_append(&hello, s->cause, strlen(s->cause) + 1);
-	put_blob(&hello, c->secret);
-	put_blob(&hello, c->passphrase);
-	put_blob(&hello, s->memo);
-	ret = msg_send(s->ctl, MSG_HELLO, s->restarts, s->died_ns,
+	sup_put_blob(&hello, c->secret);
+	sup_put_blob(&hello, c->passphrase);
+	sup_put_blob(&hello, s->memo);
+	ret = sup_msg_send(s->ctl, MSG_HELLO, s->restarts, s->died_ns,
 		       c->detach, hello.data, hello.len, -1);
 	explicit_bzero(hello.data, hello.len);
 	buf_release(&hello);
@@ -306,13 +267,13 @@ static void handle_mount(struct sup *s, const char *opts)
 		free(buf);
 		buf = NULL;
 	}
-	msg_send(s->ctl, MSG_CONN, s->want, s->max_write, s->agreed, s->init,
+	sup_msg_send(s->ctl, MSG_CONN, s->want, s->max_write, s->agreed, s->init,
 		 s->init_len, s->fuse);
 	return;
 fail:
 	free(buf);
 	log_err("sup: %s", why);
-	msg_send(s->ctl, MSG_FAIL, 0, 0, 0, why, strlen(why) + 1, -1);
+	sup_msg_send(s->ctl, MSG_FAIL, 0, 0, 0, why, strlen(why) + 1, -1);
 }
 
 static void handle_msg(struct sup *s)
@@ -321,7 +282,7 @@ static void handle_msg(struct sup *s)
 	char payload[MEMO_MAX];
 	int ret;
 
-	ret = msg_recv(s->ctl, &h, payload, sizeof(payload) - 1, NULL);
+	ret = sup_msg_recv(s->ctl, &h, payload, sizeof(payload) - 1, NULL);
 	if (ret) {
 		/* The server went (or spoke nonsense): SIGCHLD follows. */
 		close(s->ctl);
@@ -455,8 +416,8 @@ static int handle_exit(struct sup *s, int status, int *code)
 	s->restarts++;
 	/* An upgrade: this process becomes the new binary too, if it can. */
 	if (s->restart_asked)
-		reexec(s);
-	if (!start_server(s))
+		sup_reexec(s);
+	if (!sup_start_server(s))
 		return 0;
 	log_err("sup: cannot start a server: %s", strerror(errno));
 give_up:
@@ -501,7 +462,7 @@ static void handle_signal(struct sup *s, int *done, int *code)
 }
 
 /* Signals arrive on a descriptor; the mask survives a re-exec. */
-static int watch_signals(void)
+int sup_watch_signals(void)
 {
 	sigset_t set;
 
@@ -515,7 +476,7 @@ static int watch_signals(void)
 }
 
 /* Run the mount from a started server on; the exit status. */
-static int run(struct sup *s)
+int sup_run_loop(struct sup *s)
 {
 	int done = 0;
 	int code = 1;
@@ -534,7 +495,7 @@ static int run(struct sup *s)
 	return code;
 }
 
-static void sup_free(struct sup *s)
+void sup_release(struct sup *s)
 {
 	if (s->sigfd >= 0)
 		close(s->sigfd);
@@ -606,538 +567,12 @@ int sup_run(const struct sup_conf *conf)
 
 	s.deaths = xcalloc(conf->max_deaths ? conf->max_deaths : 1,
 			   sizeof(*s.deaths));
-	s.sigfd = watch_signals();
+	s.sigfd = sup_watch_signals();
 	tell_request_timeout();
-	if (s.sigfd < 0 || start_server(&s))
+	if (s.sigfd < 0 || sup_start_server(&s))
 		log_err("sup: cannot start the server: %s", strerror(errno));
 	else
-		code = run(&s);
-	sup_free(&s);
+		code = sup_run_loop(&s);
+	sup_release(&s);
 	return code;
-}
-
-/* ---- re-executing the supervisor (restart) ---- */
-
-const char *sup_abi(void)
-{
-	/* Bumped with any change to the state layout or the protocol. */
-	return "pbs-livemount supervisor 2";
-}
-
-/*
- * Does @exe speak our supervisor's language?  It is asked, in a child,
- * before this process bets the connection on it.
- */
-static bool probe(const char *exe)
-{
-	char *const argv[] = { (char *)exe, (char *)"__supervisor-abi", NULL };
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t at;
-	char out[128] = "";
-	size_t got = 0;
-	sigset_t none;
-	int pipefd[2];
-	pid_t pid = -1;
-	int st;
-	bool ok = false;
-
-	if (pipe2(pipefd, O_CLOEXEC) < 0)
-		return false;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], STDOUT_FILENO);
-	posix_spawnattr_init(&at);
-	sigemptyset(&none);
-	posix_spawnattr_setsigmask(&at, &none);
-	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK);
-	if (posix_spawn(&pid, exe, &fa, &at, argv, environ))
-		pid = -1;
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&at);
-	close(pipefd[1]);
-	for (uint64_t end = now_ns() + PROBE_MS * 1000000ull;
-	     pid > 0 && got < sizeof(out) - 1;) {
-		struct pollfd p = { pipefd[0], POLLIN, 0 };
-		uint64_t now = now_ns();
-		ssize_t n;
-
-		if (now >= end || poll(&p, 1, (int)((end - now) / 1000000)) <= 0)
-			break;
-		n = read(pipefd[0], out + got, sizeof(out) - 1 - got);
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	close(pipefd[0]);
-	if (pid > 0) {
-		kill(pid, SIGKILL);
-		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-			;
-		out[got] = '\0';
-		out[strcspn(out, "\n")] = '\0';
-		ok = !strcmp(out, sup_abi());
-	}
-	if (!ok)
-		log_warn("sup: '%s' does not answer as a supervisor of this "
-			 "version ('%s'): this one stays, only the server is "
-			 "replaced", exe, out);
-	return ok;
-}
-
-static void put_u64(struct buf *b, uint64_t v)
-{
-	buf_append(b, &v, sizeof(v));
-}
-
-/* All a successor needs, in a sealed memory file; -1 if it cannot. */
-static int save_state(const struct sup *s)
-{
-	const struct sup_conf *c = s->conf;
-	struct log_conf lc;
-	struct buf b;
-	int argc = 1;		/* argv[0] is set when a server starts */
-	int fd;
-
-	while (c->argv[argc])
-		argc++;
-	log_get_conf(&lc);
-	buf_init(&b, 1u << 20);
-	put_u64(&b, STATE_MAGIC);
-	put_blob(&b, c->exe);
-	put_blob(&b, c->cwd);
-	put_blob(&b, c->mountpoint);
-	put_blob(&b, c->secret);
-	put_blob(&b, c->passphrase);
-	put_u64(&b, c->detach);
-	put_u64(&b, c->max_deaths);
-	put_u64(&b, c->window_s);
-	put_u64(&b, (uint64_t)argc);
-	for (int i = 1; i < argc; i++)
-		put_blob(&b, c->argv[i]);
-	put_u64(&b, lc.use_syslog);
-	put_u64(&b, (uint64_t)(int64_t)lc.level);
-	put_u64(&b, lc.debug_mask);
-	put_blob(&b, lc.path);
-	put_u64(&b, (uint64_t)s->fuse);
-	put_u64(&b, s->init_len);
-	buf_append(&b, s->init, s->init_len);
-	put_u64(&b, s->want);
-	put_u64(&b, s->max_write);
-	put_u64(&b, s->agreed);
-	put_u64(&b, s->failed);
-	put_u64(&b, s->restarts);
-	put_u64(&b, s->died_ns);
-	put_blob(&b, s->cause);
-	put_blob(&b, s->memo);
-	put_u64(&b, s->ndeaths);
-	for (unsigned int i = 0; i < c->max_deaths; i++)
-		put_u64(&b, s->deaths[i]);
-	fd = memfd_create("pbs-livemount-supervisor",
-			  MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (fd >= 0 && (write_full(fd, b.data, b.len) ||
-			fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
-						       F_SEAL_WRITE |
-						       F_SEAL_SEAL))) {
-		close(fd);
-		fd = -1;
-	}
-	explicit_bzero(b.data, b.len);
-	buf_release(&b);
-	return fd;
-}
-
-/*
- * Become the binary now installed, keeping the connection: its
- * descriptor and our state cross the exec.  Returns only if it could
- * not (then this supervisor goes on, and says why).
- */
-static void reexec(struct sup *s)
-{
-	char num[16];
-	int state;
-
-	if (!probe(s->conf->exe))
-		return;
-	state = save_state(s);
-	if (state < 0) {
-		log_warn("sup: cannot save the supervisor's state: %s",
-			 strerror(errno));
-		return;
-	}
-	snprintf(num, sizeof(num), "%d", state);
-	if (fcntl(state, F_SETFD, 0) || fcntl(s->fuse, F_SETFD, 0) ||
-	    setenv(ENV_STATE, num, 1))
-		goto fail;
-	log_info("sup: the supervisor re-executes '%s'", s->conf->exe);
-	s->conf->argv[0] = (char *)s->conf->exe;
-	execv(s->conf->exe, s->conf->argv);
-fail:
-	log_warn("sup: cannot re-execute '%s': %s; this supervisor stays",
-		 s->conf->exe, strerror(errno));
-	unsetenv(ENV_STATE);
-	fcntl(s->fuse, F_SETFD, FD_CLOEXEC);
-	close(state);
-}
-
-struct cursor {
-	const uint8_t *p;
-	const uint8_t *end;
-	bool bad;
-};
-
-static uint64_t get_u64(struct cursor *c)
-{
-	uint64_t v = 0;
-
-	if (c->end - c->p < 8) {
-		c->bad = true;
-		return 0;
-	}
-	memcpy(&v, c->p, 8);
-	c->p += 8;
-	return v;
-}
-
-/* A blob as a malloc'ed string (secure memory for a secret), or NULL. */
-static char *get_blob(struct cursor *c, bool secret)
-{
-	size_t alloc = 0;
-	char *out = NULL;
-
-	if (c->bad || take_blob(&c->p, c->end, &out, &alloc)) {
-		c->bad = true;
-		return NULL;
-	}
-	if (out && !secret) {
-		char *plain = xstrdup(out);
-
-		crypto_secure_free(out, alloc);
-		out = plain;
-	}
-	return out;
-}
-
-bool sup_resuming(void)
-{
-	return getenv(ENV_STATE) != NULL;
-}
-
-/* The previous supervisor's state from @cur into @s (the log's
- * settings into @lc, its path malloc'ed into *@log_path): 0, or -EINVAL
- * said. */
-static int decode_state(struct sup *s, struct cursor *cur,
-			struct log_conf *lc, char **log_path)
-{
-	char *text;
-	uint64_t n;
-
-	if (get_u64(cur) != STATE_MAGIC) {
-		log_err("sup: the previous supervisor's state is not ours");
-		return -EINVAL;
-	}
-	s->conf = &s->own;
-	s->own.exe = get_blob(cur, false);
-	s->own.cwd = get_blob(cur, false);
-	s->own.mountpoint = get_blob(cur, false);
-	s->own.secret = get_blob(cur, true);
-	s->own.passphrase = get_blob(cur, true);
-	s->own.detach = get_u64(cur);
-	s->own.max_deaths = (unsigned int)get_u64(cur);
-	s->own.window_s = (unsigned int)get_u64(cur);
-	n = get_u64(cur);
-	s->argc = (int)MIN(n, 4096);
-	s->own.argv = xcalloc((size_t)s->argc + 1, sizeof(char *));
-	for (int i = 1; i < s->argc; i++)
-		s->own.argv[i] = get_blob(cur, false);
-	lc->use_syslog = get_u64(cur);
-	lc->level = (int)(int64_t)get_u64(cur);
-	lc->debug_mask = (unsigned int)get_u64(cur);
-	*log_path = get_blob(cur, false);
-	lc->path = *log_path;
-	s->fuse = (int)get_u64(cur);
-	s->init_len = get_u64(cur);
-	if (s->init_len > INIT_MAX || cur->end - cur->p < (ptrdiff_t)s->init_len)
-		cur->bad = true;
-	else
-		memcpy(s->init, cur->p, s->init_len);
-	cur->p += cur->bad ? 0 : s->init_len;
-	s->want = get_u64(cur);
-	s->max_write = get_u64(cur);
-	s->agreed = get_u64(cur);
-	s->failed = (unsigned int)get_u64(cur);
-	s->restarts = (unsigned int)get_u64(cur);
-	s->died_ns = get_u64(cur);
-	text = get_blob(cur, false);
-	snprintf(s->cause, sizeof(s->cause), "%s", text ? text : "");
-	free(text);
-	text = get_blob(cur, false);
-	snprintf(s->memo, sizeof(s->memo), "%s", text ? text : "");
-	free(text);
-	s->ndeaths = (unsigned int)get_u64(cur);
-	if (!s->own.max_deaths)
-		cur->bad = true;
-	s->deaths = xcalloc(s->own.max_deaths ? s->own.max_deaths : 1,
-			    sizeof(*s->deaths));
-	for (unsigned int i = 0; !cur->bad && i < s->own.max_deaths; i++)
-		s->deaths[i] = get_u64(cur);
-	if (cur->bad || !s->own.exe || !s->own.mountpoint || s->fuse < 0) {
-		log_err("sup: the previous supervisor's state is damaged");
-		return -EINVAL;
-	}
-	return 0;
-}
-
-/* The state the previous supervisor left in descriptor $ENV_STATE:
- * malloc'ed, *@len bytes; NULL, said. */
-static uint8_t *read_state(size_t *len)
-{
-	uint8_t *data;
-	struct stat st;
-	uint64_t fd;
-
-	if (parse_u64(getenv(ENV_STATE), &fd) || fd > INT_MAX ||
-	    fstat((int)fd, &st) || st.st_size <= 0 || st.st_size > 1 << 20) {
-		log_err("sup: no state from the previous supervisor");
-		unsetenv(ENV_STATE);
-		return NULL;
-	}
-	unsetenv(ENV_STATE);
-	*len = (size_t)st.st_size;
-	data = xmalloc(*len);
-	if (pread_full((int)fd, data, *len, 0)) {
-		log_err("sup: cannot read the previous supervisor's state: %s",
-			strerror(errno));
-		free(data);
-		data = NULL;
-	}
-	close((int)fd);
-	return data;
-}
-
-int sup_resume(void)
-{
-	struct sup s = { .fuse = -1, .ctl = -1, .served = true,
-			 .ready_done = true, .sigfd = -1 };
-	struct log_conf lc = { 0 };
-	char *log_path = NULL;
-	struct cursor cur = { 0 };
-	size_t len = 0;
-	uint8_t *data;
-	int code = 1;
-	int ret;
-
-	data = read_state(&len);
-	if (!data)
-		return 1;
-	cur.p = data;
-	cur.end = data + len;
-	if (decode_state(&s, &cur, &lc, &log_path))
-		goto out;
-	ret = log_set_conf(&lc);
-	if (ret)
-		log_warn("sup: cannot reopen the log file '%s': %s", log_path,
-			 strerror(-ret));
-	fcntl(s.fuse, F_SETFD, FD_CLOEXEC);
-	fs_mount_adopt(s.own.mountpoint, s.fuse, &s.mnt);
-	s.sigfd = watch_signals();
-	log_info("sup: supervisor %d re-executed; the mount on '%s' goes on",
-		 (int)getpid(), s.own.mountpoint);
-	if (s.sigfd < 0 || start_server(&s)) {
-		log_err("sup: cannot start the server: %s", strerror(errno));
-		goto out;
-	}
-	code = run(&s);
-out:
-	free(log_path);
-	explicit_bzero(data, len);
-	free(data);
-	/* The connection aborts with the descriptor, as a crash would. */
-	sup_free(&s);
-	return code;
-}
-
-/* ---- the server's end ---- */
-
-struct sup_client {
-	int sock;
-	struct sup_hello hello;
-	char *memo;		/* the last server's, or NULL */
-	char *secret;		/* secure memory, or NULL */
-	size_t secret_len;
-	char *passphrase;
-	size_t passphrase_len;
-};
-
-/* A length-prefixed string of the HELLO payload, into secure memory. */
-static int take_blob(const uint8_t **p, const uint8_t *end, char **out,
-		     size_t *alloc)
-{
-	uint32_t n;
-
-	*out = NULL;
-	if (end - *p < 4)
-		return -EBADMSG;
-	memcpy(&n, *p, 4);
-	*p += 4;
-	if (n == UINT32_MAX)
-		return 0;
-	if ((size_t)(end - *p) < n)
-		return -EBADMSG;
-	*alloc = (size_t)n + 1;
-	*out = crypto_secure_alloc(*alloc);
-	if (!*out)
-		return -ENOMEM;
-	memcpy(*out, *p, n);
-	(*out)[n] = '\0';
-	*p += n;
-	return 0;
-}
-
-int sup_client_open(struct sup_client **out)
-{
-	const char *v = getenv(ENV_FD);
-	struct sup_client *c;
-	struct msg_head h = { 0 };
-	uint8_t *payload;
-	const uint8_t *p;
-	uint64_t fd;
-	size_t cl;
-	int ret;
-
-	if (!v)
-		return -ENOENT;
-	if (parse_u64(v, &fd) || fd > INT_MAX)
-		return -EINVAL;
-	unsetenv(ENV_FD);
-	c = xcalloc(1, sizeof(*c));
-	c->sock = (int)fd;
-	fcntl(c->sock, F_SETFD, FD_CLOEXEC);
-	payload = xmalloc(MSG_MAX);
-	ret = msg_recv(c->sock, &h, payload, MSG_MAX, NULL);
-	if (!ret && h.type != MSG_HELLO)
-		ret = -EBADMSG;
-	if (ret)
-		goto err;
-	c->hello.restarts = (unsigned int)h.a;
-	c->hello.died_ns = h.b;
-	c->hello.detach = h.c;
-	c->hello.supervisor = getppid();
-	cl = strnlen((char *)payload, h.len);
-	if (cl == h.len) {
-		ret = -EBADMSG;
-		goto err;
-	}
-	snprintf(c->hello.cause, sizeof(c->hello.cause), "%s", payload);
-	p = payload + cl + 1;
-	ret = take_blob(&p, payload + h.len, &c->secret, &c->secret_len);
-	if (!ret)
-		ret = take_blob(&p, payload + h.len, &c->passphrase,
-				&c->passphrase_len);
-	if (!ret) {
-		size_t alloc = 0;
-		char *memo = NULL;
-
-		ret = take_blob(&p, payload + h.len, &memo, &alloc);
-		if (memo && *memo)
-			c->memo = xstrdup(memo);
-		if (memo)
-			crypto_secure_free(memo, alloc);
-	}
-	if (ret)
-		goto err;
-	explicit_bzero(payload, MSG_MAX);
-	free(payload);
-	*out = c;
-	return 0;
-err:
-	explicit_bzero(payload, MSG_MAX);
-	free(payload);
-	log_err("sup: cannot read the supervisor's hello: %s", strerror(-ret));
-	sup_client_close(c);
-	return ret;
-}
-
-void sup_client_close(struct sup_client *c)
-{
-	if (!c)
-		return;
-	close(c->sock);
-	free(c->memo);
-	crypto_secure_free(c->secret, c->secret_len);
-	crypto_secure_free(c->passphrase, c->passphrase_len);
-	free(c);
-}
-
-const struct sup_hello *sup_client_hello(const struct sup_client *c)
-{
-	return &c->hello;
-}
-
-const char *sup_client_secret(const struct sup_client *c)
-{
-	return c->secret;
-}
-
-const char *sup_client_passphrase(const struct sup_client *c)
-{
-	return c->passphrase;
-}
-
-int sup_client_connect(struct sup_client *c, const char *fuse_opts, int *fd,
-		       void **init, size_t *len, uint64_t *want,
-		       uint64_t *max_write)
-{
-	struct msg_head h = { 0 };
-	uint8_t *payload = xmalloc(MSG_MAX);
-	int got = -1;
-	int ret;
-
-	ret = msg_send(c->sock, MSG_MOUNT, 0, 0, 0, fuse_opts,
-		       strlen(fuse_opts) + 1, -1);
-	if (!ret)
-		ret = msg_recv(c->sock, &h, payload, MSG_MAX - 1, &got);
-	if (!ret && h.type == MSG_FAIL) {
-		payload[h.len] = '\0';
-		log_err("sup: the supervisor cannot serve the mount: %s",
-			payload);
-		ret = -EIO;
-	} else if (!ret && (h.type != MSG_CONN || got < 0 || !h.len)) {
-		ret = -EBADMSG;
-	}
-	if (ret) {
-		if (got >= 0)
-			close(got);
-		free(payload);
-		return ret;
-	}
-	*fd = got;
-	*init = payload;
-	*len = h.len;
-	*want = h.c ? h.a : 0;
-	*max_write = h.c ? h.b : 0;
-	return 0;
-}
-
-int sup_client_serving(struct sup_client *c, uint64_t want,
-		       uint64_t max_write)
-{
-	return msg_send(c->sock, MSG_SERVING, want, max_write, 0, NULL, 0, -1);
-}
-
-const char *sup_client_memo(const struct sup_client *c)
-{
-	return c->memo;
-}
-
-int sup_client_set_memo(struct sup_client *c, const char *text)
-{
-	size_t len = strlen(text) + 1;
-
-	if (len > MEMO_MAX)
-		return -EMSGSIZE;
-	return msg_send(c->sock, MSG_MEMO, 0, 0, 0, text, len, -1);
-}
-
-int sup_client_restart(struct sup_client *c)
-{
-	return msg_send(c->sock, MSG_RESTART, 0, 0, 0, NULL, 0, -1);
 }
