@@ -112,6 +112,12 @@ struct opt_cmd {
  * (pbs-livemount CMD --help)".
  */
 int opt_parse(const struct opt_cmd *cmd, int argc, char **argv, int *nargs);
+/*
+ * opt_parse() for a command's entry point: true to go on; false when
+ * the command ends now, with exit code *@code (0 after the help).
+ */
+bool opt_parse_main(const struct opt_cmd *cmd, int argc, char **argv,
+		    int *nargs, int *code);
 void opt_print_help(const struct opt_cmd *cmd, FILE *out);
 /* "pbs-livemount CMD: <message> (pbs-livemount CMD --help)"; EXIT_USAGE. */
 int opt_usage_error(const char *cmd, const char *fmt, ...) PRINTF_FMT(2, 3);

@@ -114,11 +114,8 @@ int cmd_key(int argc, char **argv)
 		.opts = opts,
 	};
 
-	ret = opt_parse(&cmd, argc, argv, &nargs);
-	if (ret) {
-		ret = ret == OPT_HELP_SHOWN ? 0 : ret;
+	if (!opt_parse_main(&cmd, argc, argv, &nargs, &ret))
 		goto out;
-	}
 	if (nargs == 2 && !strcmp(argv[1], "create")) {
 		ret = cli_exit_code(key_create(&c, argv[2], force));
 	} else if (nargs == 2 && !strcmp(argv[1], "show")) {

@@ -152,11 +152,8 @@ int cmd_list(int argc, char **argv)
 		.opts = opts,
 	};
 
-	ret = opt_parse(&cmd, argc, argv, &nargs);
-	if (ret) {
-		ret = ret == OPT_HELP_SHOWN ? 0 : ret;
+	if (!opt_parse_main(&cmd, argc, argv, &nargs, &ret))
 		goto out;
-	}
 	repo = list_args(nargs, argv, &group);
 	if (!repo) {
 		ret = opt_usage_error("list", "needs REPO [TYPE/ID] (or "

@@ -435,11 +435,8 @@ int cmd_mount(int argc, char **argv)
 		.opts = opts,
 	};
 
-	ret = opt_parse(&cmd, argc, argv, &nargs);
-	if (ret) {
-		ret = ret == OPT_HELP_SHOWN ? 0 : ret;
+	if (!opt_parse_main(&cmd, argc, argv, &nargs, &ret))
 		goto out;
-	}
 	repo = cli_repo_arg(nargs, 3, argv + 1, &shift);
 	ret = check_args(&a, &mc, repo);
 	if (ret)
@@ -490,9 +487,8 @@ int cmd_status(int argc, char **argv)
 	int nargs;
 	int ret;
 
-	ret = opt_parse(&cmd, argc, argv, &nargs);
-	if (ret)
-		return ret == OPT_HELP_SHOWN ? 0 : ret;
+	if (!opt_parse_main(&cmd, argc, argv, &nargs, &ret))
+		return ret;
 	if (nargs != 1)
 		return opt_usage_error("status", "needs MOUNTPOINT");
 	sc.mountpoint = argv[1];

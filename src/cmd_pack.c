@@ -130,11 +130,8 @@ int cmd_pack(int argc, char **argv)
 		.opts = opts,
 	};
 
-	ret = opt_parse(&cmd, argc, argv, &nargs);
-	if (ret) {
-		ret = ret == OPT_HELP_SHOWN ? 0 : ret;
+	if (!opt_parse_main(&cmd, argc, argv, &nargs, &ret))
 		goto out;
-	}
 	if (nargs < 2) {
 		ret = opt_usage_error("pack", "needs IMAGE... DATASTORE");
 		goto out;

@@ -69,9 +69,8 @@ int cmd_restart(int argc, char **argv)
 		.opts = opts,
 	};
 
-	ret = opt_parse(&cmd, argc, argv, &nargs);
-	if (ret)
-		return ret == OPT_HELP_SHOWN ? 0 : ret;
+	if (!opt_parse_main(&cmd, argc, argv, &nargs, &ret))
+		return ret;
 	if (nargs != 1)
 		return opt_usage_error("restart", "needs MOUNTPOINT");
 	mnt = abs_path(argv[1]);

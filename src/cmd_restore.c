@@ -166,11 +166,8 @@ static int restore_verify(int argc, char **argv, bool verify)
 		.opts = verify ? verify_opts : restore_opts,
 	};
 
-	ret = opt_parse(&cmd, argc, argv, &nargs);
-	if (ret) {
-		ret = ret == OPT_HELP_SHOWN ? 0 : ret;
+	if (!opt_parse_main(&cmd, argc, argv, &nargs, &ret))
 		goto out;
-	}
 	repo = positionals(cmdname, verify, &ra, nargs, argv, &args);
 	if (!repo) {
 		ret = EXIT_USAGE;

@@ -32,6 +32,15 @@ void opt_list_release(struct opt_list *l)
 	l->n = 0;
 }
 
+bool opt_parse_main(const struct opt_cmd *cmd, int argc, char **argv,
+		    int *nargs, int *code)
+{
+	int ret = opt_parse(cmd, argc, argv, nargs);
+
+	*code = ret == OPT_HELP_SHOWN ? 0 : ret;
+	return !ret;
+}
+
 int opt_usage_error(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;

@@ -163,6 +163,38 @@ static void test_values(void **state)
 	release(&v);
 }
 
+/* A command's entry point: go on, or end with the help's 0 or a usage
+ * error's code. */
+static void test_parse_main(void **state)
+{
+	bool quiet = false;
+	const struct opt t[] = {
+		OPT_BOOL('q', "quiet", &quiet, "only errors"),
+		OPT_END(),
+	};
+	const struct opt_cmd cmd = { "test", "[options]", NULL, t };
+	char *go[] = { (char *)"test", (char *)"-q", (char *)"x" };
+	char *help[] = { (char *)"test", (char *)"--help" };
+	char *bad[] = { (char *)"test", (char *)"--nope" };
+	int nargs = 0;
+	int code = 42;
+	FILE *saved = stdout;
+
+	(void)state;
+	assert_true(opt_parse_main(&cmd, 3, go, &nargs, &code));
+	assert_int_equal(code, 0);
+	assert_int_equal(nargs, 1);
+	assert_true(quiet);
+	/* The help goes to stdout: not into the test's output. */
+	stdout = fopen("/dev/null", "w");
+	assert_false(opt_parse_main(&cmd, 2, help, &nargs, &code));
+	fclose(stdout);
+	stdout = saved;
+	assert_int_equal(code, 0);
+	assert_false(opt_parse_main(&cmd, 2, bad, &nargs, &code));
+	assert_int_equal(code, EXIT_USAGE);
+}
+
 static void test_parse_size(void **state)
 {
 	static const struct {
@@ -223,6 +255,7 @@ int main(void)
 		cmocka_unit_test(test_exact),
 		cmocka_unit_test(test_forms),
 		cmocka_unit_test(test_values),
+		cmocka_unit_test(test_parse_main),
 		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_format_size),
 	};
