@@ -29,6 +29,13 @@ GM_NO_ERRORS=1 $GM run "$T/mnt/disk.img" "$T/model" "$T/journal" 36000 \
 	$seed &
 gpid=$!
 cleanup_fn "kill $gpid"
+# The guest ended early: its exit code, and what the servers logged.
+guest_failed() {
+	local rc=0
+	wait $gpid || rc=$?
+	tail -n 40 "$T/lm.log" >&2
+	fail "the guest failed$1 (exit $rc)"
+}
 waits=()
 for ((k = 1; k <= kills; k++)); do
 	sleep "0.$((RANDOM % 7 + 2))"
@@ -40,7 +47,7 @@ for ((k = 1; k <= kills; k++)); do
 	until [ "$(lm_server_pid "$T/mnt")" != "$srv" ]; do sleep 0.01; done
 	waits+=($((($(date +%s%N) - t0) / 1000000)))
 done
-kill -0 $gpid 2>/dev/null || { wait $gpid; fail "the guest failed (exit $?)"; }
+kill -0 $gpid 2>/dev/null || guest_failed ""
 note "restarts: $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["restarts"], d.get("last_restart"))' "$T/mnt/.status")"
 note "waits for the next server (ms): ${waits[*]}"
 [ "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["restarts"])' "$T/mnt/.status")" -ge "$kills" ] ||
@@ -69,7 +76,7 @@ grep -q "restarted on request" "$T/mnt/.status" || fail "restart cause: $(cat "$
 	fail "the supervisor runs $(readlink "/proc/$LM_PID/exe")"
 grep -q "supervisor $LM_PID re-executed" "$T/lm.log" || fail "no re-exec logged"
 sleep 1
-kill -0 $gpid 2>/dev/null || { wait $gpid; fail "the guest failed after the restart (exit $?)"; }
+kill -0 $gpid 2>/dev/null || guest_failed " after the restart"
 # Let the guest finish cleanly: it syncs and writes the model.
 kill $gpid
 wait $gpid 2>/dev/null || true
