@@ -69,7 +69,6 @@ struct req {
 	CURLcode cc;			/* protected by ->x.lock once done */
 	long status;			/* protected by ->x.lock once done */
 	char errbuf[CURL_ERROR_SIZE];	/* loop thread, then caller */
-	bool bad_body;			/* caller: this try's body refused */
 	void *check_arg;		/* caller */
 	fetch_check_fn check;		/* caller */
 	struct fetch_response *resp;	/* caller */
