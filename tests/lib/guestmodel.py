@@ -125,6 +125,7 @@ def run(image, model, journal, secs, seed, mix="WWWWPZSRRF"):
             os.fsync(j.fileno())
 
         history = []
+        op = None
 
         def check(off, n, what):
             got = os.pread(fd, n, off)
@@ -203,7 +204,8 @@ def run(image, model, journal, secs, seed, mix="WWWWPZSRRF"):
         except OSError as e:
             if os.environ.get("GM_NO_ERRORS") == "1":
                 print(f"the guest saw an error: {e} (after {len(history)} "
-                      f"operations)", file=sys.stderr)
+                      f"operations; in {fmt(op) if op else 'none yet'})",
+                      file=sys.stderr)
                 sys.exit(4)
         finally:
             try:
