@@ -160,7 +160,9 @@ const struct opt *cli_repo_opts(struct cli *c)
 
 	memcpy(c->opts, t, sizeof(t));
 	/* Then the backends' own (store_backend.h), as settings. */
+	/* Built afresh on each call (restore builds two tables). */
 	c->nopts = n;
+	c->nstore_opts = 0;
 	store_each_option(add_store_option, c);
 	n = c->nopts;
 	if (n + ARRAY_SIZE(tail) > ARRAY_SIZE(c->opts))
