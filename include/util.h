@@ -125,9 +125,13 @@ int parse_duration_ms(const char *s, uint64_t *out);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t now_ns(void);
+/* Sleep @ms milliseconds (a signal may cut it short). */
+void sleep_ms(unsigned int ms);
 /* *@ts = now on @clock + @ms: a deadline for pthread_cond_timedwait. */
 void deadline_ms(clockid_t clock, uint64_t ms, struct timespec *ts);
 
+/* Name the calling thread (top -H, perf, gdb): at most 15 characters. */
+void thread_name(const char *name);
 /* Start up to @n threads running @fn(@arg) into @tids; how many started. */
 unsigned int threads_start(pthread_t *tids, unsigned int n,
 			   void *(*fn)(void *), void *arg);

@@ -77,13 +77,6 @@ static int fail(struct cutover_result *res, int ret, const char *fmt, ...)
 	return ret;
 }
 
-static void sleep_ms(unsigned int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
-
-	nanosleep(&ts, NULL);
-}
-
 static bool jbool(json_object *o, const char *key)
 {
 	json_object *v;

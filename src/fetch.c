@@ -405,6 +405,7 @@ static void *loop_main(void *arg)
 	bool low = false;
 	int running = 0;
 
+	thread_name("lm-fetch");
 	errno = 0;
 	base = getpriority(PRIO_PROCESS, tid);
 	renice = !errno && can_renice(tid, base);

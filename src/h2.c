@@ -329,6 +329,7 @@ static void *loop_main(void *arg)
 	struct h2 *h = arg;
 	uint8_t *tmp = malloc(RECV_BUF);
 
+	thread_name("lm-h2");
 	pthread_mutex_lock(&h->x.lock);
 	while (tmp) {
 		struct pollfd pfd[2];

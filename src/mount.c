@@ -122,6 +122,7 @@ static void *watcher(void *arg)
 	struct timespec ts;
 	int ret;
 
+	thread_name("lm-watcher");
 	pthread_mutex_lock(&m->lock);
 	while (!m->stop) {
 		bool unmount = m->unmount_asked;
@@ -276,6 +277,7 @@ static void *checkpointer(void *arg)
 	bool cut_pending = false;
 	bool told = false;
 
+	thread_name("lm-checkpoint");
 	pthread_mutex_lock(&m->lock);
 	while (!m->stop) {
 		pthread_mutex_unlock(&m->lock);

@@ -66,6 +66,7 @@ static void *worker(void *arg)
 {
 	struct readahead *ra = arg;
 
+	thread_name("lm-readahead");
 	pthread_mutex_lock(&ra->lock);
 	for (;;) {
 		struct item it;

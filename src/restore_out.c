@@ -50,6 +50,7 @@ static void *stdout_worker(void *arg)
 	struct sjob *j = arg;
 	uint64_t n = snap_fidx_count(j->fidx);
 
+	thread_name("lm-restore");
 	for (;;) {
 		struct slot *s;
 		uint64_t k;
@@ -171,6 +172,7 @@ static void *vworker(void *arg)
 	uint8_t *buf = malloc(cs);
 	uint8_t d[32];
 
+	thread_name("lm-verify");
 	if (!buf) {
 		__atomic_store_n(&j->error, -ENOMEM, __ATOMIC_RELAXED);
 		return NULL;

@@ -231,6 +231,7 @@ static void *hasher(void *arg)
 	struct reuse_seeds *s = arg;
 	uint8_t *buf = xmalloc_direct(s->conf.chunk_size);
 
+	thread_name("lm-hash");
 	lower_priority();
 	while (!__atomic_load_n(&s->stop, __ATOMIC_RELAXED)) {
 		uint64_t g = __atomic_fetch_add(&s->cursor, 1,
@@ -281,6 +282,7 @@ static void *build(void *arg);
 
 static void *builder(void *arg)
 {
+	thread_name("lm-seed");
 	build(arg);
 	builder_end(arg);
 	return NULL;

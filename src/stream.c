@@ -431,6 +431,7 @@ static void *worker(void *arg)
 {
 	struct stream *s = arg;
 
+	thread_name("lm-stream");
 	/* Linux: setpriority() on a thread ID sets that thread's nice. */
 	if (setpriority(PRIO_PROCESS, (id_t)gettid(), STREAM_NICE))
 		log_debug(LOG_CAT_STREAM, "stream: cannot lower priority: %s",

@@ -572,6 +572,11 @@ int parse_duration_ms(const char *s, uint64_t *out)
 	return 0;
 }
 
+void thread_name(const char *name)
+{
+	pthread_setname_np(pthread_self(), name);
+}
+
 unsigned int threads_start(pthread_t *tids, unsigned int n,
 			   void *(*fn)(void *), void *arg)
 {
@@ -594,6 +599,14 @@ uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + ts.tv_nsec;
+}
+
+void sleep_ms(unsigned int ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000,
+			       .tv_nsec = (long)(ms % 1000) * 1000000 };
+
+	nanosleep(&ts, NULL);
 }
 
 void deadline_ms(clockid_t clock, uint64_t ms, struct timespec *ts)
