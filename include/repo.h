@@ -91,5 +91,17 @@ bool repo_archive_is_zero(const struct repo_archive *a, uint64_t i);
  */
 int repo_archive_read_chunk(const struct repo_archive *a, uint64_t i,
 			    enum store_prio prio, uint8_t *out);
+/* A buffer of the archive's chunk size for a decode: may block, never
+ * NULL. */
+typedef uint8_t *(*repo_buf_fn)(void *arg);
+/*
+ * repo_archive_read_chunk(), into *@out if it is set, else into a buffer
+ * @get(@get_arg) gives only once the chunk's bytes are here to decode
+ * (so that a request waiting on the network holds none): *@out is it
+ * then, the caller's on any return, NULL if none was taken.
+ */
+int repo_archive_read_chunk_into(const struct repo_archive *a, uint64_t i,
+				 enum store_prio prio, repo_buf_fn get,
+				 void *get_arg, uint8_t **out);
 
 #endif

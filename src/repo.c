@@ -496,7 +496,9 @@ bool repo_archive_is_zero(const struct repo_archive *a, uint64_t i)
 struct read_ctx {
 	const struct repo_archive *a;
 	const uint8_t *digest;
-	uint8_t *out;
+	uint8_t *out;		/* NULL until ->get gave one */
+	repo_buf_fn get;	/* NULL: ->out was given */
+	void *get_arg;
 	size_t len;
 	const char *why;	/* last check failure, static string */
 };
@@ -508,6 +510,9 @@ static int read_check(const uint8_t *raw, size_t len, void *arg)
 	int ret;
 
 	ctx->why = NULL;
+	/* Taken before a decode slot: a wait here blocks no decoder. */
+	if (!ctx->out)
+		ctx->out = ctx->get(ctx->get_arg);
 	while (sem_wait(slots) && errno == EINTR)
 		;
 	ret = chunk_decode_verify(raw, len, ctx->a->key, ctx->digest,
@@ -519,11 +524,20 @@ static int read_check(const uint8_t *raw, size_t len, void *arg)
 int repo_archive_read_chunk(const struct repo_archive *a, uint64_t i,
 			    enum store_prio prio, uint8_t *out)
 {
+	return repo_archive_read_chunk_into(a, i, prio, NULL, NULL, &out);
+}
+
+int repo_archive_read_chunk_into(const struct repo_archive *a, uint64_t i,
+				 enum store_prio prio, repo_buf_fn get,
+				 void *get_arg, uint8_t **out)
+{
 	static struct log_ratelimit rl = LOG_RATELIMIT_INIT(5, 10);
 	struct read_ctx ctx = {
 		.a = a,
 		.digest = snap_fidx_digest(a->fidx, i),
-		.out = out,
+		.out = *out,
+		.get = get,
+		.get_arg = get_arg,
 		.len = snap_fidx_chunk_len(a->fidx, i),
 	};
 	char hex[65];
@@ -532,11 +546,14 @@ int repo_archive_read_chunk(const struct repo_archive *a, uint64_t i,
 	int ret;
 
 	if (repo_archive_is_zero(a, i)) {
-		memset(out, 0, ctx.len);
+		if (!*out)
+			*out = get(get_arg);
+		memset(*out, 0, ctx.len);
 		return 0;
 	}
 	ret = store_get_chunk(a->snap->store, ctx.digest, prio, read_check,
 			      &ctx);
+	*out = ctx.out;
 	if (!ret || ret == -ECANCELED)
 		return ret;	/* cancelled: shutting down, nothing to say */
 	if (__atomic_load_n(&a->stop_on_error, __ATOMIC_RELAXED)) {

@@ -33,8 +33,14 @@
  * Standard output ("-") is written in order: workers fetch into a ring
  * of chunk buffers, the main thread writes the ring's head as it fills.
  *
- * Thread inventory: restore_run() starts conf->threads workers and joins
- * them all before it returns; the main thread commits meanwhile.
+ * Target writes are asynchronous (writer.h): a worker hands its decoded
+ * chunk to the writer's queue and goes on with the next item, so the
+ * fetches and decodes never wait for the target; the writer marks a
+ * position in the state once it is written.
+ *
+ * Thread inventory: restore_run() starts conf->threads workers and the
+ * writer's threads and joins them all before it returns; the main
+ * thread commits meanwhile.
  */
 #include "config.h"
 
@@ -59,7 +65,23 @@
 #include "restore_i.h"
 #include "target.h"
 #include "util.h"
+#include "writer.h"
 #include "banned.h"
+
+/*
+ * Target writes: chunks decoded ahead of the writer, and its threads
+ * (writer.h).  Two writers overlap one write's submission with another's
+ * completion; more gain nothing on one file.
+ */
+#define WRITE_QUEUE 4
+#define WRITERS 2
+
+static unsigned int decoders(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n > 0 ? (unsigned int)n : 1;
+}
 
 /* A mount unmounted a moment ago is gone within about a second. */
 #define BUSY_HINT "; unmount that mount or wait for that restore"
@@ -92,6 +114,8 @@ struct job {
 	bool is_blk;			    /* immutable */
 	bool replace;			    /* immutable: TARGET was a file */
 	bool fresh_file;		    /* immutable: a new sparse file */
+	struct writer *writer;		    /* own locking: the target's
+					       writes */
 	uint64_t next;			    /* atomic: next item */
 	int error;			    /* atomic: first -errno */
 	uint64_t fetched_bytes;		    /* atomic */
@@ -225,62 +249,6 @@ static bool in_place(struct job *job, const struct item *it, uint64_t i,
 	return !memcmp(d, snap_fidx_digest(job->fidx, it->first), 32);
 }
 
-static int do_item(struct job *job, const struct item *it, uint8_t **buf,
-		   uint8_t **chk)
-{
-	const struct repo_archive *a = job->conf->archive;
-	uint64_t cs = snap_fidx_chunk_size(job->fidx);
-	uint64_t len = snap_fidx_chunk_len(job->fidx, it->first);
-	bool zero = repo_archive_is_zero(a, it->first);
-	bool have = false;
-	int ret;
-
-	for (uint64_t k = 0; k < it->npos; k++) {
-		uint64_t i = it->pos[k];
-
-		if (is_done(job, i))
-			continue;	/* a resumed restore wrote it */
-		if (in_place(job, it, i, *chk)) {
-			__atomic_add_fetch(&job->target_chunks, 1,
-					   __ATOMIC_RELAXED);
-			if (!have) {
-				/* Verified bytes: the other positions' too. */
-				uint8_t *t = *buf;
-
-				*buf = *chk;
-				*chk = t;
-				have = true;
-			}
-		} else if (zero) {
-			__atomic_add_fetch(&job->zero_chunks, 1,
-					   __ATOMIC_RELAXED);
-			ret = zero_chunk(job, i * cs, len);
-			if (ret)
-				return write_err(job, i * cs, ret);
-		} else {
-			if (!have) {
-				ret = restore_read_chunk(job->conf, it->first, *buf);
-				if (ret < 0)
-					return ret;
-				have = true;
-				__atomic_add_fetch(ret ? &job->seed_chunks :
-							 &job->fetched_bytes,
-						   ret ? 1 : len,
-						   __ATOMIC_RELAXED);
-			}
-			ret = pwrite_split(job->fd, job->dfd, &job->direct_off,
-					   *buf, snap_fidx_chunk_len(job->fidx, i),
-					   i * cs);
-			if (ret)
-				return write_err(job, i * cs, ret);
-		}
-		ret = mark_done(job, i);
-		if (ret)
-			return ret;
-	}
-	return 0;
-}
-
 static void set_error(int *error, int ret)
 {
 	int zero = 0;
@@ -289,33 +257,149 @@ static void set_error(int *error, int ret)
 				    __ATOMIC_RELAXED);
 }
 
+static uint8_t *writer_buf(void *arg)
+{
+	return writer_get(arg);
+}
+
+/*
+ * Chunk @i's bytes into *@buf (a writer's buffer, taken here if NULL):
+ * from a seed, or fetched and decoded into a buffer taken only once the
+ * bytes are here, so a request waiting on the network holds none.  1
+ * (seed), 0 (fetched) or -errno.
+ */
+static int read_chunk(struct job *job, uint64_t i, uint8_t **buf)
+{
+	const struct restore_conf *c = job->conf;
+
+	if (c->seeds) {
+		if (!*buf)
+			*buf = writer_get(job->writer);
+		return restore_read_chunk(c, i, *buf);
+	}
+	return repo_archive_read_chunk_into(c->archive, i, STORE_PRIO_DEMAND,
+					    writer_buf, job->writer, buf);
+}
+
+/*
+ * Item @it: positions in place or zero are done here; the chunk's bytes
+ * go to the writer with the positions still to write (write_item).
+ * @chk is this worker's pair of buffers for --in-place reads: the first
+ * position found in place leaves its verified bytes in chk[1].
+ */
+static int do_item(struct job *job, const struct item *it, uint8_t *chk[2])
+{
+	const struct repo_archive *a = job->conf->archive;
+	uint64_t cs = snap_fidx_chunk_size(job->fidx);
+	uint64_t len = snap_fidx_chunk_len(job->fidx, it->first);
+	bool zero = repo_archive_is_zero(a, it->first);
+	bool verified = false;	/* chk[1] holds the item's bytes */
+	uint8_t *buf = NULL;
+	int ret = 0;
+
+	for (uint64_t k = 0; k < it->npos && !ret; k++) {
+		uint64_t i = it->pos[k];
+
+		if (is_done(job, i))
+			continue;	/* a resumed restore wrote it */
+		if (in_place(job, it, i, chk[0])) {
+			__atomic_add_fetch(&job->target_chunks, 1,
+					   __ATOMIC_RELAXED);
+			if (!verified) {
+				uint8_t *t = chk[0];
+
+				chk[0] = chk[1];
+				chk[1] = t;
+				verified = true;
+			}
+		} else if (zero) {
+			__atomic_add_fetch(&job->zero_chunks, 1,
+					   __ATOMIC_RELAXED);
+			ret = zero_chunk(job, i * cs, len);
+			if (ret)
+				ret = write_err(job, i * cs, ret);
+		} else {
+			if (!buf && verified) {
+				/* Verified bytes: the other positions' too. */
+				buf = writer_get(job->writer);
+				memcpy(buf, chk[1], len);
+			} else if (!buf) {
+				ret = read_chunk(job, it->first, &buf);
+				if (ret < 0)
+					break;
+				__atomic_add_fetch(ret ? &job->seed_chunks :
+							 &job->fetched_bytes,
+						   ret ? 1 : len,
+						   __ATOMIC_RELAXED);
+				ret = 0;
+			}
+			continue;	/* the writer writes it */
+		}
+		if (!ret)
+			ret = mark_done(job, i);
+	}
+	if (buf && !ret) {
+		writer_submit(job->writer, buf, (void *)it);
+		buf = NULL;
+	}
+	if (buf)
+		writer_put(job->writer, buf);
+	return ret;
+}
+
+/* The writer's thread: every position of item @arg not yet done gets
+ * @buf (writer.h). */
+static int write_item(void *ctx, void *buf, void *arg)
+{
+	struct job *job = ctx;
+	const struct item *it = arg;
+	uint64_t cs = snap_fidx_chunk_size(job->fidx);
+	int ret = 0;
+
+	/* Stopping: what is queued stays unwritten (and unmarked). */
+	if (__atomic_load_n(&job->error, __ATOMIC_RELAXED))
+		return 0;
+	for (uint64_t k = 0; k < it->npos && !ret; k++) {
+		uint64_t i = it->pos[k];
+
+		if (is_done(job, i))
+			continue;
+		ret = pwrite_split(job->fd, job->dfd, &job->direct_off, buf,
+				   snap_fidx_chunk_len(job->fidx, i), i * cs);
+		if (ret)
+			ret = write_err(job, i * cs, ret);
+		else
+			ret = mark_done(job, i);
+	}
+	if (ret)
+		set_error(&job->error, ret);
+	return ret;
+}
+
 static void *worker(void *arg)
 {
 	struct job *job = arg;
-	void *buf = NULL;
-	void *chk = NULL;
+	void *chk[2] = { NULL, NULL };
 	int ret = 0;
 
-	/* O_DIRECT wants an aligned buffer; --in-place swaps the two. */
-	if (posix_memalign(&buf, DIRECT_ALIGN,
-			   snap_fidx_chunk_size(job->fidx)) ||
-	    (job->conf->in_place &&
-	     posix_memalign(&chk, DIRECT_ALIGN,
-			    snap_fidx_chunk_size(job->fidx))))
-		ret = -ENOMEM;
+	thread_name("lm-restore");
+	/* --in-place reads the target with O_DIRECT: aligned buffers. */
+	for (int b = 0; b < 2 && job->conf->in_place && !ret; b++)
+		if (posix_memalign(&chk[b], DIRECT_ALIGN,
+				   snap_fidx_chunk_size(job->fidx)))
+			ret = -ENOMEM;
 	while (!ret && !__atomic_load_n(&job->error, __ATOMIC_RELAXED)) {
 		uint64_t k = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
 
 		if (k >= job->plan.nitems)
 			break;
-		ret = do_item(job, &job->plan.items[k], (uint8_t **)&buf,
-			      (uint8_t **)&chk);
+		ret = do_item(job, &job->plan.items[k], (uint8_t **)chk);
 	}
 	/* -ECANCELED follows another worker's failure, which says why. */
 	if (ret && ret != -ECANCELED)
 		set_error(&job->error, ret);
-	free(buf);
-	free(chk);
+	free(chk[0]);
+	free(chk[1]);
 	pthread_mutex_lock(&job->lock);
 	job->running--;
 	pthread_cond_signal(&job->cond);
@@ -642,11 +726,23 @@ static uint64_t chunks_done(const struct job *job)
 /* Workers run; commit once a second meanwhile, then join them. */
 static int run_workers(struct job *job, unsigned int nthreads)
 {
-	pthread_t *tids = xcalloc(nthreads, sizeof(*tids));
+	/* A buffer for each decode at once, each write queued or running,
+	 * and each seed read (seeds are read into a buffer taken first). */
+	unsigned int nbufs = decoders() + WRITE_QUEUE + WRITERS +
+			     (job->conf->seeds ? nthreads : 0);
+	pthread_t *tids;
 	struct timespec ts;
 	unsigned int started;
 	int ret;
 
+	ret = writer_new(snap_fidx_chunk_size(job->fidx), nbufs, WRITERS,
+			 write_item, job, &job->writer);
+	if (ret) {
+		log_err("restore: cannot start the target's writer: %s",
+			strerror(-ret));
+		return ret;
+	}
+	tids = xcalloc(nthreads, sizeof(*tids));
 	pthread_mutex_lock(&job->lock);
 	job->running = nthreads;
 	pthread_mutex_unlock(&job->lock);
@@ -667,6 +763,11 @@ static int run_workers(struct job *job, unsigned int nthreads)
 	pthread_mutex_unlock(&job->lock);
 	threads_join(tids, started);
 	free(tids);
+	ret = writer_drain(job->writer);
+	if (ret)
+		set_error(&job->error, ret);
+	writer_free(job->writer);
+	job->writer = NULL;
 	if (!started) {
 		log_err("restore: cannot start worker threads");
 		return -EAGAIN;
