@@ -18,7 +18,7 @@
  */
 
 /* The defaults of the repository options: the transports' (xfer.h). */
-#define CLI_CONNECTIONS XFER_SLOTS
+#define CLI_CONNECTIONS 0		/* adaptive */
 #define CLI_REMOTE_TIMEOUT_MS XFER_REMOTE_TIMEOUT_MS
 #define CLI_REQUEST_TIMEOUT_MS XFER_REQUEST_TIMEOUT_MS
 #define CLI_CONNECT_TIMEOUT_MS XFER_CONNECT_TIMEOUT_MS

@@ -18,7 +18,7 @@
  */
 
 struct fetch_conf {
-	unsigned int connections;	/* transfers in flight, default 16 */
+	unsigned int connections;	/* in flight; 0: adaptive (xfer.h) */
 	uint64_t remote_timeout_ms;	/* one fetch_get, retries included */
 	uint64_t request_timeout_ms;	/* one attempt */
 	/*
@@ -64,6 +64,8 @@ void fetch_free(struct fetch *f);
  * Any thread; does not wait.
  */
 void fetch_cancel(struct fetch *f);
+/* Any thread: transfers in flight allowed now (xfer.h's window). */
+unsigned int fetch_window(struct fetch *f);
 
 /* One request; strings and buffers borrowed for the call. */
 struct fetch_request {

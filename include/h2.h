@@ -17,8 +17,9 @@
  * then HTTP/2 with prior knowledge on the same stream by libnghttp2.
  *
  * One connection ("session") at a time; requests are multiplexed on it
- * in the priority order of fetch.h, at most conf.streams (and never more
- * than the server's MAX_CONCURRENT_STREAMS) in flight, a demand request
+ * in the priority order of fetch.h, at most the engine's window (xfer.h:
+ * conf.streams, or adaptive) and never more than the server's
+ * MAX_CONCURRENT_STREAMS in flight, a demand request
  * always finding a slot.  When the session drops, is refused by GOAWAY
  * or stalls, a new one is opened on the next request: the upgrade again,
  * then conf.prepare() (PBS: download the indexes again, which registers
@@ -39,7 +40,7 @@ struct h2_conf {
 	const char *ca_file;
 	const char *fingerprint;	/* "aa:bb:..", or NULL */
 	bool insecure;
-	unsigned int streams;		/* in flight, default 16 */
+	unsigned int streams;		/* in flight; 0: adaptive (xfer.h) */
 	size_t body_pool;		/* as fetch_conf.body_pool */
 	uint64_t remote_timeout_ms;	/* one h2_get, retries included */
 	uint64_t request_timeout_ms;	/* one attempt, and the upgrade */
@@ -68,6 +69,8 @@ int h2_new(const struct h2_conf *conf, struct h2 **out);
 void h2_free(struct h2 *h);
 /* As fetch_cancel(): everything ends with -ECANCELED from now on. */
 void h2_cancel(struct h2 *h);
+/* Any thread: streams in flight allowed now (xfer.h's window). */
+unsigned int h2_window(struct h2 *h);
 
 /*
  * GET @path ("/chunk?digest=..."): as fetch_get(), on a ready session,

@@ -79,6 +79,9 @@ const struct key_material *repo_archive_key(const struct repo_archive *a);
  * quietly.  Any thread.
  */
 void repo_archive_stop_on_error(struct repo_archive *a);
+/* Any thread: the store's chunk requests in flight allowed now, 0: no
+ * bound (store_window). */
+unsigned int repo_archive_window(const struct repo_archive *a);
 /* True if chunk @i is the all-zero chunk (never needs a fetch). */
 bool repo_archive_is_zero(const struct repo_archive *a, uint64_t i);
 /*

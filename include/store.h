@@ -70,6 +70,9 @@ struct store_ops {
 	 * where every request is short (a local disk).
 	 */
 	void (*cancel)(struct store *s);
+	/* Chunk requests in flight allowed now (xfer.h); NULL where there
+	 * is no such bound (a local disk). */
+	unsigned int (*window)(struct store *s);
 	void (*close)(struct store *s);
 };
 
@@ -123,7 +126,7 @@ struct store_setting {
 /* Options for every backend; strings are borrowed until store_close(). */
 struct store_conf {
 	const char *url;		/* path, file://, http://, https:// */
-	unsigned int connections;	/* transfers in flight, default 16 */
+	unsigned int connections;	/* in flight; 0: adaptive (xfer.h) */
 	uint64_t remote_timeout_ms;	/* total per request incl. retries */
 	uint64_t request_timeout_ms;	/* one attempt */
 	uint64_t connect_timeout_ms;	/* until a first answer: give up on
@@ -187,9 +190,13 @@ int store_put(struct store *s, const char *path, const void *buf,
  */
 bool store_err_logged(int err);
 void store_cancel(struct store *s);
+/* Any thread: chunk requests the transport lets be in flight now, 0:
+ * no bound.  For callers that keep that many (and no more) waiting. */
+unsigned int store_window(struct store *s);
 /*
- * Chunks worth having in flight: @connections, but for a store on this
- * machine two per CPU (a chunk then costs CPU, not a round trip; two
+ * Chunks worth having in flight: @connections (0: as many as the
+ * transport's adaptive window may reach, XFER_SLOTS_MAX), but for a
+ * store on this machine two per CPU (a chunk then costs CPU, not a round trip; two
  * keep a core busy while the other waits for the disk).
  */
 unsigned int store_parallelism(const struct store *s,

@@ -24,15 +24,16 @@ struct tls_pin;
  */
 
 /* Defaults of the network options (cli.h uses them), stated once. */
-#define XFER_SLOTS 16			/* --connections */
+#define XFER_SLOTS_MAX 64		/* adaptive: at most in flight */
+#define XFER_SLOTS_FIRST 8		/* adaptive: where it starts */
 #define XFER_REMOTE_TIMEOUT_MS 60000	/* --remote-timeout */
 #define XFER_REQUEST_TIMEOUT_MS 30000	/* one try */
 #define XFER_CONNECT_TIMEOUT_MS 10000	/* a server never reached */
 
 enum fetch_prio {
 	FETCH_DEMAND,		/* a reader waits: always gets a slot */
-	FETCH_READAHEAD,	/* at most connections - 1 in flight */
-	FETCH_STREAM,		/* at most connections - 2 in flight */
+	FETCH_READAHEAD,	/* at most window - 1 in flight */
+	FETCH_STREAM,		/* at most window - 2 in flight */
 	FETCH_NPRIO,
 };
 
@@ -109,6 +110,78 @@ int xfer_tls_refused(const char *who, const char *where,
  */
 typedef int (*fetch_check_fn)(const uint8_t *body, size_t len, void *arg);
 
+/*
+ * How many requests may be in flight: fixed (--connections N), or found
+ * by measurement as TCP's congestion control finds a window: start
+ * small, double while the rate grows by more than 3 %, go back to the
+ * best when a doubling did not pay; then hold, and now and then probe a
+ * quarter up or down, kept if it gains 3 % (the link or the server
+ * changed).  No change without that much evidence: a window's rate is
+ * only known within a few per cent.
+ *
+ * The rate is Little's law: the requests in flight (averaged over the
+ * epoch; the window when it is kept full) over the mean time a request
+ * was in flight, in an epoch of window + 2 completions (at least 12); a
+ * window's rate is the median of three epochs (one in a few stalls on
+ * something else: a disk, a commit).  Counting completions in a time
+ * span would be as noisy as the waves in which a multiplexed window
+ * completes; each request's own time is not.  On a link that is full a larger window only makes each
+ * request slower (flat rate); with latency to cover it does not (the
+ * rate grows).  A chunk of a fixed index is the same number of image
+ * bytes however well it compressed, so requests are what to count.
+ * Only an epoch in which requests waited for a slot says anything
+ * (otherwise the demand, not the window, was the limit); requests that
+ * started under another window, and the very first (it paid for
+ * connecting), are not counted.  The caller serialises (the engine's
+ * ->lock).
+ */
+#define XFER_WINDOW_EPOCHS 3	/* a window's rate: their median */
+
+enum xfer_window_phase {
+	XFER_GROW,			/* doubling */
+	XFER_HOLD,			/* at the best found */
+	XFER_PROBE_UP,			/* trying a quarter more */
+	XFER_PROBE_DOWN,		/* trying a quarter fewer */
+};
+
+struct xfer_window {
+	unsigned int cur;		/* in flight allowed now; written
+					   under the engine's ->lock, read
+					   atomically by xfer_window_now() */
+	unsigned int max;		/* immutable */
+	bool fixed;			/* immutable: --connections */
+	enum xfer_window_phase phase;
+	unsigned int best;		/* window that gave ->best_rate */
+	double best_rate;		/* completions/s at ->best; 0: none */
+	unsigned int prev;		/* window before a probe */
+	unsigned int holds;		/* epochs held since the last probe */
+	bool probe_down;		/* the next probe goes down */
+	bool first;			/* no completion seen yet */
+	uint64_t since;			/* ns: ->cur set; older not counted */
+	uint64_t last;			/* ns: the last completion counted */
+	uint64_t epoch_t0;		/* ns: the epoch began */
+	double busy_ns;			/* epoch: requests in flight x ns */
+	uint64_t busy_last;		/* ns: in flight last changed */
+	uint64_t lat_ns;		/* epoch: sum of times in flight */
+	unsigned int done;		/* epoch: completions */
+	double rates[XFER_WINDOW_EPOCHS]; /* epochs' rates at ->cur */
+	unsigned int nrates;
+	bool limited;			/* epoch: a request waited for a slot */
+	unsigned int changes;		/* window changes so far (tests) */
+};
+
+/* @fixed > 0: always that many; else adaptive up to @max (> 0). */
+void xfer_window_init(struct xfer_window *w, unsigned int fixed,
+		      unsigned int max);
+/* A request that started at @start_ns ended well at @now_ns. */
+void xfer_window_sample(struct xfer_window *w, uint64_t start_ns,
+			uint64_t now_ns);
+/* @n requests were in flight until @now_ns (it changes now). */
+void xfer_window_busy(struct xfer_window *w, uint64_t now_ns,
+		      unsigned int n);
+/* A request waited for a slot (the window, not demand, was the limit). */
+void xfer_window_waited(struct xfer_window *w);
+
 /* ---- the engine ---- */
 
 /*
@@ -127,11 +200,13 @@ struct xfer_req {
 	struct xfer_req *next;		/* engine ->lock: queue link, then
 					   xfer_take()'s list */
 	struct xfer_req *run_next;	/* engine ->lock: ->running link */
+	uint64_t start_ns;		/* engine ->lock: taken to run */
 };
 
 struct xfer_conf {
 	const char *who;		/* "fetch", "h2": for messages */
 	const char *from;		/* NULL, or the server: for messages */
+	unsigned int slots;		/* fixed in flight; 0: adaptive */
 	uint64_t remote_timeout_ms;	/* one request, tries included */
 	size_t body_pool;		/* size of a spare body, 0: none */
 	unsigned int spare;		/* spare bodies kept, at most */
@@ -157,6 +232,7 @@ struct xfer_engine {
 	unsigned int nactive;		/* ->lock */
 	bool stop;			/* ->lock: the loop thread ends */
 	bool cancel;			/* ->lock: xfer_cancel() */
+	struct xfer_window win;		/* ->lock: requests in flight */
 	struct bufpool bodies;		/* its own lock */
 	uint64_t last_giveup_ns;	/* atomic: a give-up was logged */
 	struct xfer_conf conf;		/* immutable; strings borrowed */
@@ -169,6 +245,9 @@ void xfer_release(struct xfer_engine *e);
  * back-off naps wake.  Does not wait. */
 void xfer_cancel(struct xfer_engine *e);
 bool xfer_cancelled(struct xfer_engine *e);
+/* Any thread: requests in flight allowed now (a snapshot, for callers
+ * that size their own work to it). */
+unsigned int xfer_window_now(struct xfer_engine *e);
 
 /* -- the loop thread, ->lock held -- */
 
@@ -181,9 +260,11 @@ void xfer_end_queued(struct xfer_engine *e, int err);
 /* Whether @r may go now: 0 yes, 1 not yet (stays queued), -errno: it
  * ends with that. */
 typedef int (*xfer_admit_fn)(struct xfer_req *r, void *arg);
-/* The requests that may start now with @slots in all, in priority
- * order, linked by ->next and counted as running.  @admit may be NULL. */
-struct xfer_req *xfer_take(struct xfer_engine *e, unsigned int slots,
+/* The requests that may start now, in priority order, linked by ->next
+ * and counted as running: with the engine's window in flight in all,
+ * but never more than @cap (the transport's own bound, 0: none).
+ * @admit may be NULL. */
+struct xfer_req *xfer_take(struct xfer_engine *e, unsigned int cap,
 			   xfer_admit_fn admit, void *arg);
 /* Only stream requests run or wait. */
 bool xfer_background_only(const struct xfer_engine *e);

@@ -126,7 +126,8 @@ const struct opt *cli_repo_opts(struct cli *c)
 		OPT_CALLBACK(0, "passphrase-fd", &c->passfd, "N", cli_opt_fd,
 			     "read the key passphrase from descriptor N"),
 		OPT_UINT("connections", &c->store.connections, "N", 1, 256,
-			 "chunks in flight (default 16)"),
+			 "chunks in flight, fixed (default: measured,\n"
+			 "1 to 64, as many as the link needs)"),
 		OPT_DURATION("connect-timeout", &c->store.connect_timeout_ms,
 			     "SECS", 1, 0,
 			     "a server not reached yet that refuses or\n"

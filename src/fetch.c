@@ -330,8 +330,7 @@ static void start_one(struct fetch *f, struct req *r)
 /* Start queued requests while slots are free; ->x.lock held. */
 static void start_queued(struct fetch *f)
 {
-	struct xfer_req *list = xfer_take(&f->x, f->conf.connections, NULL,
-					  NULL);
+	struct xfer_req *list = xfer_take(&f->x, 0, NULL, NULL);
 
 	while (list) {
 		struct req *r = container_of(list, struct req, x);
@@ -445,14 +444,14 @@ int fetch_new(const struct fetch_conf *conf, struct fetch **out)
 		return -EIO;
 	f = xcalloc(1, sizeof(*f));
 	f->conf = *conf;
-	if (!f->conf.connections)
-		f->conf.connections = XFER_SLOTS;
 	if (!f->conf.remote_timeout_ms)
 		f->conf.remote_timeout_ms = XFER_REMOTE_TIMEOUT_MS;
 	xfer_init(&f->x, &(struct xfer_conf){
 		.who = "fetch", .remote_timeout_ms = f->conf.remote_timeout_ms,
-		.body_pool = conf->body_pool,
-		.spare = MIN(f->conf.connections, BODIES_SPARE),
+		.slots = f->conf.connections, .body_pool = conf->body_pool,
+		.spare = f->conf.connections ?
+				 MIN(f->conf.connections, BODIES_SPARE) :
+				 BODIES_SPARE,
 		.wake = wake, .wake_arg = f });
 	if (!f->conf.request_timeout_ms)
 		f->conf.request_timeout_ms = XFER_REQUEST_TIMEOUT_MS;
@@ -499,9 +498,11 @@ int fetch_new(const struct fetch_conf *conf, struct fetch **out)
 	}
 	curl_multi_setopt(f->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
 	curl_multi_setopt(f->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-			  (long)f->conf.connections);
+			  (long)(f->conf.connections ? f->conf.connections :
+						      XFER_SLOTS_MAX));
 	curl_multi_setopt(f->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
-			  (long)f->conf.connections);
+			  (long)(f->conf.connections ? f->conf.connections :
+						      XFER_SLOTS_MAX));
 	if (pthread_create(&f->loop, NULL, loop_main, f)) {
 		fetch_free(f);
 		return -EAGAIN;
@@ -535,6 +536,11 @@ void fetch_free(struct fetch *f)
 	free((char *)f->conf.aws_sigv4);
 	xfer_release(&f->x);
 	free(f);
+}
+
+unsigned int fetch_window(struct fetch *f)
+{
+	return xfer_window_now(&f->x);
 }
 
 void fetch_cancel(struct fetch *f)

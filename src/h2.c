@@ -77,11 +77,8 @@ void h2_finish_running(struct h2 *h, struct hreq *r, int err,
 
 static unsigned int slots(struct h2 *h)
 {
-	unsigned int n = h->conf.streams;
-
-	if (h->remote_max && h->remote_max < n)
-		n = h->remote_max;
-	return n ? n : 1;
+	/* The engine's window within what the server allows (0: none). */
+	return h->remote_max;
 }
 
 /* xfer_admit_fn: only on its own session, and only once that is
@@ -408,8 +405,6 @@ int h2_new(const struct h2_conf *conf, struct h2 **out)
 	h->conf.host = xstrdup(conf->host);
 	h->conf.ca_file = conf->ca_file ? xstrdup(conf->ca_file) : NULL;
 	h->conf.fingerprint = NULL;
-	if (!h->conf.streams)
-		h->conf.streams = XFER_SLOTS;
 	if (!h->conf.remote_timeout_ms)
 		h->conf.remote_timeout_ms = XFER_REMOTE_TIMEOUT_MS;
 	if (!h->conf.request_timeout_ms)
@@ -418,8 +413,9 @@ int h2_new(const struct h2_conf *conf, struct h2 **out)
 	xfer_init(&h->x, &(struct xfer_conf){
 		.who = "h2", .from = h->conf.label,
 		.remote_timeout_ms = h->conf.remote_timeout_ms,
-		.body_pool = conf->body_pool,
-		.spare = MIN(h->conf.streams, 8), .wake = wake, .wake_arg = h });
+		.slots = h->conf.streams, .body_pool = conf->body_pool,
+		.spare = h->conf.streams ? MIN(h->conf.streams, 8) : 8,
+		.wake = wake, .wake_arg = h });
 	buf_init(&h->out, SIZE_MAX / 2);
 	h->tokens_ns = now_ns();
 	if (xfer_tls_pin("h2", conf->fingerprint, conf->host, conf->insecure,
@@ -445,6 +441,11 @@ void h2_free(struct h2 *h)
 	wake(h);
 	pthread_join(h->loop, NULL);
 	release(h);
+}
+
+unsigned int h2_window(struct h2 *h)
+{
+	return xfer_window_now(&h->x);
 }
 
 void h2_cancel(struct h2 *h)

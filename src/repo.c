@@ -486,6 +486,11 @@ const struct key_material *repo_archive_key(const struct repo_archive *a)
 	return a->key;
 }
 
+unsigned int repo_archive_window(const struct repo_archive *a)
+{
+	return store_window(a->snap->store);
+}
+
 bool repo_archive_is_zero(const struct repo_archive *a, uint64_t i)
 {
 	return snap_fidx_chunk_len(a->fidx, i) ==

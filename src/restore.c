@@ -74,6 +74,7 @@
  * completion; more gain nothing on one file.
  */
 #define WRITE_QUEUE 4
+#define PARK_MS 20	/* a parked worker looks at the window again */
 #define WRITERS 2
 
 static unsigned int decoders(void)
@@ -117,6 +118,7 @@ struct job {
 	struct writer *writer;		    /* own locking: the target's
 					       writes */
 	uint64_t next;			    /* atomic: next item */
+	unsigned int ids;		    /* atomic: workers numbered */
 	int error;			    /* atomic: first -errno */
 	uint64_t fetched_bytes;		    /* atomic */
 	uint64_t zero_chunks;		    /* atomic */
@@ -376,9 +378,25 @@ static int write_item(void *ctx, void *buf, void *arg)
 	return ret;
 }
 
+/*
+ * Worker @me waits while more than the transport's window and a decode
+ * per core are busy: threads are started for the largest window, and
+ * those beyond the current one would only queue requests (and hold
+ * their thread's share of the CPU and memory).
+ */
+static bool parked(struct job *job, unsigned int me)
+{
+	unsigned int w = repo_archive_window(job->conf->archive);
+
+	return w && me >= w + decoders() &&
+	       __atomic_load_n(&job->next, __ATOMIC_RELAXED) <
+		       job->plan.nitems;
+}
+
 static void *worker(void *arg)
 {
 	struct job *job = arg;
+	unsigned int me = __atomic_fetch_add(&job->ids, 1, __ATOMIC_RELAXED);
 	void *chk[2] = { NULL, NULL };
 	int ret = 0;
 
@@ -389,8 +407,13 @@ static void *worker(void *arg)
 				   snap_fidx_chunk_size(job->fidx)))
 			ret = -ENOMEM;
 	while (!ret && !__atomic_load_n(&job->error, __ATOMIC_RELAXED)) {
-		uint64_t k = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
+		uint64_t k;
 
+		if (parked(job, me)) {
+			sleep_ms(PARK_MS);
+			continue;
+		}
+		k = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
 		if (k >= job->plan.nitems)
 			break;
 		ret = do_item(job, &job->plan.items[k], (uint8_t **)chk);

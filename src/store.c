@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include "store.h"
 #include "store_backend.h"
 #include "util.h"
+#include "xfer.h"
 #include "banned.h"
 
 static bool is_dir(const char *path)
@@ -169,14 +171,20 @@ void store_cancel(struct store *s)
 		s->ops->cancel(s);
 }
 
+unsigned int store_window(struct store *s)
+{
+	return s->ops->window ? s->ops->window(s) : 0;
+}
+
 unsigned int store_parallelism(const struct store *s,
 			       unsigned int connections)
 {
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 
 	if (!s->ops->local)
-		return connections;
-	return MIN(connections, 2 * (unsigned int)(cpus > 0 ? cpus : 1));
+		return connections ? connections : XFER_SLOTS_MAX;
+	return MIN(connections ? connections : UINT_MAX,
+		   2 * (unsigned int)(cpus > 0 ? cpus : 1));
 }
 
 void store_free_names(char **names, size_t n)

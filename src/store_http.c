@@ -135,12 +135,18 @@ static void http_cancel(struct store *s)
 	fetch_cancel(to_http(s)->fetch);
 }
 
+static unsigned int http_window(struct store *s)
+{
+	return fetch_window(to_http(s)->fetch);
+}
+
 static const struct store_ops http_ops = {
 	.name = "http",
 	.get_file = http_get_file,
 	.get_chunk = http_get_chunk,
 	.list = http_list,
 	.cancel = http_cancel,
+	.window = http_window,
 	.close = http_close,
 };
 

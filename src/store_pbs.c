@@ -718,6 +718,18 @@ static void pbs_cancel(struct store *s)
 	pthread_rwlock_unlock(&p->sess_lock);
 }
 
+static unsigned int pbs_window(struct store *s)
+{
+	struct store_pbs *p = to_pbs(s);
+	unsigned int n = 0;
+
+	pthread_rwlock_rdlock(&p->sess_lock);
+	if (p->h2)
+		n = h2_window(p->h2);
+	pthread_rwlock_unlock(&p->sess_lock);
+	return n;
+}
+
 static void pbs_close(struct store *s)
 {
 	struct store_pbs *p = to_pbs(s);
@@ -753,6 +765,7 @@ static const struct store_ops pbs_ops = {
 	.get_chunk = pbs_get_chunk,
 	.list = pbs_list,
 	.cancel = pbs_cancel,
+	.window = pbs_window,
 	.close = pbs_close,
 };
 

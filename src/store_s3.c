@@ -529,6 +529,11 @@ static void s3_cancel(struct store *s)
 	fetch_cancel(to_s3(s)->fetch);
 }
 
+static unsigned int s3_window(struct store *s)
+{
+	return fetch_window(to_s3(s)->fetch);
+}
+
 static void s3_close(struct store *s)
 {
 	struct store_s3 *s3 = to_s3(s);
@@ -549,6 +554,7 @@ static const struct store_ops s3_ops = {
 	.list = s3_list,
 	.put = s3_put,
 	.cancel = s3_cancel,
+	.window = s3_window,
 	.close = s3_close,
 };
 

@@ -181,6 +181,166 @@ int xfer_tls_refused(const char *who, const char *where,
 	return -EACCES;
 }
 
+/* ---- the window ---- */
+
+#define EPOCH_MIN_DONE 12		/* fewer say more noise than rate */
+#define EPOCH_MAX_NS 2000000000ull	/* longer: idle, not measured */
+#define GAIN 1.03			/* worth a change, up or down */
+#define HOLD_EPOCHS 8			/* between probes, in rates */
+
+void xfer_window_init(struct xfer_window *w, unsigned int fixed,
+		      unsigned int max)
+{
+	memset(w, 0, sizeof(*w));
+	w->fixed = fixed > 0;
+	w->max = fixed ? fixed : MAX(1u, max);
+	w->cur = fixed ? fixed : MIN(XFER_SLOTS_FIRST, w->max);
+	w->best = w->cur;
+	w->phase = XFER_GROW;
+	/* The first requests also pay for connecting: not a measure. */
+	w->first = true;
+}
+
+static double median3(const double r[3])
+{
+	if ((r[0] <= r[1]) == (r[1] <= r[2]))
+		return r[1];
+	if ((r[1] <= r[0]) == (r[0] <= r[2]))
+		return r[0];
+	return r[2];
+}
+
+static void epoch_start(struct xfer_window *w, uint64_t now_ns)
+{
+	w->epoch_t0 = now_ns;
+	w->busy_ns = 0;
+	w->done = 0;
+	w->lat_ns = 0;
+	w->limited = false;
+}
+
+/* Move to @n at @now_ns: what started before is not counted. */
+static void window_set(struct xfer_window *w, unsigned int n,
+		       uint64_t now_ns)
+{
+	n = MAX(1u, MIN(n, w->max));
+	if (n == w->cur)
+		return;
+	__atomic_store_n(&w->cur, n, __ATOMIC_RELAXED);
+	w->changes++;
+	w->since = now_ns;
+	w->nrates = 0;
+	epoch_start(w, now_ns);
+}
+
+/* An epoch of @rate completions/s at ->cur, in which requests waited. */
+static void window_decide(struct xfer_window *w, double rate, uint64_t now)
+{
+	unsigned int step = MAX(1u, w->cur / 4);
+
+	switch (w->phase) {
+	case XFER_GROW:
+		if (!w->best_rate || rate > w->best_rate * GAIN) {
+			w->best = w->cur;
+			w->best_rate = rate;
+			if (w->cur < w->max) {
+				window_set(w, w->cur * 2, now);
+				return;
+			}
+		} else {
+			window_set(w, w->best, now);
+		}
+		w->phase = XFER_HOLD;
+		w->holds = 0;
+		return;
+	case XFER_HOLD:
+		/* Conditions change: the best's rate follows them. */
+		w->best_rate = w->best_rate * 0.75 + rate * 0.25;
+		if (++w->holds < HOLD_EPOCHS)
+			return;
+		w->holds = 0;
+		w->prev = w->cur;
+		w->probe_down = !w->probe_down;
+		if (w->probe_down && w->cur > 1) {
+			w->phase = XFER_PROBE_DOWN;
+			window_set(w, w->cur - step, now);
+		} else if (w->cur < w->max) {
+			w->phase = XFER_PROBE_UP;
+			window_set(w, w->cur + step, now);
+		}
+		return;
+	case XFER_PROBE_UP:
+	case XFER_PROBE_DOWN:
+		if (rate > w->best_rate * GAIN) {
+			w->best = w->cur;
+			w->best_rate = rate;
+			/* A gain upwards may be the first of several;
+			 * fewer for more is rarer, and kept. */
+			w->phase = w->phase == XFER_PROBE_UP ? XFER_GROW :
+							       XFER_HOLD;
+			if (w->phase == XFER_GROW && w->cur < w->max)
+				window_set(w, w->cur * 2, now);
+			return;
+		}
+		window_set(w, w->prev, now);
+		w->phase = XFER_HOLD;
+		return;
+	}
+}
+
+void xfer_window_sample(struct xfer_window *w, uint64_t start_ns,
+			uint64_t now_ns)
+{
+	bool limited;
+	double rate;
+
+	if (w->fixed || start_ns < w->since)
+		return;		/* started under another window */
+	if (w->first) {
+		w->first = false;
+		w->since = now_ns;
+		epoch_start(w, now_ns);
+		return;
+	}
+	if (w->done && now_ns - w->last > EPOCH_MAX_NS)
+		epoch_start(w, now_ns);	/* idle between: nothing measured */
+	w->last = now_ns;
+	w->done++;
+	w->lat_ns += now_ns - start_ns;
+	if (w->done < MAX(w->cur + 2, EPOCH_MIN_DONE))
+		return;
+	/* Little's law: requests in flight (on average over the epoch:
+	 * the window, when it is kept full) over the mean time in flight. */
+	rate = w->lat_ns && now_ns > w->epoch_t0 ?
+		       w->busy_ns / (double)(now_ns - w->epoch_t0) * 1e9 *
+			       w->done / (double)w->lat_ns :
+		       0;
+	limited = w->limited;
+	epoch_start(w, now_ns);
+	if (!limited || !rate)
+		return;
+	/* One epoch in a few stalls (the server's disk, a commit): the
+	 * median of three is the window's rate. */
+	w->rates[w->nrates++] = rate;
+	if (w->nrates < XFER_WINDOW_EPOCHS)
+		return;
+	w->nrates = 0;
+	window_decide(w, median3(w->rates), now_ns);
+}
+
+void xfer_window_busy(struct xfer_window *w, uint64_t now_ns,
+		      unsigned int n)
+{
+	if (w->busy_last && now_ns > w->busy_last)
+		w->busy_ns += (double)n * (double)(now_ns - w->busy_last);
+	w->busy_last = now_ns;
+}
+
+void xfer_window_waited(struct xfer_window *w)
+{
+	w->limited = true;
+}
+
 /* ---- the engine ---- */
 
 void xfer_init(struct xfer_engine *e, const struct xfer_conf *conf)
@@ -192,6 +352,7 @@ void xfer_init(struct xfer_engine *e, const struct xfer_conf *conf)
 		e->tail[p] = &e->queue[p];
 	bufpool_init(&e->bodies, conf->body_pool, conf->spare);
 	e->conf = *conf;
+	xfer_window_init(&e->win, conf->slots, XFER_SLOTS_MAX);
 }
 
 void xfer_release(struct xfer_engine *e)
@@ -208,6 +369,13 @@ void xfer_cancel(struct xfer_engine *e)
 	pthread_cond_broadcast(&e->cond);
 	pthread_mutex_unlock(&e->lock);
 	e->conf.wake(e->conf.wake_arg);
+}
+
+unsigned int xfer_window_now(struct xfer_engine *e)
+{
+	/* Written under ->lock; a reader polling it takes a snapshot
+	 * rather than the loop thread's lock. */
+	return __atomic_load_n(&e->win.cur, __ATOMIC_RELAXED);
 }
 
 bool xfer_cancelled(struct xfer_engine *e)
@@ -235,8 +403,19 @@ void xfer_end(struct xfer_engine *e, struct xfer_req *r, int err)
 			break;
 		}
 	}
+	xfer_window_busy(&e->win, now_ns(), e->nactive);
 	e->active[r->prio]--;
 	e->nactive--;
+	if (!err) {
+		unsigned int was = e->win.cur;
+
+		xfer_window_sample(&e->win, r->start_ns, now_ns());
+		if (e->win.cur != was)
+			log_debug(LOG_CAT_FETCH, "%s: %u requests in flight, "
+				  "was %u (%.0f a second at %u)", e->conf.who,
+				  e->win.cur, was, e->win.best_rate,
+				  e->win.best);
+	}
 	xfer_finish(r, err);
 }
 
@@ -253,9 +432,11 @@ void xfer_end_queued(struct xfer_engine *e, int err)
 	}
 }
 
-struct xfer_req *xfer_take(struct xfer_engine *e, unsigned int slots,
+struct xfer_req *xfer_take(struct xfer_engine *e, unsigned int cap,
 			   xfer_admit_fn admit, void *arg)
 {
+	unsigned int slots = cap ? MIN(cap, e->win.cur) : e->win.cur;
+	uint64_t now = now_ns();
 	struct xfer_req *list = NULL;
 	struct xfer_req **lt = &list;
 
@@ -272,10 +453,14 @@ struct xfer_req *xfer_take(struct xfer_engine *e, unsigned int slots,
 				continue;
 			}
 			if (ok || !xfer_may_start(e->active, slots, p)) {
+				if (!ok)
+					xfer_window_waited(&e->win);
 				pp = &r->next;
 				continue;
 			}
 			*pp = r->next;
+			r->start_ns = now;
+			xfer_window_busy(&e->win, now, e->nactive);
 			e->active[p]++;
 			e->nactive++;
 			r->run_next = e->running;

@@ -7,6 +7,11 @@
  * at once when cancelled.  The engine: queued requests start in
  * priority order within the slots, a refused admission ends a request,
  * a request's tries follow what each says, and cancellation ends them.
+ * The window: on simulated links (0, 10, 25 ms away, with and without a
+ * cost for each request in flight, with jitter) the adaptive count ends
+ * within 5 % of the best fixed one of 1, 4, 16, 64; a fixed count never
+ * moves; nothing is learnt while demand is below the window, nor from
+ * requests started under an older window; the engine starts no more.
  */
 #include "config.h"
 
@@ -362,6 +367,167 @@ static void test_run(void **state)
 	xfer_release(&fk.e);
 }
 
+/*
+ * The window against a simulated link: each request is in flight
+ * @rtt_us plus its share of the bandwidth (@xfer_us a request, shared by
+ * the window, after a turnaround) and, with @penalty, a cost that grows
+ * with the window (contexts, buffers, cache misses); +-@jitter % on each request, from
+ * a fixed seed.  Returns the window after @n completions.
+ */
+static double sim_latency_us(unsigned int w, double rtt_us, double xfer_us,
+			     bool penalty)
+{
+	/* 1 ms of turnaround at each end, the link shared by the window. */
+	return rtt_us + 1000 + w * xfer_us * (penalty ? 1.0 + w / 128.0 : 1.0);
+}
+
+static unsigned int simulate(struct xfer_window *win, double rtt_us,
+			     double xfer_us, bool penalty, unsigned int jitter,
+			     unsigned int n)
+{
+	uint64_t now = 1000000000ull;
+	uint32_t seed = 12345;
+
+	for (unsigned int i = 0; i < n; i++) {
+		double lat = sim_latency_us(win->cur, rtt_us, xfer_us, penalty);
+
+		seed = seed * 1103515245u + 12345u;
+		lat *= 1.0 + ((double)(seed >> 16 & 0xff) / 255.0 * 2 - 1) *
+				     jitter / 100.0;
+		/* Little's law: a completion every latency / window. */
+		now += (uint64_t)(lat * 1000 / win->cur);
+		/* The window was full; one ends, another starts at once. */
+		xfer_window_busy(win, now, win->cur);
+		xfer_window_waited(win);
+		xfer_window_sample(win, now - (uint64_t)(lat * 1000), now);
+	}
+	return win->cur;
+}
+
+static double sim_rate(unsigned int w, double rtt_us, double xfer_us,
+		       bool penalty)
+{
+	return w / sim_latency_us(w, rtt_us, xfer_us, penalty);
+}
+
+/* Adaptive within 5 % of the best of the fixed counts 1, 4, 16, 64. */
+static void check_near_best(double rtt_us, double xfer_us, bool penalty,
+			    unsigned int jitter)
+{
+	static const unsigned int fixed[] = { 1, 4, 16, 64 };
+	struct xfer_window w;
+	double best = 0;
+	unsigned int got;
+
+	for (size_t i = 0; i < ARRAY_SIZE(fixed); i++)
+		best = MAX(best, sim_rate(fixed[i], rtt_us, xfer_us, penalty));
+	xfer_window_init(&w, 0, XFER_SLOTS_MAX);
+	got = simulate(&w, rtt_us, xfer_us, penalty, jitter, 3000);
+	if (sim_rate(got, rtt_us, xfer_us, penalty) < best * 0.95)
+		fail_msg("rtt %.0f us, penalty %d, jitter %u: window %u "
+			 "gives %.6g, the best fixed %.6g", rtt_us, penalty,
+			 jitter, got, sim_rate(got, rtt_us, xfer_us, penalty),
+			 best);
+}
+
+static void test_window(void **state)
+{
+	struct xfer_window w;
+	unsigned int got;
+
+	(void)state;
+	/* 4 MiB chunks at about 1 GiB/s: 4 ms each; 0, 10, 25 ms away. */
+	for (unsigned int j = 0; j <= 10; j += 10) {
+		check_near_best(0, 4000, false, j);
+		check_near_best(10000, 4000, false, j);
+		check_near_best(25000, 4000, false, j);
+		check_near_best(0, 4000, true, j);
+		check_near_best(10000, 4000, true, j);
+		check_near_best(25000, 4000, true, j);
+		/* A fast link far away: the largest window. */
+		check_near_best(25000, 250, false, j);
+	}
+	/* Latency to cover: it grows to what covers it, and stays. */
+	xfer_window_init(&w, 0, XFER_SLOTS_MAX);
+	got = simulate(&w, 25000, 250, false, 0, 3000);
+	assert_int_equal(got, XFER_SLOTS_MAX);
+	/* A full link where more in flight costs: it stays small. */
+	xfer_window_init(&w, 0, XFER_SLOTS_MAX);
+	got = simulate(&w, 0, 4000, true, 0, 3000);
+	assert_true(got <= XFER_SLOTS_FIRST);
+	/* --connections: never moves. */
+	xfer_window_init(&w, 7, XFER_SLOTS_MAX);
+	assert_int_equal(simulate(&w, 25000, 250, false, 0, 1000), 7);
+	assert_int_equal(w.changes, 0);
+	/* Demand below the window (nobody waited): nothing learnt. */
+	xfer_window_init(&w, 0, XFER_SLOTS_MAX);
+	for (unsigned int i = 1; i <= 1000; i++) {
+		xfer_window_busy(&w, i * 1000000ull + 50000000, 1);
+		xfer_window_sample(&w, i * 1000000ull, i * 1000000ull + 50000000);
+	}
+	assert_int_equal(w.cur, XFER_SLOTS_FIRST);
+	assert_int_equal(w.changes, 0);
+	/* What started before a change is not counted after it. */
+	xfer_window_init(&w, 0, XFER_SLOTS_MAX);
+	simulate(&w, 25000, 250, false, 0, 80);
+	assert_true(w.changes > 0);
+	got = w.done;
+	xfer_window_sample(&w, w.since - 1, w.since + 1000);
+	assert_int_equal(w.done, got);
+}
+
+/* The engine takes no more than its window allows. */
+static void test_take_window(void **state)
+{
+	struct waiter w[XFER_SLOTS_FIRST + 2];
+	struct xfer_req *list;
+	struct fake fk;
+	unsigned int n = 0;
+
+	(void)state;
+	fake_init(&fk, 1000, false);
+	for (size_t i = 0; i < ARRAY_SIZE(w); i++) {
+		w[i].fk = &fk;
+		xfer_req_init(&fk.e, &w[i].r, FETCH_DEMAND, false, 100);
+		assert_int_equal(pthread_create(&w[i].t, NULL, waiter_main,
+						&w[i]), 0);
+		while (queued(&fk) < i + 1)
+			usleep(1000);
+	}
+	pthread_mutex_lock(&fk.e.lock);
+	assert_int_equal(fk.e.win.cur, XFER_SLOTS_FIRST);
+	list = xfer_take(&fk.e, 0, NULL, NULL);
+	for (struct xfer_req *r = list; r; r = r->next)
+		n++;
+	assert_int_equal(n, XFER_SLOTS_FIRST);
+	assert_true(fk.e.win.limited);
+	/* A transport's own bound is lower: that one holds. */
+	while (list) {
+		struct xfer_req *r = list;
+
+		list = list->next;
+		xfer_end(&fk.e, r, 0);
+	}
+	list = xfer_take(&fk.e, 1, NULL, NULL);
+	assert_non_null(list);
+	assert_null(list->next);
+	xfer_end(&fk.e, list, 0);
+	list = xfer_take(&fk.e, 0, NULL, NULL);
+	while (list) {
+		struct xfer_req *r = list;
+
+		list = list->next;
+		xfer_end(&fk.e, r, 0);
+	}
+	pthread_mutex_unlock(&fk.e.lock);
+	for (size_t i = 0; i < ARRAY_SIZE(w); i++) {
+		pthread_join(w[i].t, NULL);
+		assert_true(w[i].r.done);
+		xfer_req_release(&fk.e, &w[i].r);
+	}
+	xfer_release(&fk.e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -372,6 +538,8 @@ int main(void)
 		cmocka_unit_test(test_nap),
 		cmocka_unit_test(test_take),
 		cmocka_unit_test(test_run),
+		cmocka_unit_test(test_window),
+		cmocka_unit_test(test_take_window),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
