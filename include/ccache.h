@@ -16,11 +16,16 @@
  * Eviction is CLOCK over the budget; an entry that a caller holds is never
  * freed, so the cache may exceed its budget by what callers hold; buffers
  * being filled count against the budget and make older entries go.
+ * Beyond the budget, up to CCACHE_SPARE buffers of CCACHE_SPARE_SIZE
+ * (4 MiB chunks) of evicted entries are kept for the next fills.
  *
  * All functions may be called from any thread and may block (a fill).
  */
 struct ccache;
 struct ccache_entry;
+
+#define CCACHE_SPARE 4			/* evicted buffers kept */
+#define CCACHE_SPARE_SIZE (4u << 20)	/* a fixed index's chunk */
 
 struct ccache_conf {
 	uint64_t budget_bytes;	/* default 256 MiB when 0 */
@@ -58,6 +63,7 @@ struct ccache_stats {
 	uint64_t fill_errors;
 	uint64_t bytes;
 	uint64_t entries;
+	uint64_t spare;		/* evicted buffers kept for fills */
 };
 void ccache_get_stats(struct ccache *c, struct ccache_stats *st);
 

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* ccache: hits, single-flight, failures not cached, budget, held entries. */
+/* ccache: hits, single-flight, failures not cached, budget, held
+ * entries, evicted buffers reused. */
 #include "config.h"
 
 #include <errno.h>
@@ -14,7 +15,10 @@
 
 #include <cmocka.h>
 
+#include <urcu-bp.h>
+
 #include "ccache.h"
+#include "compiler.h"
 
 #define LEN 65536
 
@@ -229,6 +233,54 @@ static void test_stress(void **state)
 	ccache_free(c);
 }
 
+/* Evicted chunk buffers serve the next fills; bigger ones are not kept. */
+static void test_spare_buffers(void **state)
+{
+	const size_t big = CCACHE_SPARE_SIZE;
+	struct ccache_conf conf = { .budget_bytes = 2 * big };
+	struct ccache_stats st;
+	struct ccache_entry *e;
+	struct ccache *c;
+	uint64_t spare = 0;
+	uint8_t key[32];
+
+	(void)state;
+	assert_int_equal(ccache_new(&conf, &c), 0);
+	for (unsigned int k = 0; k < 8; k++) {
+		struct farg a = { .k = k };
+
+		key_of(100 + k, key);
+		assert_int_equal(ccache_get(c, key, big, fill, &a, &e), 0);
+		/* Whole and this fill's own bytes, whatever buffer it got. */
+		for (size_t i = 0; i < big; i += 4093)
+			assert_int_equal(ccache_data(e)[i],
+					 (uint8_t)(k * 31 + i));
+		ccache_put(c, e);
+		/* Evicted entries go after a grace period, buffers kept. */
+		rcu_barrier();
+		ccache_get_stats(c, &st);
+		assert_true(st.spare <= CCACHE_SPARE);
+		spare = MAX(spare, st.spare);
+	}
+	ccache_get_stats(c, &st);
+	assert_true(st.evictions >= 4);
+	/* Evicted buffers were kept (and, the bytes above show, reused
+	 * whole by the fills that took them). */
+	assert_true(spare >= 1);
+	/* Larger than a spare: its own buffer, filled as well. */
+	{
+		struct farg a = { .k = 9 };
+
+		key_of(200, key);
+		assert_int_equal(ccache_get(c, key, big + 4096, fill, &a, &e),
+				 0);
+		assert_int_equal(ccache_data(e)[big + 17],
+				 (uint8_t)(9 * 31 + big + 17));
+		ccache_put(c, e);
+	}
+	ccache_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -237,6 +289,7 @@ int main(void)
 		cmocka_unit_test(test_single_flight),
 		cmocka_unit_test(test_budget_and_held),
 		cmocka_unit_test(test_stress),
+		cmocka_unit_test(test_spare_buffers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
