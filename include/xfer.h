@@ -131,8 +131,8 @@ typedef int (*fetch_check_fn)(const uint8_t *body, size_t len, void *arg);
  * bytes however well it compressed, so requests are what to count.
  * Only an epoch in which requests waited for a slot says anything
  * (otherwise the demand, not the window, was the limit); requests that
- * started under another window, and the very first (it paid for
- * connecting), are not counted.  The caller serialises (the engine's
+ * started under another window, and the first 24 (they paid for
+ * connecting and for first touches at both ends), are not counted.  The caller serialises (the engine's
  * ->lock).
  */
 #define XFER_WINDOW_EPOCHS 3	/* a window's rate: their median */
@@ -156,7 +156,7 @@ struct xfer_window {
 	unsigned int prev;		/* window before a probe */
 	unsigned int holds;		/* epochs held since the last probe */
 	bool probe_down;		/* the next probe goes down */
-	bool first;			/* no completion seen yet */
+	unsigned int warmup;		/* first completions still to pass */
 	uint64_t since;			/* ns: ->cur set; older not counted */
 	uint64_t last;			/* ns: the last completion counted */
 	uint64_t epoch_t0;		/* ns: the epoch began */

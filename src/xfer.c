@@ -184,6 +184,7 @@ int xfer_tls_refused(const char *who, const char *where,
 /* ---- the window ---- */
 
 #define EPOCH_MIN_DONE 12		/* fewer say more noise than rate */
+#define WARMUP_DONE 24			/* first completions not counted */
 #define EPOCH_MAX_NS 2000000000ull	/* longer: idle, not measured */
 #define GAIN 1.03			/* worth a change, up or down */
 #define HOLD_EPOCHS 8			/* between probes, in rates */
@@ -197,8 +198,9 @@ void xfer_window_init(struct xfer_window *w, unsigned int fixed,
 	w->cur = fixed ? fixed : MIN(XFER_SLOTS_FIRST, w->max);
 	w->best = w->cur;
 	w->phase = XFER_GROW;
-	/* The first requests also pay for connecting: not a measure. */
-	w->first = true;
+	/* The first requests also pay for connecting and for first
+	 * touches at both ends: not a measure. */
+	w->warmup = WARMUP_DONE;
 }
 
 static double median3(const double r[3])
@@ -296,8 +298,10 @@ void xfer_window_sample(struct xfer_window *w, uint64_t start_ns,
 
 	if (w->fixed || start_ns < w->since)
 		return;		/* started under another window */
-	if (w->first) {
-		w->first = false;
+	if (w->warmup) {
+		/* Connecting, the server's and our own first touches. */
+		if (--w->warmup)
+			return;
 		w->since = now_ns;
 		epoch_start(w, now_ns);
 		return;
