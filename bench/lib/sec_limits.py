@@ -3,19 +3,25 @@ from common import *  # noqa: F401,F403
 
 
 def limits():
-    print("limits: restore and stream over loopback HTTP against the"
-          " physical limits measured here: writing the raw image into a"
-          " fresh file (page cache warm, O_DIRECT as restore writes, fdatasync;"
-          " the write limit) and"
-          " curl --parallel-max 16 of the unique chunks plus the decode loop"
-          " over them (the fetch limit).  MiB/s = image size / time")
+    print("limits: restore and stream to completion over nginx HTTPS and"
+          " over the PBS protocol (the PBS double) against the limits"
+          " measured here: writing the raw image into a fresh file (page"
+          " cache warm, O_DIRECT as restore writes, fdatasync; the write"
+          " limit) and curl --parallel-max 16 of the unique chunks over"
+          " HTTPS plus the decode loop over them on every core (the fetch"
+          " limit); the adaptive number of requests in flight.  MiB/s ="
+          " image size / time; client CPU is the restore's or the mount's"
+          " (both processes) user + system time")
     img, ds = packed_mixed()
     size = os.path.getsize(img)
-    ng = Nginx(ds)
+    gib = size / 2**30
+    ng = Nginx(ds, tls=True)
+    pbs = PbsServer(ds)
     out = os.path.join(WORK, "out.img")
     mnt = os.path.join(WORK, "mnt-limits")
     tgt = os.path.join(WORK, "tgt-limits.raw")
     fetch_limit = fetch_limit_fn(ds, ng.url, size)
+    cpu = {}		# row name -> [(client cpu s, wall s, server cpu s)]
 
     def write_limit():
         subprocess.run(["cat", img], stdout=subprocess.DEVNULL)
@@ -28,35 +34,77 @@ def limits():
         os.unlink(out)
         return size / dt / 2**20
 
-    def restore():
-        drop_caches()
-        t = time.monotonic()
-        sh(PROG, "restore", "-q", "--connections", "16", ng.url, "vm/1",
-           "disk", out)
-        dt = time.monotonic() - t
-        os.unlink(out)
-        return size / dt / 2**20
+    def server(repo):
+        return ng if repo == ng.url else pbs
 
-    def stream():
-        rm_target(tgt)
-        drop_caches()
-        t = time.monotonic()
-        m = LiveMount(ng.url, "vm/1", mnt, target=tgt, extra=["--no-trace"])
-        m.wait_file(".status")
-        m.wait_complete()
-        dt = time.monotonic() - t
-        m.umount()
-        rm_target(tgt)
-        return size / dt / 2**20
+    def args(repo):
+        if repo == ng.url:
+            return ["--fingerprint", ng.fp], None
+        return [], pbs.env
+
+    def restore(repo, name):
+        def run():
+            extra, env = args(repo)
+            drop_caches()
+            s0 = proc_cpu_s(server(repo).proc.pid)
+            t = time.monotonic()
+            with ChildCpu() as c:
+                sh(PROG, "restore", "-q", *extra, repo, "vm/1", "disk", out,
+                   env=env)
+            dt = time.monotonic() - t
+            cpu.setdefault(name, []).append(
+                (c.cpu, dt, proc_cpu_s(server(repo).proc.pid) - s0))
+            os.unlink(out)
+            return size / dt / 2**20
+        return run
+
+    def stream(repo, name):
+        def run():
+            extra, env = args(repo)
+            rm_target(tgt)
+            drop_caches()
+            s0 = proc_cpu_s(server(repo).proc.pid)
+            t = time.monotonic()
+            with ChildCpu() as c:
+                m = LiveMount(repo, "vm/1", mnt, target=tgt,
+                              extra=["--no-trace", *extra], env=env)
+                m.wait_file(".status")
+                m.wait_complete()
+                dt = time.monotonic() - t
+                s1 = proc_cpu_s(server(repo).proc.pid)
+                m.umount()
+            cpu.setdefault(name, []).append((c.cpu, dt, s1 - s0))
+            rm_target(tgt)
+            return size / dt / 2**20
+        return run
     try:
         w = row("limits", "write limit: dd oflag=direct to a fresh file",
                 "MiB/s", timed(write_limit))
-        f = row("limits", "fetch limit: curl --parallel-max 16 + decode loop",
-                "MiB/s", timed(fetch_limit))
+        f = row("limits", "fetch limit: curl --parallel-max 16 over HTTPS +"
+                " decode loop on every core", "MiB/s", timed(fetch_limit))
         low = w if w["median"] <= f["median"] else f
-        r = row("limits", "restore over HTTP, 16 connections", "MiB/s",
-                timed(restore), [w, f])
-        row("limits", "stream to completion over HTTP", "MiB/s",
-            timed(stream), [r, low])
+        other = f if low is w else w
+        runs = (("restore over HTTPS", restore, ng.url),
+                ("stream to completion over HTTPS", stream, ng.url),
+                ("restore over the PBS protocol", restore, pbs.repo),
+                ("stream to completion over the PBS protocol", stream,
+                 pbs.repo))
+        got = {}
+        for name, fn, repo in runs:
+            # The PBS rows also against the same over nginx HTTPS.
+            https = got.get(name.replace("the PBS protocol", "HTTPS"))
+            got[name] = row("limits", name, "MiB/s", timed(fn(repo, name)),
+                            [low, other] + ([https] if https else []))
+        for name, _, repo in runs:
+            c = cpu[name]
+            row("limits", f"client CPU per GiB: {name}", "s/GiB",
+                [x[0] / gib for x in c], higher_better=False)
+            row("limits", f"client cores used: {name}", "cores",
+                [x[0] / x[1] for x in c])
+            row("limits", f"server cores used: {name} ("
+                f"{'nginx' if repo == ng.url else 'the PBS double, Node'})",
+                "cores", [x[2] / x[1] for x in c], higher_better=False)
     finally:
+        pbs.stop()
         ng.stop()
+        rm_target(tgt)
