@@ -130,6 +130,8 @@ void sleep_ms(unsigned int ms);
 /* *@ts = now on @clock + @ms: a deadline for pthread_cond_timedwait. */
 void deadline_ms(clockid_t clock, uint64_t ms, struct timespec *ts);
 
+/* Online CPUs, at least 1. */
+unsigned int cpu_count(void);
 /* Name the calling thread (top -H, perf, gdb): at most 15 characters. */
 void thread_name(const char *name);
 /* Start up to @n threads running @fn(@arg) into @tids; how many started. */

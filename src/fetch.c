@@ -438,6 +438,9 @@ static void wake(void *arg)
 
 int fetch_new(const struct fetch_conf *conf, struct fetch **out)
 {
+	/* As many connections as requests may be in flight. */
+	long conns = conf->connections ? (long)conf->connections :
+					 XFER_SLOTS_MAX;
 	struct fetch *f;
 
 	if (xfer_curl_init())
@@ -497,12 +500,8 @@ int fetch_new(const struct fetch_conf *conf, struct fetch **out)
 		return -ENOMEM;
 	}
 	curl_multi_setopt(f->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
-	curl_multi_setopt(f->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-			  (long)(f->conf.connections ? f->conf.connections :
-						      XFER_SLOTS_MAX));
-	curl_multi_setopt(f->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
-			  (long)(f->conf.connections ? f->conf.connections :
-						      XFER_SLOTS_MAX));
+	curl_multi_setopt(f->multi, CURLMOPT_MAX_HOST_CONNECTIONS, conns);
+	curl_multi_setopt(f->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, conns);
 	if (pthread_create(&f->loop, NULL, loop_main, f)) {
 		fetch_free(f);
 		return -EAGAIN;

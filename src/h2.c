@@ -414,7 +414,7 @@ int h2_new(const struct h2_conf *conf, struct h2 **out)
 		.who = "h2", .from = h->conf.label,
 		.remote_timeout_ms = h->conf.remote_timeout_ms,
 		.slots = h->conf.streams, .body_pool = conf->body_pool,
-		.spare = h->conf.streams ? MIN(h->conf.streams, 8) : 8,
+		.spare = MIN(h->conf.streams ? h->conf.streams : 8, 8),
 		.wake = wake, .wake_arg = h });
 	buf_init(&h->out, SIZE_MAX / 2);
 	h->tokens_ns = now_ns();

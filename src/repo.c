@@ -260,8 +260,7 @@ int repo_snapshot_open(struct store *s, const char *ns, const char *spec,
 	 * Many chunks may be in flight, but decoding more of them at once
 	 * than there are cores only starves the network thread.
 	 */
-	sem_init(&snap->decoders, 0, (unsigned int)MAX(1,
-		 sysconf(_SC_NPROCESSORS_ONLN)));
+	sem_init(&snap->decoders, 0, cpu_count());
 	snap->store = s;
 	snap->key = key;
 	ret = snap_snapshot_path(ns, type, id, time, &snap->path);

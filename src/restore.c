@@ -77,13 +77,6 @@
 #define PARK_MS 20	/* a parked worker looks at the window again */
 #define WRITERS 2
 
-static unsigned int decoders(void)
-{
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
-
-	return n > 0 ? (unsigned int)n : 1;
-}
-
 /* A mount unmounted a moment ago is gone within about a second. */
 #define BUSY_HINT "; unmount that mount or wait for that restore"
 
@@ -119,6 +112,7 @@ struct job {
 					       writes */
 	uint64_t next;			    /* atomic: next item */
 	unsigned int ids;		    /* atomic: workers numbered */
+	unsigned int ncpu;		    /* immutable: decodes at once */
 	int error;			    /* atomic: first -errno */
 	uint64_t fetched_bytes;		    /* atomic */
 	uint64_t zero_chunks;		    /* atomic */
@@ -388,7 +382,7 @@ static bool parked(struct job *job, unsigned int me)
 {
 	unsigned int w = repo_archive_window(job->conf->archive);
 
-	return w && me >= w + decoders() &&
+	return w && me >= w + job->ncpu &&
 	       __atomic_load_n(&job->next, __ATOMIC_RELAXED) <
 		       job->plan.nitems;
 }
@@ -751,7 +745,7 @@ static int run_workers(struct job *job, unsigned int nthreads)
 {
 	/* A buffer for each decode at once, each write queued or running,
 	 * and each seed read (seeds are read into a buffer taken first). */
-	unsigned int nbufs = decoders() + WRITE_QUEUE + WRITERS +
+	unsigned int nbufs = job->ncpu + WRITE_QUEUE + WRITERS +
 			     (job->conf->seeds ? nthreads : 0);
 	pthread_t *tids;
 	struct timespec ts;
@@ -872,6 +866,7 @@ int restore_run(const struct restore_conf *conf)
 		.fidx = repo_archive_fidx(conf->archive),
 		.fd = -1,
 		.dfd = -1,
+		.ncpu = cpu_count(),
 	};
 	unsigned int nthreads = conf->threads ? conf->threads : 4;
 	uint64_t size = snap_fidx_size(job.fidx);

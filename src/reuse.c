@@ -386,7 +386,6 @@ int reuse_seeds_open(const struct reuse_seeds_conf *conf,
 		     struct reuse_seeds **out)
 {
 	struct reuse_seeds *s = xcalloc(1, sizeof(*s));
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	int ret = 0;
 
 	pthread_mutex_init(&s->lock, NULL);
@@ -395,7 +394,7 @@ int reuse_seeds_open(const struct reuse_seeds_conf *conf,
 	s->conf.paths = NULL;
 	s->conf.cache_dir = conf->cache_dir ? xstrdup(conf->cache_dir) : NULL;
 	if (!s->conf.threads)
-		s->conf.threads = cpus > 0 ? (unsigned int)cpus : 1;
+		s->conf.threads = cpu_count();
 	s->seeds = xcalloc(conf->npaths ? conf->npaths : 1, sizeof(*s->seeds));
 	for (size_t i = 0; i < conf->npaths; i++)
 		s->seeds[i].fd = -1;

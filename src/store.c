@@ -179,12 +179,10 @@ unsigned int store_window(struct store *s)
 unsigned int store_parallelism(const struct store *s,
 			       unsigned int connections)
 {
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-
 	if (!s->ops->local)
 		return connections ? connections : XFER_SLOTS_MAX;
 	return MIN(connections ? connections : UINT_MAX,
-		   2 * (unsigned int)(cpus > 0 ? cpus : 1));
+		   2 * cpu_count());
 }
 
 void store_free_names(char **names, size_t n)

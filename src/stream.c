@@ -498,10 +498,8 @@ int stream_start(const struct stream_conf *conf, struct stream **out)
 	pthread_condattr_t ca;
 	unsigned int n;
 
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-
 	s->conf = *conf;
-	s->max_checks = CHECKS_PER_CPU * (cpus > 0 ? (unsigned int)cpus : 1);
+	s->max_checks = CHECKS_PER_CPU * cpu_count();
 	/* Checks first where a target may hold the chunks already. */
 	s->phase = PH_PREFETCH;
 	for (unsigned int i = 0; !conf->cache_only && i < conf->nimages; i++) {

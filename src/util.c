@@ -572,6 +572,13 @@ int parse_duration_ms(const char *s, uint64_t *out)
 	return 0;
 }
 
+unsigned int cpu_count(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n > 0 ? (unsigned int)n : 1;
+}
+
 void thread_name(const char *name)
 {
 	pthread_setname_np(pthread_self(), name);

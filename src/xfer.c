@@ -401,19 +401,21 @@ void xfer_finish(struct xfer_req *r, int err)
 
 void xfer_end(struct xfer_engine *e, struct xfer_req *r, int err)
 {
+	uint64_t now = now_ns();
+
 	for (struct xfer_req **pp = &e->running; *pp; pp = &(*pp)->run_next) {
 		if (*pp == r) {
 			*pp = r->run_next;
 			break;
 		}
 	}
-	xfer_window_busy(&e->win, now_ns(), e->nactive);
+	xfer_window_busy(&e->win, now, e->nactive);
 	e->active[r->prio]--;
 	e->nactive--;
 	if (!err) {
 		unsigned int was = e->win.cur;
 
-		xfer_window_sample(&e->win, r->start_ns, now_ns());
+		xfer_window_sample(&e->win, r->start_ns, now);
 		if (e->win.cur != was)
 			log_debug(LOG_CAT_FETCH, "%s: %u requests in flight, "
 				  "was %u (%.0f a second at %u)", e->conf.who,
