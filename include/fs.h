@@ -28,10 +28,11 @@ char *fs_mount_opts(const struct frontend_conf *conf);
 /*
  * Take up the connection @fd (the caller's; closed by fs_free): a
  * session on it that has answered the kernel's FUSE_INIT @init, as the
- * supervisor kept it.  No thread yet.
+ * supervisor kept it.  @max_write: what an earlier server agreed for
+ * this connection (0: none did), which this one must keep.  No thread yet.
  */
 int fs_new(const struct frontend_conf *conf, int fd, const void *init,
-	   size_t init_len, struct fs **out);
+	   size_t init_len, uint64_t max_write, struct fs **out);
 /* What this session agreed with the kernel at INIT (capabilities,
  * max_write): every server of a connection must agree alike. */
 void fs_agreement(const struct fs *fs, uint64_t *want, uint64_t *max_write);

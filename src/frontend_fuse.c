@@ -46,7 +46,7 @@ static int fuse_start(const struct frontend_conf *conf,
 				 &want0, &mw0);
 	free(opts);
 	if (!ret)
-		ret = fs_new(conf, fd, init, init_len, &fe->fs);
+		ret = fs_new(conf, fd, init, init_len, mw0, &fe->fs);
 	free(init);
 	if (ret)
 		goto err;

@@ -46,6 +46,12 @@
 #define INO_STATUS 2
 #define INO_IMAGE0 3
 #define FS_MAX_IO (1u << 20)
+/*
+ * A new connection's max_write: libfuse then reads requests by splice()
+ * into a pipe of max_write + 4 KiB, which must not exceed pipe-max-size
+ * (1 MiB by default).  See op_init.
+ */
+#define FS_MAX_WRITE (FS_MAX_IO - 4096)
 #define STATUS_NAME ".status"
 
 /*
@@ -82,6 +88,8 @@ struct fs {
 					   unknown */
 	uint64_t want;			/* immutable after INIT: capabilities */
 	uint64_t max_write;		/* immutable after INIT */
+	uint64_t adopt_max_write;	/* immutable: the connection's, 0 if
+					   new */
 	pthread_mutex_t status_lock;
 	struct status_doc *docs;	/* protected by ->status_lock */
 	uint64_t next_id;		/* protected by ->status_lock */
@@ -214,7 +222,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct fs *fs = userdata;
 
-	conn->max_write = FS_MAX_IO;
+	/* An adopted connection keeps what the kernel agreed first. */
+	conn->max_write = fs->adopt_max_write ? fs->adopt_max_write :
+						FS_MAX_WRITE;
 	conn->max_readahead = FS_MAX_IO;
 	/* Parallel reads of one file: the guest issues many at once. */
 	if (conn->capable & FUSE_CAP_ASYNC_READ)
@@ -225,8 +235,20 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	/* We never change file contents behind the kernel's back. */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	/*
+	 * Requests read by splice() into a pipe, not read() into our memory:
+	 * a server killed while the kernel copies a request into a page it
+	 * must fault in has that request ended with EIO (the guest sees a
+	 * failed write) instead of left for the next server to be resent.
+	 * Kernel pages in a pipe fault nothing.  libfuse falls back to read()
+	 * when the pipe cannot grow to max_write + 4 KiB.  Splice reading is
+	 * libfuse's own business, never told to the kernel, so it is not part
+	 * of the agreement.
+	 */
+	if (conn->capable & FUSE_CAP_SPLICE_READ)
+		conn->want |= FUSE_CAP_SPLICE_READ;
 	/* What every later server must agree to as well (fs_agreement). */
-	fs->want = conn->want;
+	fs->want = conn->want & ~(uint64_t)FUSE_CAP_SPLICE_READ;
 	fs->max_write = conn->max_write;
 }
 
@@ -730,7 +752,7 @@ struct fuse_session *fs_session(const char *opts,
 }
 
 int fs_new(const struct frontend_conf *conf, int fd, const void *init_req,
-	   size_t init_len, struct fs **out)
+	   size_t init_len, uint64_t max_write, struct fs **out)
 {
 	struct fuse_buf init = {
 		.size = init_len,
@@ -757,6 +779,7 @@ int fs_new(const struct frontend_conf *conf, int fd, const void *init_req,
 		memo_take(fs, conf->memo);
 	parse_fault(fs, conf->fault);
 	fs->mtime = time(NULL);
+	fs->adopt_max_write = max_write;
 	/* Mount options went to the supervisor, which mounted. */
 	fs->se = fs_session(NULL, &fs_ops, sizeof(fs_ops), fs);
 	if (!fs->se)
