@@ -59,6 +59,7 @@ int cmd_list(int argc, char **argv);
 int cmd_key(int argc, char **argv);
 int cmd_cutover(int argc, char **argv);
 int cmd_restart(int argc, char **argv);
+int cmd_vmconfig(int argc, char **argv);
 
 void cli_init(struct cli *c);
 /*

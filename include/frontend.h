@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "image.h"
 
@@ -22,11 +23,20 @@ struct frontend;
 /* Fills *@json (malloc'ed, NUL-terminated) with the status document. */
 typedef int (*frontend_status_fn)(void *arg, char **json);
 
+/* A read-only document beside the images (a VM's configuration). */
+struct frontend_file {
+	char *name;
+	uint8_t *data;
+	size_t len;
+};
+
 struct frontend_conf {
 	const char *mountpoint;
 	struct sup_client *sup;		/* borrowed: the connection's keeper */
 	struct image **images;		/* borrowed, outlive the front end */
 	unsigned int nimages;
+	const struct frontend_file *files; /* borrowed, as the images */
+	unsigned int nfiles;
 	bool allow_other;
 	bool read_only;			/* images are mode 0444 */
 	const char *options;		/* extra mount options, or NULL */

@@ -57,6 +57,9 @@ struct mount {
 	struct image **images;		/* immutable after start */
 	struct repo_archive **archives;	/* immutable after start */
 	unsigned int nimages;		/* immutable after start */
+	struct frontend_file *files;	/* immutable after start: the
+					   snapshot's configuration blobs */
+	unsigned int nfiles;		/* immutable after start */
 	struct ccache *cache;		/* immutable pointer */
 	struct reuse_seeds *seeds;	/* immutable pointer, or NULL */
 	struct repo_archive *first_archive; /* the one seeds were opened
@@ -100,6 +103,8 @@ void mount_run_on_complete(struct mount *m, const char *cmd);
 
 /* mount_open.c */
 int mount_open_images(struct mount *m);
+/* The snapshot's configuration blobs as the mount's read-only files. */
+void mount_open_files(struct mount *m);
 void mount_save_trace(struct mount *m, unsigned int i, bool final);
 uint64_t mount_max_chunk(const struct mount *m);
 /* PBSLM_FAULT_KILL_AFTER's fault for the front end; *@checks the

@@ -62,6 +62,15 @@ int repo_load_fidx(struct repo_snapshot *snap, const char *name,
 		   struct snap_fidx **out);
 
 /*
+ * Blob archive @name ("qemu-server.conf" or "qemu-server.conf.blob"),
+ * checked against the manifest (size, SHA-256, crypt mode) and decoded
+ * (decrypted with the snapshot's key).  *@out malloc'ed, NUL after
+ * *@outlen.  -ENOENT when not in the snapshot; every failure logged.
+ */
+int repo_read_blob(struct repo_snapshot *snap, const char *name,
+		   uint8_t **out, size_t *outlen);
+
+/*
  * One archive's read context: fidx + crypt mode + zero digest.
  * Immutable; any thread.
  */

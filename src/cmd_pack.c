@@ -90,6 +90,46 @@ static int image_args(char **args, int n, struct pack_image *imgs,
 	return 0;
 }
 
+/* --config and --blob as the blobs of @conf (*@out: theirs to free). */
+static int blob_list(struct pack_conf *conf, const char *config,
+		     const struct opt_list *args, struct pack_blob **out)
+{
+	struct pack_blob *b = xcalloc(args->n + 1, sizeof(*b));
+	int ret = 0;
+
+	*out = b;
+	if (config) {
+		if (strcmp(conf->type, "vm") && strcmp(conf->type, "ct"))
+			return opt_usage_error("pack", "--config is a vm's or "
+					       "a ct's configuration");
+		b[0].path = xstrdup(config);
+		b[0].name = xstrdup(strcmp(conf->type, "vm") ?
+				    "pct.conf.blob" : "qemu-server.conf.blob");
+		conf->nblobs++;
+	}
+	for (size_t i = 0; !ret && i < args->n; i++) {
+		char *path = NULL;
+		char *name = NULL;
+
+		ret = pack_blob_name(args->v[i], &path, &name);
+		for (unsigned int j = 0; !ret && j < conf->nblobs; j++) {
+			if (!strcmp(b[j].name, name)) {
+				ret = opt_usage_error("pack", "blob '%s' named "
+						      "twice", name);
+				free(path);
+				free(name);
+			}
+		}
+		if (!ret) {
+			b[conf->nblobs].path = path;
+			b[conf->nblobs].name = name;
+			conf->nblobs++;
+		}
+	}
+	conf->blobs = b;
+	return ret ? EXIT_USAGE : 0;
+}
+
 int cmd_pack(int argc, char **argv)
 {
 	struct pack_conf conf = {
@@ -98,6 +138,9 @@ int cmd_pack(int argc, char **argv)
 		.chunk_size = SNAP_DEFAULT_CHUNK_SIZE,
 	};
 	struct pack_image *imgs = NULL;
+	struct pack_blob *blobs = NULL;
+	struct opt_list blob_args = { 0 };
+	const char *config = NULL;
 	char **paths = NULL;
 	char **names = NULL;
 	struct cli c;
@@ -117,6 +160,12 @@ int cmd_pack(int argc, char **argv)
 		OPT_CALLBACK(0, "chunk-size", &conf.chunk_size, "SIZE",
 			     opt_chunk_size,
 			     "power of two, 4K..16M (default 4M)"),
+		OPT_STRING(0, "config", &config, "FILE",
+			   "the guest's configuration, stored as\n"
+			   "qemu-server.conf.blob (vm) or pct.conf.blob (ct)"),
+		OPT_LIST("blob", &blob_args, "FILE:NAME",
+			 "FILE stored as blob archive NAME (ending in\n"
+			 ".blob; repeatable)"),
 		OPT_BOOL(0, "lazy-chunk-dirs", &conf.lazy_chunk_dirs,
 			 "a new datastore gets .chunks/XXXX as chunks\n"
 			 "need them, not all 65,536 (scratch stores)"),
@@ -145,6 +194,9 @@ int cmd_pack(int argc, char **argv)
 	ret = image_args(argv + 1, nargs - 1, imgs, paths, names, &nimg);
 	if (ret)
 		goto out;
+	ret = blob_list(&conf, config, &blob_args, &blobs);
+	if (ret)
+		goto out;
 	if (!strncmp(argv[nargs], "s3://", 5)) {
 		/* Into a bucket: the S3 store writes it (key loaded too). */
 		ret = cli_open_repo(&c, argv[nargs]);
@@ -171,6 +223,12 @@ out:
 	free(paths);
 	free(names);
 	free(imgs);
+	for (unsigned int i = 0; blobs && i < conf.nblobs; i++) {
+		free((char *)blobs[i].path);
+		free((char *)blobs[i].name);
+	}
+	free(blobs);
+	opt_list_release(&blob_args);
 	cli_release(&c);
 	return ret;
 }

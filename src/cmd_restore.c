@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -30,12 +31,16 @@ static const char restore_desc[] =
 	"SNAPSHOT is TYPE/ID/TIME or TYPE/ID for the newest; ARCHIVE is e.g.\n"
 	"drive-scsi0 or drive-scsi0.img.fidx.  REPO is a datastore directory,\n"
 	"file://PATH, http(s)://HOST[:PORT]/PATH, s3://BUCKET/DATASTORE or a\n"
-	"PBS repository [[USER@REALM[!TOKEN]@]HOST[:PORT]:]DATASTORE.\n";
+	"PBS repository [[USER@REALM[!TOKEN]@]HOST[:PORT]:]DATASTORE.\n"
+	"ARCHIVE may also be a blob, e.g. qemu-server.conf (the VM's\n"
+	"configuration, decrypted when the backup is encrypted): restore\n"
+	"writes it to TARGET ('-': standard output).\n";
 
 static const char verify_desc[] =
 	"Check IMAGE against the backup chunk by chunk (hashes only, no\n"
 	"chunk download).  Exit 0 only if identical; otherwise names the\n"
-	"first differing chunk.\n";
+	"first differing chunk.  A blob ARCHIVE (qemu-server.conf) is\n"
+	"compared with the file IMAGE byte for byte.\n";
 
 /* The options of restore that verify has not. */
 struct restore_args {
@@ -122,6 +127,68 @@ static const char *positionals(const char *cmdname, bool verify,
 	return repo;
 }
 
+/* Is @name a blob of @snap ("qemu-server.conf[.blob]")? */
+static bool is_blob(const struct repo_snapshot *snap, const char *name)
+{
+	size_t len = strlen(name);
+	char *b;
+	bool yes;
+
+	if (len > 5 && !strcmp(name + len - 5, ".blob"))
+		return true;
+	b = xasprintf("%s.blob", name);
+	yes = snap_manifest_find(repo_snapshot_manifest(snap), b) != NULL;
+	free(b);
+	return yes;
+}
+
+/* A blob archive into @dest ('-': stdout), or compared with it. */
+static int blob_run(bool verify, const struct restore_args *ra,
+		    struct repo_snapshot *snap, const char *name,
+		    const char *dest)
+{
+	uint8_t *data = NULL;
+	uint8_t *have = NULL;
+	size_t len = 0;
+	size_t hlen = 0;
+	struct stat sb;
+	int ret;
+
+	ret = repo_read_blob(snap, name, &data, &len);
+	if (ret)
+		return ret;
+	if (verify) {
+		ret = read_file(dest, SNAP_MAX_BLOB_SIZE, &have, &hlen);
+		if (ret)
+			log_err("verify: cannot read '%s': %s", dest,
+				strerror(-ret));
+		else if (hlen != len || memcmp(have, data, len)) {
+			log_err("verify: '%s' differs from blob '%s' of %s",
+				dest, name, repo_snapshot_path(snap));
+			ret = -EBADMSG;
+		} else
+			log_info("verify: '%s' matches blob '%s'", dest, name);
+	} else if (!strcmp(dest, "-")) {
+		ret = write_full(STDOUT_FILENO, data, len);
+		if (ret)
+			log_err("restore: cannot write to standard output: %s",
+				strerror(-ret));
+	} else if (!stat(dest, &sb) && sb.st_size && !ra->overwrite) {
+		log_err("restore: cannot write '%s': it holds data "
+			"(--overwrite replaces it)", dest);
+		ret = -EEXIST;
+	} else {
+		ret = lstat(dest, &sb) ? write_file_new(dest, data, len, 0600) :
+					 write_file_atomic(dest, data, len, 0600);
+		if (ret)
+			log_err("restore: cannot write '%s': %s", dest,
+				strerror(-ret));
+	}
+	free(have);
+	free(data);
+	return ret;
+}
+
 static int restore_verify(int argc, char **argv, bool verify)
 {
 	const char *cmdname = verify ? "verify" : "restore";
@@ -179,6 +246,11 @@ static int restore_verify(int argc, char **argv, bool verify)
 	ret = cli_open_repo(&c, repo);
 	if (!ret)
 		ret = repo_snapshot_open(c.s, c.ns, args[0], c.key, &snap);
+	if (!ret && is_blob(snap, args[1])) {
+		ret = cli_exit_code(blob_run(verify, &ra, snap, args[1],
+					     args[2]));
+		goto out;
+	}
 	if (!ret)
 		ret = repo_archive_open(snap, args[1], &a);
 	if (!ret && ra.seeds.n)

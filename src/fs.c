@@ -3,7 +3,8 @@
  * FUSE low-level front-end.
  *
  * Inodes are fixed for the life of the mount: 1 is the root directory,
- * 2 the ".status" file, 3 + i image i.  Nothing here is mutable after
+ * 2 the ".status" file, 3 + i image i, then the read-only files (the
+ * snapshot's configuration).  Nothing here is mutable after
  * fs_new() but libfuse's session, the open status documents (under
  * ->status_lock) and the images' owner and mode (under ->attr_lock:
  * chown and chmod work for the mount's life, so that libvirt can hand a
@@ -183,8 +184,18 @@ static struct image *ino_image(struct fs *fs, fuse_ino_t ino)
 	return fs->conf.images[ino - INO_IMAGE0];
 }
 
+static const struct frontend_file *ino_file(struct fs *fs, fuse_ino_t ino)
+{
+	uint64_t first = INO_IMAGE0 + (uint64_t)fs->conf.nimages;
+
+	if (ino < first || ino - first >= fs->conf.nfiles)
+		return NULL;
+	return &fs->conf.files[ino - first];
+}
+
 static int fill_attr(struct fs *fs, fuse_ino_t ino, struct stat *st)
 {
+	const struct frontend_file *f;
 	struct image *img;
 
 	memset(st, 0, sizeof(*st));
@@ -202,6 +213,15 @@ static int fill_attr(struct fs *fs, fuse_ino_t ino, struct stat *st)
 		st->st_mode = S_IFREG | 0444;
 		st->st_nlink = 1;
 		st->st_size = 0;	/* generated on open; direct_io */
+		return 0;
+	}
+	f = ino_file(fs, ino);
+	if (f) {
+		/* A configuration may hold secrets: the mount's owner's. */
+		st->st_mode = S_IFREG | 0400;
+		st->st_nlink = 1;
+		st->st_size = f->len;
+		st->st_blocks = (f->len + 511) / 512;
 		return 0;
 	}
 	img = ino_image(fs, ino);
@@ -267,6 +287,9 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	for (unsigned int i = 0; !ino && i < fs->conf.nimages; i++)
 		if (!strcmp(name, image_name(fs->conf.images[i])))
 			ino = INO_IMAGE0 + i;
+	for (unsigned int i = 0; !ino && i < fs->conf.nfiles; i++)
+		if (!strcmp(name, fs->conf.files[i].name))
+			ino = INO_IMAGE0 + fs->conf.nimages + i;
 	if (!ino) {
 		fuse_reply_err(req, ENOENT);
 		return;
@@ -397,6 +420,15 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_open(req, fi);
 		return;
 	}
+	if (ino_file(fs, ino)) {
+		if (wr) {
+			fuse_reply_err(req, EROFS);
+			return;
+		}
+		fi->keep_cache = 1;
+		fuse_reply_open(req, fi);
+		return;
+	}
 	img = ino_image(fs, ino);
 	if (!img) {
 		fuse_reply_err(req, ino == INO_ROOT ? EISDIR : ENOENT);
@@ -475,6 +507,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct fs *fs = fuse_req_userdata(req);
+	const struct frontend_file *f;
 	struct image *img;
 	uint8_t *buf;
 
@@ -506,6 +539,14 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		}
 		pthread_mutex_unlock(&fs->status_lock);
 		fuse_reply_buf(req, (const char *)buf, got);
+		return;
+	}
+	if ((f = ino_file(fs, ino))) {
+		size_t got = (uint64_t)off < f->len ? MIN(size, f->len - off) :
+						      0;
+
+		fuse_reply_buf(req, got ? (const char *)f->data + off : NULL,
+			       got);
 		return;
 	}
 	img = ino_image(fs, ino);
@@ -637,7 +678,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 		       off_t off, struct fuse_file_info *fi)
 {
 	struct fs *fs = fuse_req_userdata(req);
-	unsigned int total = 3 + fs->conf.nimages;
+	unsigned int total = 3 + fs->conf.nimages + fs->conf.nfiles;
 	char *buf;
 	size_t used = 0;
 
@@ -668,8 +709,12 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 			name = STATUS_NAME;
 			st.st_ino = INO_STATUS;
 			st.st_mode = S_IFREG;
-		} else {
+		} else if (i - 3 < (off_t)fs->conf.nimages) {
 			name = image_name(fs->conf.images[i - 3]);
+			st.st_ino = INO_IMAGE0 + i - 3;
+			st.st_mode = S_IFREG;
+		} else {
+			name = fs->conf.files[i - 3 - fs->conf.nimages].name;
 			st.st_ino = INO_IMAGE0 + i - 3;
 			st.st_mode = S_IFREG;
 		}

@@ -34,6 +34,7 @@ static const char main_help[] =
 	"  restore   restore one disk archive to a file or block device\n"
 	"  verify    check an image against a backup\n"
 	"  list      list snapshots and their archives\n"
+	"  vm-config a QEMU or libvirt start line from a backup's VM configuration\n"
 	"  key       create or inspect an encryption key file\n"
 	"\n"
 	"'pbs-livemount COMMAND --help' describes each command.\n";
@@ -87,6 +88,8 @@ int main(int argc, char **argv)
 		return cmd_verify(argc - 1, argv + 1);
 	if (!strcmp(cmd, "list"))
 		return cmd_list(argc - 1, argv + 1);
+	if (!strcmp(cmd, "vm-config"))
+		return cmd_vmconfig(argc - 1, argv + 1);
 	if (!strcmp(cmd, "key"))
 		return cmd_key(argc - 1, argv + 1);
 	fprintf(stderr, "pbs-livemount: unknown command '%s' (see "

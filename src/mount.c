@@ -449,6 +449,7 @@ static void frontend_conf_of(struct mount *m, struct frontend_conf *fc,
 	*fc = (struct frontend_conf){
 		.mountpoint = conf->mountpoint, .sup = conf->sup,
 		.images = m->images, .nimages = m->nimages,
+		.files = m->files, .nfiles = m->nfiles,
 		.allow_other = conf->allow_other, .read_only = conf->read_only,
 		.options = conf->fuse_opts,
 		.status = status_json, .status_arg = m,
@@ -525,6 +526,11 @@ static void release(struct mount *m, struct stream_conf *sc, bool ran)
 		free(m->traces[i].prefetch);
 	}
 	free(m->traces);
+	for (unsigned int i = 0; i < m->nfiles; i++) {
+		free(m->files[i].name);
+		free(m->files[i].data);
+	}
+	free(m->files);
 	reuse_seeds_close(m->seeds);
 	free((void *)sc->prefetch);
 	free((void *)sc->nprefetch);
@@ -570,6 +576,7 @@ int mount_run(const struct mount_conf *conf)
 	ret = mount_open_images(&m);
 	if (ret)
 		goto out;
+	mount_open_files(&m);
 	rc.images = m.images;
 	rc.nimages = m.nimages;
 	/* Chunks read ahead must not push each other out of the cache. */

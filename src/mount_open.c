@@ -262,3 +262,32 @@ out:
 	free(names);
 	return ret;
 }
+
+/*
+ * Each "*.conf.blob" of the snapshot (qemu-server.conf, pct.conf,
+ * fw.conf), verified and decrypted, under its name without ".blob".
+ * One that fails its checks is left out with the reason in the log: the
+ * disks are served all the same.
+ */
+void mount_open_files(struct mount *m)
+{
+	const struct snap_manifest *man = repo_snapshot_manifest(m->conf->snap);
+	size_t n = snap_manifest_nfiles(man);
+
+	m->files = xcalloc(n ? n : 1, sizeof(*m->files));
+	for (size_t i = 0; i < n; i++) {
+		const char *f = snap_manifest_file(man, i)->filename;
+		struct frontend_file *ff = &m->files[m->nfiles];
+		size_t len = strlen(f);
+
+		if (len <= 10 || strcmp(f + len - 10, ".conf.blob"))
+			continue;
+		if (repo_read_blob(m->conf->snap, f, &ff->data, &ff->len)) {
+			log_warn("mount: '%.*s' left out of the mount (above)",
+				 (int)(len - 5), f);
+			continue;
+		}
+		ff->name = strndup(f, len - 5);
+		m->nfiles++;
+	}
+}

@@ -136,6 +136,28 @@ int pack_archive_name(const char *arg, char **path, char **archive)
 	return 0;
 }
 
+int pack_blob_name(const char *arg, char **path, char **name)
+{
+	const char *colon = strrchr(arg, ':');
+	size_t len;
+
+	if (!colon || colon == arg || !colon[1]) {
+		log_err("pack: --blob needs FILE:NAME.blob, got '%s'", arg);
+		return -EINVAL;
+	}
+	len = strlen(colon + 1);
+	if (len <= 5 || strcmp(colon + 1 + len - 5, ".blob") ||
+	    !snap_is_safe_id(colon + 1) ||
+	    !strcmp(colon + 1, "index.json.blob")) {
+		log_err("pack: cannot use blob name '%s': a plain name ending "
+			"in .blob, not the manifest's", colon + 1);
+		return -EINVAL;
+	}
+	*path = strndup(arg, colon - arg);
+	*name = xstrdup(colon + 1);
+	return 0;
+}
+
 static int store_chunk(const char *ds, const uint8_t *data, size_t len,
 		       const uint8_t digest[32], const struct pack_conf *conf,
 		       struct pack_stats *st)
@@ -298,6 +320,24 @@ static int pack_chunks(const struct pack_conf *conf,
 	return ret;
 }
 
+/* File @name of the snapshot being built: into @tmpdir, or the
+ * destination store. */
+static int put_file(const struct pack_conf *conf, const char *tmpdir,
+		    const char *name, const void *data, size_t len)
+{
+	char *path = xasprintf("%s/%s", tmpdir, name);
+	int ret;
+
+	if (conf->dest)
+		ret = store_put(conf->dest, path, data, len, false);
+	else
+		ret = write_file_atomic(path, data, len, 0644);
+	if (ret && !conf->dest)
+		log_err("pack: cannot write '%s': %s", path, strerror(-ret));
+	free(path);
+	return ret;
+}
+
 /* The index of @img over @digests, written into @tmpdir (or the
  * destination store) and added to manifest @m. */
 static int write_index(const struct pack_conf *conf,
@@ -310,7 +350,6 @@ static int write_index(const struct pack_conf *conf,
 	size_t fidxlen = 0;
 	uint8_t csum[32];
 	uint8_t uuid[16];
-	char *path;
 	int ret;
 
 	/* A random (version 4, RFC 4122 variant) UUID, as PBS's uuid crate. */
@@ -321,14 +360,7 @@ static int write_index(const struct pack_conf *conf,
 			       time(NULL), &fidx, &fidxlen, csum);
 	if (ret)
 		return ret;
-	path = xasprintf("%s/%s", tmpdir, img->archive);
-	if (conf->dest)
-		ret = store_put(conf->dest, path, fidx, fidxlen, false);
-	else
-		ret = write_file_atomic(path, fidx, fidxlen, 0644);
-	if (ret && !conf->dest)
-		log_err("pack: cannot write '%s': %s", path, strerror(-ret));
-	free(path);
+	ret = put_file(conf, tmpdir, img->archive, fidx, fidxlen);
 	free(fidx);
 	if (ret)
 		return ret;
@@ -382,7 +414,6 @@ static int write_manifest(const struct pack_conf *conf,
 	size_t jsonlen = 0;
 	uint8_t *blob = NULL;
 	size_t bloblen = 0;
-	char *path;
 	int ret;
 
 	if (conf->key) {
@@ -411,14 +442,42 @@ static int write_manifest(const struct pack_conf *conf,
 	free(json);
 	if (ret)
 		return ret;
-	path = xasprintf("%s/index.json.blob", tmpdir);
-	if (conf->dest)
-		ret = store_put(conf->dest, path, blob, bloblen, false);
-	else
-		ret = write_file_atomic(path, blob, bloblen, 0644);
-	if (ret && !conf->dest)
-		log_err("pack: cannot write '%s': %s", path, strerror(-ret));
-	free(path);
+	ret = put_file(conf, tmpdir, "index.json.blob", blob, bloblen);
+	free(blob);
+	return ret;
+}
+
+/*
+ * Blob @b as PBS's client uploads one: compressed, encrypted with the
+ * key; the manifest records the encoded file's size and SHA-256.
+ */
+static int write_blob(const struct pack_conf *conf, const struct pack_blob *b,
+		      const char *tmpdir, struct snap_manifest *m)
+{
+	uint8_t *data = NULL;
+	uint8_t *blob = NULL;
+	size_t len = 0;
+	size_t bloblen = 0;
+	uint8_t csum[32];
+	int ret;
+
+	ret = read_file(b->path, SNAP_MAX_BLOB_SIZE, &data, &len);
+	if (ret) {
+		log_err("pack: cannot read '%s': %s", b->path,
+			ret == -EFBIG ? "larger than a blob may be" :
+					strerror(-ret));
+		return ret;
+	}
+	ret = chunk_encode(data, len, true, conf->key, &blob, &bloblen);
+	free(data);
+	if (!ret)
+		ret = put_file(conf, tmpdir, b->name, blob, bloblen);
+	if (!ret) {
+		crypto_sha256(blob, bloblen, csum);
+		ret = snap_manifest_add_file(m, b->name, conf->key ?
+					     SNAP_CRYPT_ENCRYPT :
+					     SNAP_CRYPT_NONE, bloblen, csum);
+	}
 	free(blob);
 	return ret;
 }
@@ -520,6 +579,8 @@ static int pack_to_store(const struct pack_conf *conf, const char *snappath,
 		ret = 0;
 	for (unsigned int i = 0; !ret && i < conf->nimages; i++)
 		ret = pack_image(conf, &conf->images[i], snappath, m, seen, st);
+	for (unsigned int i = 0; !ret && i < conf->nblobs; i++)
+		ret = write_blob(conf, &conf->blobs[i], snappath, m);
 	if (!ret)
 		ret = write_manifest(conf, m, snappath, st);
 out:
@@ -586,6 +647,8 @@ static int pack_to_dir(const struct pack_conf *conf, const char *groupdir,
 		ret = snap_manifest_new(conf->type, conf->id, conf->time, m);
 	for (unsigned int i = 0; !ret && i < conf->nimages; i++)
 		ret = pack_image(conf, &conf->images[i], tmpdir, *m, seen, st);
+	for (unsigned int i = 0; !ret && i < conf->nblobs; i++)
+		ret = write_blob(conf, &conf->blobs[i], tmpdir, *m);
 	if (!ret)
 		ret = write_manifest(conf, *m, tmpdir, st);
 	/* Everything durable before the snapshot appears. */

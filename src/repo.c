@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "chunk.h"
+#include "crypto.h"
 #include "log.h"
 #include "repo.h"
 #include "util.h"
@@ -405,6 +406,81 @@ int repo_load_fidx(struct repo_snapshot *snap, const char *name,
 	}
 	ret = load_fidx(snap, fname, fi, out);
 out:
+	free(fname);
+	return ret;
+}
+
+int repo_read_blob(struct repo_snapshot *snap, const char *name,
+		   uint8_t **out, size_t *outlen)
+{
+	const struct snap_file *fi;
+	const char *why = NULL;
+	enum chunk_kind kind;
+	char where[512];
+	uint8_t sum[32];
+	uint8_t *raw = NULL;
+	size_t rawlen = 0;
+	char *fname;
+	char *path = NULL;
+	size_t len = strlen(name);
+	int ret;
+
+	if (!snap_is_safe_id(name)) {
+		log_err("repo: cannot use blob name '%s': not a plain file "
+			"name", name);
+		return -EINVAL;
+	}
+	fname = len > 5 && !strcmp(name + len - 5, ".blob") ?
+			xstrdup(name) : xasprintf("%s.blob", name);
+	fi = snap_manifest_find(snap->manifest, fname);
+	if (!fi) {
+		log_err("repo: cannot read '%s': not in snapshot '%s'", fname,
+			snap->path);
+		ret = -ENOENT;
+		goto out;
+	}
+	path = xasprintf("%s/%s", snap->path, fname);
+	store_describe(snap->store, path, where, sizeof(where));
+	ret = store_get_file(snap->store, path, SNAP_MAX_BLOB_SIZE + 4096, &raw,
+			     &rawlen);
+	if (ret) {
+		if (!store_err_logged(ret))
+			log_err("repo: cannot read '%s': %s", where,
+				strerror(-ret));
+		goto out;
+	}
+	/* The manifest names the encoded file's size and SHA-256. */
+	crypto_sha256(raw, rawlen, sum);
+	if (rawlen != fi->size || memcmp(sum, fi->csum, sizeof(sum))) {
+		log_err("repo: cannot use '%s': %s differs from the manifest's "
+			"(blob altered or replaced)", where,
+			rawlen != fi->size ? "its size" : "its SHA-256");
+		ret = -EBADMSG;
+		goto out;
+	}
+	if (fi->crypt_mode == SNAP_CRYPT_ENCRYPT && !snap->key) {
+		log_err("repo: cannot read '%s': encrypted: missing key "
+			"(--keyfile)", where);
+		ret = -ENOKEY;
+		goto out;
+	}
+	ret = chunk_kind(raw, rawlen, &kind, &why);
+	if (!ret && chunk_kind_is_encrypted(kind) !=
+			    (fi->crypt_mode == SNAP_CRYPT_ENCRYPT)) {
+		why = fi->crypt_mode == SNAP_CRYPT_ENCRYPT ?
+			      "not encrypted, but the manifest says it is" :
+			      "encrypted, but the manifest says it is not";
+		ret = -EBADMSG;
+	}
+	if (!ret)
+		ret = chunk_decode_blob(raw, rawlen, snap->key,
+					SNAP_MAX_BLOB_SIZE, out, outlen, &why);
+	if (ret)
+		log_err("repo: cannot read '%s': %s", where,
+			why ? why : strerror(-ret));
+out:
+	free(raw);
+	free(path);
 	free(fname);
 	return ret;
 }

@@ -9,36 +9,15 @@
 # holds the target, and the persistent definition names it.
 source "$(dirname "$0")/lib/functions.sh"
 source "$TESTS_DIR/lib/qemu.sh"
+source "$TESTS_DIR/lib/libvirt.sh"
 requires_fuse
-requires libvirtd
-requires virsh
-requires virtlogd
 requires debugfs
-id libvirt-qemu >/dev/null 2>&1 || skip "no libvirt-qemu user (libvirt-daemon-system)"
 guest_image
 $PROG pack --lazy-chunk-dirs -q --id 901 "$img:drive-virtio0" "$T/ds"
 accel=$(qemu_accel "$img")
 chmod 755 "$T"	# QEMU runs as libvirt-qemu: it must reach the files
 
-# A private libvirtd: its sockets and log under $T.
-mkdir -p "$T/lv/sock"
-cat >"$T/lv/libvirtd.conf" <<CONF
-unix_sock_dir = "$T/lv/sock"
-unix_sock_rw_perms = "0700"
-auth_unix_rw = "none"
-auth_unix_ro = "none"
-log_outputs = "3:file:$T/lv/libvirtd.log"
-CONF
-if [ ! -S /run/libvirt/virtlogd-sock ]; then
-	virtlogd -d -p "$T/lv/virtlogd.pid"
-	cleanup_fn "kill \$(cat '$T/lv/virtlogd.pid')"
-fi
-libvirtd -f "$T/lv/libvirtd.conf" -d -p "$T/lv/libvirtd.pid" 2>"$T/lv/err" ||
-	skip "libvirtd does not start here: $(cat "$T/lv/err")"
-cleanup_fn "kill \$(cat '$T/lv/libvirtd.pid')"
-U="qemu:///system?socket=$T/lv/sock/libvirt-sock"
-for _ in $(seq 1 100); do virsh -c "$U" version >/dev/null 2>&1 && break; sleep 0.1; done
-virsh -c "$U" version >/dev/null 2>&1 || skip "libvirtd does not answer"
+libvirt_start
 
 lm_mount "$T/mnt" --target "$T/tgt.raw" --verify --allow-other "$T/ds" vm/901
 tok=lv$RANDOM
