@@ -45,6 +45,19 @@ int repo_list_times(struct store *s, const char *ns, const char *type,
 int repo_snapshot_open(struct store *s, const char *ns, const char *spec,
 		       const struct key_material *key,
 		       struct repo_snapshot **out);
+/*
+ * The same for a listing: no key, the manifest's signature not checked
+ * (an encrypted snapshot shows its files and key fingerprint); nothing
+ * may be read through it but what the manifest says.
+ */
+int repo_snapshot_peek(struct store *s, const char *ns, const char *spec,
+		       struct repo_snapshot **out);
+/* 1 when marked protected (.protected), 0 when not, -errno when the
+ * store cannot say. */
+int repo_snapshot_protected(const struct repo_snapshot *snap);
+/* The child namespaces of @ns (NULL: the root), sorted; none is 0. */
+int repo_list_namespaces(struct store *s, const char *ns, char ***out,
+			 size_t *n);
 void repo_snapshot_close(struct repo_snapshot *snap);
 const struct snap_manifest *repo_snapshot_manifest(
 	const struct repo_snapshot *snap);

@@ -113,6 +113,11 @@ const struct snap_file *snap_manifest_find(const struct snap_manifest *m,
 const char *snap_manifest_signature(const struct snap_manifest *m);
 /* unprotected["key-fingerprint"], or NULL. */
 const char *snap_manifest_key_fingerprint(const struct snap_manifest *m);
+/* unprotected.verify_state.state ("ok", "failed"), or NULL: what the
+ * server's last verification found. */
+const char *snap_manifest_verify_state(const struct snap_manifest *m);
+/* unprotected.notes (the snapshot's comment), or NULL. */
+const char *snap_manifest_notes(const struct snap_manifest *m);
 
 int snap_manifest_add_file(struct snap_manifest *m, const char *filename,
 			   enum snap_crypt_mode mode, uint64_t size,

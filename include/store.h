@@ -245,6 +245,10 @@ int store_http_parse_listing(const char *body, size_t len, char ***names,
  */
 int store_pbs_parse_list(const char *body, size_t len, const char *type,
 			 int ncomp, char ***names, size_t *n);
+/* The children of namespace @parent ("" the root) in a PBS namespace
+ * list ({"data":[{"ns":"a/b"},...]}): their last names. */
+int store_pbs_parse_ns(const char *body, size_t len, const char *parent,
+		       char ***names, size_t *n);
 /*
  * One ListObjectsV2 answer for keys under @prefix: the subdirectories
  * (CommonPrefixes) or, with @times, the snapshot times that have an

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "cli.h"
 #include "log.h"
 #include "repo.h"
@@ -20,36 +22,180 @@
 #include "banned.h"
 
 static const char list_desc[] =
-	"List backup groups, their snapshots and archives.  Over http(s) the\n"
-	"server must offer JSON directory listings (nginx: autoindex on;\n"
-	"autoindex_format json;).\n";
+	"List backup groups, their snapshots and archives (with --ns, those\n"
+	"of a namespace), or with --namespaces the namespaces.  Encrypted\n"
+	"snapshots show their key's fingerprint without the key; protected\n"
+	"and verify state are shown where the store has them.  Over http(s)\n"
+	"the server must offer JSON directory listings (nginx: autoindex\n"
+	"on; autoindex_format json;).\n";
 
-static void print_snapshot(struct cli *c, const char *type, const char *id,
-			   int64_t t)
+enum out_format { OUT_TEXT, OUT_JSON, OUT_JSON_PRETTY };
+
+struct list_opts {
+	enum out_format format;
+	bool namespaces;
+	unsigned int max_depth;
+	json_object *out;	/* JSON: the array being filled */
+};
+
+static int opt_output_format(void *value, const char *arg, char *why,
+			     size_t len)
+{
+	if (!strcmp(arg, "text"))
+		*(enum out_format *)value = OUT_TEXT;
+	else if (!strcmp(arg, "json"))
+		*(enum out_format *)value = OUT_JSON;
+	else if (!strcmp(arg, "json-pretty"))
+		*(enum out_format *)value = OUT_JSON_PRETTY;
+	else {
+		snprintf(why, len, "'%s' is not text, json or json-pretty",
+			 arg);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* "1.5 GiB", "512 B" */
+static void human(uint64_t v, char *out, size_t len)
+{
+	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB",
+					    "PiB" };
+	double d = (double)v;
+	int u = 0;
+
+	while (d >= 1024 && u < 5) {
+		d /= 1024;
+		u++;
+	}
+	if (!u)
+		snprintf(out, len, "%llu B", (unsigned long long)v);
+	else
+		snprintf(out, len, "%.1f %s", d, unit[u]);
+}
+
+/* The first line of a snapshot's notes, malloc'ed, or NULL. */
+static char *comment_of(const struct snap_manifest *m)
+{
+	const char *n = snap_manifest_notes(m);
+
+	return n && *n ? strndup(n, strcspn(n, "\n")) : NULL;
+}
+
+static void snapshot_json(struct list_opts *lo, const char *ns,
+			  const char *type, const char *id, int64_t t,
+			  const struct repo_snapshot *snap)
+{
+	json_object *o = json_object_new_object();
+	const struct snap_manifest *m;
+	json_object *files;
+	uint64_t total = 0;
+	char *comment;
+	int prot;
+
+	if (ns && *ns)
+		json_object_object_add(o, "ns", json_object_new_string(ns));
+	json_object_object_add(o, "backup-type", json_object_new_string(type));
+	json_object_object_add(o, "backup-id", json_object_new_string(id));
+	json_object_object_add(o, "backup-time", json_object_new_int64(t));
+	json_object_array_add(lo->out, o);
+	if (!snap) {
+		json_object_object_add(o, "error",
+				       json_object_new_string("unreadable"));
+		return;
+	}
+	m = repo_snapshot_manifest(snap);
+	files = json_object_new_array();
+	for (size_t i = 0; i < snap_manifest_nfiles(m); i++) {
+		const struct snap_file *f = snap_manifest_file(m, i);
+		json_object *fo = json_object_new_object();
+
+		json_object_object_add(fo, "filename",
+				       json_object_new_string(f->filename));
+		json_object_object_add(fo, "crypt-mode", json_object_new_string(
+					       snap_crypt_mode_name(f->crypt_mode)));
+		json_object_object_add(fo, "size",
+				       json_object_new_uint64(f->size));
+		json_object_array_add(files, fo);
+		total += f->size;
+	}
+	json_object_object_add(o, "files", files);
+	json_object_object_add(o, "size", json_object_new_uint64(total));
+	if (snap_manifest_key_fingerprint(m))
+		json_object_object_add(o, "fingerprint", json_object_new_string(
+					       snap_manifest_key_fingerprint(m)));
+	prot = repo_snapshot_protected(snap);
+	if (prot >= 0)
+		json_object_object_add(o, "protected",
+				       json_object_new_boolean(prot));
+	if (snap_manifest_verify_state(m)) {
+		json_object *v = json_object_new_object();
+
+		json_object_object_add(v, "state", json_object_new_string(
+					       snap_manifest_verify_state(m)));
+		json_object_object_add(o, "verification", v);
+	}
+	comment = comment_of(m);
+	if (comment)
+		json_object_object_add(o, "comment",
+				       json_object_new_string(comment));
+	free(comment);
+}
+
+static void snapshot_text(const char *spec, const struct repo_snapshot *snap)
+{
+	const struct snap_manifest *m;
+	uint64_t total = 0;
+	char sz[32];
+	char *comment;
+	int prot;
+
+	if (!snap) {
+		printf("%s  (unreadable: see above)\n", spec);
+		return;
+	}
+	m = repo_snapshot_manifest(snap);
+	for (size_t i = 0; i < snap_manifest_nfiles(m); i++)
+		total += snap_manifest_file(m, i)->size;
+	human(total, sz, sizeof(sz));
+	printf("%s  %s", spec, sz);
+	if (snap_manifest_key_fingerprint(m))
+		printf("  key %s", snap_manifest_key_fingerprint(m));
+	prot = repo_snapshot_protected(snap);
+	if (prot > 0)
+		printf("  protected");
+	if (snap_manifest_verify_state(m))
+		printf("  verify %s", snap_manifest_verify_state(m));
+	comment = comment_of(m);
+	if (comment)
+		printf("  \"%s\"", comment);
+	free(comment);
+	printf("\n");
+	for (size_t i = 0; i < snap_manifest_nfiles(m); i++) {
+		const struct snap_file *f = snap_manifest_file(m, i);
+
+		human(f->size, sz, sizeof(sz));
+		printf("    %-32s %12s  %s\n", f->filename, sz,
+		       snap_crypt_mode_name(f->crypt_mode));
+	}
+}
+
+static void print_snapshot(struct cli *c, struct list_opts *lo,
+			   const char *type, const char *id, int64_t t)
 {
 	struct repo_snapshot *snap = NULL;
-	const struct snap_manifest *m;
 	char spec[300];
 	char ts[21];
 
 	snap_format_time(t, ts);
 	snprintf(spec, sizeof(spec), "%s/%s/%s", type, id, ts);
-	if (repo_snapshot_open(c->s, c->ns, spec, c->key, &snap)) {
-		printf("%s  (unreadable)\n", spec);
-		return;
-	}
-	m = repo_snapshot_manifest(snap);
-	printf("%s", spec);
-	if (snap_manifest_key_fingerprint(m))
-		printf("  key %s", snap_manifest_key_fingerprint(m));
-	printf("\n");
-	for (size_t i = 0; i < snap_manifest_nfiles(m); i++) {
-		const struct snap_file *f = snap_manifest_file(m, i);
-
-		printf("    %-32s %14llu  %s\n", f->filename,
-		       (unsigned long long)f->size,
-		       snap_crypt_mode_name(f->crypt_mode));
-	}
+	/* With the key, checked; without, what the manifest says. */
+	if (c->key ? repo_snapshot_open(c->s, c->ns, spec, c->key, &snap) :
+		     repo_snapshot_peek(c->s, c->ns, spec, &snap))
+		snap = NULL;
+	if (lo->format == OUT_TEXT)
+		snapshot_text(spec, snap);
+	else
+		snapshot_json(lo, c->ns, type, id, t, snap);
 	repo_snapshot_close(snap);
 }
 
@@ -105,8 +251,8 @@ static int list_groups(struct cli *c, const char *repo, const char *group,
 }
 
 /* The snapshots of each group, one line each. */
-static int list_snapshots(struct cli *c, const struct repo_group *groups,
-			  size_t ngroups)
+static int list_snapshots(struct cli *c, struct list_opts *lo,
+			  const struct repo_group *groups, size_t ngroups)
 {
 	for (size_t g = 0; g < ngroups; g++) {
 		int64_t *times = NULL;
@@ -123,11 +269,49 @@ static int list_snapshots(struct cli *c, const struct repo_group *groups,
 			return EXIT_FAILURE;
 		}
 		for (size_t i = 0; i < n; i++)
-			print_snapshot(c, groups[g].type, groups[g].id,
+			print_snapshot(c, lo, groups[g].type, groups[g].id,
 				       times[i]);
 		free(times);
 	}
 	return 0;
+}
+
+/* The namespaces under @ns, depth first, to @depth more levels. */
+static int list_ns(struct cli *c, struct list_opts *lo, const char *ns,
+		   unsigned int depth)
+{
+	char **names = NULL;
+	size_t n = 0;
+	int ret;
+
+	ret = repo_list_namespaces(c->s, ns, &names, &n);
+	if (ret) {
+		if (!store_err_logged(ret))
+			log_err("list: cannot list the namespaces%s%s: %s",
+				ns ? " of " : "", ns ? ns : "",
+				ret == -ENOTSUP ? "the server offers no "
+				"directory listing" : strerror(-ret));
+		return EXIT_FAILURE;
+	}
+	for (size_t i = 0; !ret && i < n; i++) {
+		char *child = ns ? xasprintf("%s/%s", ns, names[i]) :
+				   xstrdup(names[i]);
+
+		if (lo->format == OUT_TEXT) {
+			puts(child);
+		} else {
+			json_object *o = json_object_new_object();
+
+			json_object_object_add(o, "ns",
+					       json_object_new_string(child));
+			json_object_array_add(lo->out, o);
+		}
+		if (depth > 1)
+			ret = list_ns(c, lo, child, depth - 1);
+		free(child);
+	}
+	store_free_names(names, n);
+	return ret;
 }
 
 int cmd_list(int argc, char **argv)
@@ -140,8 +324,18 @@ int cmd_list(int argc, char **argv)
 	const char *group;
 	int nargs;
 
+	struct list_opts lo = { .max_depth = SNAP_MAX_NS_DEPTH };
+
 	cli_init(&c);
 	const struct opt opts[] = {
+		OPT_CALLBACK(0, "output-format", &lo.format, "FORMAT",
+			     opt_output_format,
+			     "text (default), json or json-pretty"),
+		OPT_BOOL(0, "namespaces", &lo.namespaces,
+			 "list the namespaces (under --ns), not snapshots"),
+		OPT_UINT("max-depth", &lo.max_depth, "N", 1,
+			 SNAP_MAX_NS_DEPTH,
+			 "--namespaces: levels below --ns (default 7)"),
 		OPT_INCLUDE(cli_repo_opts(&c), "repository options:"),
 		OPT_END(),
 	};
@@ -165,16 +359,35 @@ int cmd_list(int argc, char **argv)
 		ret = EXIT_FAILURE;
 		goto out;
 	}
-	if (c.key) {
+	if (lo.format != OUT_TEXT)
+		lo.out = json_object_new_array();
+	if (c.key && lo.format == OUT_TEXT && !lo.namespaces) {
 		char fp[96];
 
 		key_fingerprint_str(c.key, fp);
 		printf("key fingerprint: %s\n", fp);
 	}
-	ret = list_groups(&c, repo, group, &groups, &ngroups);
-	if (!ret)
-		ret = list_snapshots(&c, groups, ngroups);
+	if (lo.namespaces) {
+		ret = group ? opt_usage_error("list", "--namespaces takes no "
+					      "TYPE/ID") :
+			      list_ns(&c, &lo, c.ns, lo.max_depth);
+	} else {
+		ret = list_groups(&c, repo, group, &groups, &ngroups);
+		if (!ret)
+			ret = list_snapshots(&c, &lo, groups, ngroups);
+	}
+	if (lo.out && !ret)
+		puts(json_object_to_json_string_ext(lo.out,
+			lo.format == OUT_JSON_PRETTY ?
+			JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+			JSON_C_TO_STRING_NOSLASHESCAPE :
+			JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	if (fflush(stdout) && !ret) {
+		log_err("list: cannot write: %s", strerror(errno));
+		ret = EXIT_FAILURE;
+	}
 out:
+	json_object_put(lo.out);
 	repo_free_groups(groups, ngroups);
 	cli_release(&c);
 	return ret;

@@ -40,6 +40,7 @@ struct repo_snapshot {
 	const struct key_material *key;	  /* borrowed, may be NULL */
 	struct snap_manifest *manifest;
 	char *path;			  /* "[ns/..]vm/100/<time>" */
+	bool peek;			  /* listing: signature not checked */
 };
 
 struct repo_archive {
@@ -200,7 +201,8 @@ static int load_manifest(struct repo_snapshot *snap)
 		log_err("repo: cannot read '%s': %s", where, err.msg);
 		goto out;
 	}
-	ret = key_check_manifest(snap->key, snap->manifest, where);
+	if (!snap->peek)
+		ret = key_check_manifest(snap->key, snap->manifest, where);
 out:
 	free(path);
 	free(raw);
@@ -224,9 +226,9 @@ static int check_manifest_identity(struct repo_snapshot *snap,
 	return 0;
 }
 
-int repo_snapshot_open(struct store *s, const char *ns, const char *spec,
-		       const struct key_material *key,
-		       struct repo_snapshot **out)
+static int open_snapshot(struct store *s, const char *ns, const char *spec,
+			 const struct key_material *key, bool peek,
+			 struct repo_snapshot **out)
 {
 	struct snap_error err = { "" };
 	struct repo_snapshot *snap;
@@ -264,6 +266,7 @@ int repo_snapshot_open(struct store *s, const char *ns, const char *spec,
 	sem_init(&snap->decoders, 0, cpu_count());
 	snap->store = s;
 	snap->key = key;
+	snap->peek = peek;
 	ret = snap_snapshot_path(ns, type, id, time, &snap->path);
 	if (ret) {
 		log_err("repo: cannot open snapshot '%s': bad namespace or name",
@@ -285,6 +288,64 @@ out_free:
 	free(type);
 	free(id);
 	return ret;
+}
+
+int repo_snapshot_open(struct store *s, const char *ns, const char *spec,
+		       const struct key_material *key,
+		       struct repo_snapshot **out)
+{
+	return open_snapshot(s, ns, spec, key, false, out);
+}
+
+int repo_snapshot_peek(struct store *s, const char *ns, const char *spec,
+		       struct repo_snapshot **out)
+{
+	return open_snapshot(s, ns, spec, NULL, true, out);
+}
+
+int repo_snapshot_protected(const struct repo_snapshot *snap)
+{
+	char *path = xasprintf("%s/.protected", snap->path);
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int ret;
+
+	ret = store_get_file(snap->store, path, 4096, &buf, &len);
+	free(buf);
+	free(path);
+	return ret == -ENOENT ? 0 : ret ? ret : 1;
+}
+
+int repo_list_namespaces(struct store *s, const char *ns, char ***out,
+			 size_t *n)
+{
+	char *nspath = NULL;
+	char *dir;
+	int ret;
+
+	ret = snap_ns_path(ns, &nspath);
+	if (ret)
+		return ret;
+	dir = xasprintf("%s%sns", nspath, *nspath ? "/" : "");
+	ret = store_list(s, dir, out, n);
+	free(dir);
+	free(nspath);
+	if (ret == -ENOENT) {
+		*out = xcalloc(1, sizeof(**out));
+		*n = 0;
+		return 0;
+	}
+	if (ret)
+		return ret;
+	/* Only names a namespace may have; sorted. */
+	for (size_t i = 0; i < *n; i++) {
+		if (!snap_is_safe_id((*out)[i])) {
+			free((*out)[i]);
+			(*out)[i--] = (*out)[--*n];
+		}
+	}
+	qsort(*out, *n, sizeof(**out), cmp_str);
+	return 0;
 }
 
 void repo_snapshot_close(struct repo_snapshot *snap)

@@ -272,6 +272,21 @@ const char *snap_manifest_key_fingerprint(const struct snap_manifest *m)
 	return v ? json_object_get_string(v) : NULL;
 }
 
+const char *snap_manifest_verify_state(const struct snap_manifest *m)
+{
+	json_object *v = get(m->unprotected, "verify_state", json_type_object);
+
+	v = v ? get(v, "state", json_type_string) : NULL;
+	return v ? json_object_get_string(v) : NULL;
+}
+
+const char *snap_manifest_notes(const struct snap_manifest *m)
+{
+	json_object *v = get(m->unprotected, "notes", json_type_string);
+
+	return v ? json_object_get_string(v) : NULL;
+}
+
 int snap_manifest_add_file(struct snap_manifest *m, const char *filename,
 			   enum snap_crypt_mode mode, uint64_t size,
 			   const uint8_t csum[32])

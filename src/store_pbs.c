@@ -367,20 +367,32 @@ static int add_name(char ***v, size_t *n, const char *s)
 	return 0;
 }
 
+/* The "data" array of a PBS answer (*@root to put), or NULL. */
+static json_object *data_array(const char *body, size_t len,
+			       json_object **root)
+{
+	size_t bad_at;
+	json_object *data;
+
+	*root = jsonx_parse(body, len, &bad_at);
+	if (!*root || !json_object_object_get_ex(*root, "data", &data) ||
+	    !json_object_is_type(data, json_type_array))
+		return NULL;
+	return data;
+}
+
 int store_pbs_parse_list(const char *body, size_t len, const char *type,
 			 int ncomp, char ***names, size_t *n)
 {
-	size_t bad_at;
-	json_object *root = jsonx_parse(body, len, &bad_at);
-	json_object *data;
+	json_object *root;
+	json_object *data = data_array(body, len, &root);
 	char **v = NULL;
 	size_t cnt = 0;
 	int ret = 0;
 
 	*names = NULL;
 	*n = 0;
-	if (!root || !json_object_object_get_ex(root, "data", &data) ||
-	    !json_object_is_type(data, json_type_array)) {
+	if (!data) {
 		ret = -EBADMSG;
 		goto out;
 	}
@@ -416,6 +428,45 @@ out:
 	return ret;
 }
 
+int store_pbs_parse_ns(const char *body, size_t len, const char *parent,
+		       char ***names, size_t *n)
+{
+	size_t plen = strlen(parent);
+	json_object *root;
+	json_object *data = data_array(body, len, &root);
+	char **v = NULL;
+	size_t cnt = 0;
+	int ret = 0;
+
+	*names = NULL;
+	*n = 0;
+	if (!data) {
+		json_object_put(root);
+		return -EBADMSG;
+	}
+	for (size_t i = 0; !ret && i < json_object_array_length(data); i++) {
+		const char *ns = jsonx_str(json_object_array_get_idx(data, i),
+					   "ns");
+		const char *child;
+
+		if (!ns || strncmp(ns, parent, plen))
+			continue;
+		child = ns + plen;
+		if (plen && *child++ != '/')
+			continue;
+		if (*child && !strchr(child, '/') && snap_is_safe_id(child))
+			ret = add_name(&v, &cnt, child);
+	}
+	if (!ret) {
+		*names = v ? v : xcalloc(1, sizeof(*v));
+		*n = cnt;
+	} else {
+		store_free_names(v, cnt);
+	}
+	json_object_put(root);
+	return ret;
+}
+
 static int pbs_list(struct store *s, const char *path, char ***names,
 		    size_t *n)
 {
@@ -433,6 +484,20 @@ static int pbs_list(struct store *s, const char *path, char ***names,
 	*names = NULL;
 	*n = 0;
 	ret = split_path(path, &ns, comp, &ncomp);
+	if (!ret && ncomp == 1 && !strcmp(comp[0], "ns")) {
+		/* "[ns/..]ns": the child namespaces (PBS lists the parent
+		 * too; store_pbs_parse_ns keeps the children). */
+		ens = url_encode(ns);
+		q = xasprintf("admin/datastore/%s/namespace?max-depth=1%s%s",
+			      p->repo.store, *ns ? "&parent=" : "", ens);
+		snprintf(what, sizeof(what), "list the namespaces%s%s",
+			 *ns ? " of " : "", ns);
+		ret = rest_get(p, q, what, &body, &len);
+		if (!ret)
+			ret = store_pbs_parse_ns((const char *)body, len, ns,
+						 names, n);
+		goto parsed;
+	}
 	if (ret || !ncomp || ncomp > 2 || !snap_is_backup_type(comp[0])) {
 		ret = ret ? ret : -ENOTSUP;
 		goto out;
@@ -458,6 +523,7 @@ static int pbs_list(struct store *s, const char *path, char ***names,
 		goto out;
 	ret = store_pbs_parse_list((const char *)body, len, comp[0],
 				   (int)ncomp, names, n);
+parsed:
 	if (ret == -EBADMSG) {
 		log_err("pbs: cannot %s on '%s': the answer is not a JSON "
 			"\"data\" list", what, p->label);

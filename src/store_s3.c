@@ -429,14 +429,34 @@ int store_s3_parse_list(const char *body, size_t len, const char *prefix,
 	return 0;
 }
 
+static bool list_is_times(const char *path)
+{
+	const char *last = strrchr(path, '/');
+	const char *prev;
+	char type[8];
+
+	if (!last)
+		return false;
+	for (prev = last; prev > path && prev[-1] != '/'; prev--)
+		;
+	if ((size_t)(last - prev) >= sizeof(type))
+		return false;
+	memcpy(type, prev, last - prev);
+	type[last - prev] = '\0';
+	return snap_is_backup_type(type);
+}
+
 static int s3_list(struct store *s, const char *path, char ***names,
 		   size_t *n)
 {
 	struct store_s3 *s3 = to_s3(s);
 	char *prefix = xasprintf("%s/.cnt/%s/", s3->prefix, path);
-	const char *last = strrchr(path, '/');
-	/* "[ns/..]TYPE/ID": snapshot times; "[ns/..]TYPE": group ids. */
-	bool times = last && !snap_is_backup_type(last + 1);
+	/*
+	 * "[ns/..]TYPE/ID": snapshot times (no delimiter: a snapshot is
+	 * known by its manifest); "[ns/..]TYPE": group ids; "[ns/..]ns":
+	 * child namespaces.  Times when the second-last part is a type.
+	 */
+	bool times = list_is_times(path);
 	char **all = NULL;
 	size_t nall = 0;
 	char *token = NULL;

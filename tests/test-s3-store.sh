@@ -40,6 +40,14 @@ grep -q '^store1/.cnt/vm/100/2023-11-14T22:13:20Z/index.json.blob$' \
 
 $PROG list "${S3[@]}" "$repo" >"$T/list" || fail "list"
 [ "$(grep -c '^vm/100/' "$T/list")" = 2 ] || fail "list: $(cat "$T/list")"
+# Namespaces in a bucket: prefixes under .cnt/ns/, a group named "ns" is
+# still a group.
+$PROG pack --lazy-chunk-dirs -q "${S3[@]}" --ns prod/web --id ns --time 1700000000 \
+	"$T/src.img:drive-scsi0" "$repo" || fail "pack into a namespace"
+[ "$($PROG list --namespaces "${S3[@]}" "$repo" | tr '\n' ' ')" = "prod prod/web " ] ||
+	fail "namespaces in the bucket: $($PROG list --namespaces "${S3[@]}" "$repo")"
+$PROG list --ns prod/web "${S3[@]}" "$repo" | grep -q '^vm/ns/2023-11-14T22:13:20Z ' ||
+	fail "a group named ns in a namespace"
 $PROG restore "${S3[@]}" "$repo" vm/100 drive-scsi0 "$T/r1.img" ||
 	fail "restore"
 cmp "$T/src.img" "$T/r1.img" || fail "restore differs"

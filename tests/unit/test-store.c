@@ -372,6 +372,32 @@ static void test_options(void **state)
 	assert_int_equal(store_check_fd("x", why, sizeof(why)), -EINVAL);
 }
 
+/* PBS lists the parent and deeper levels too: the children remain. */
+static void test_pbs_namespaces(void **state)
+{
+	static const char body[] =
+		"{\"data\":[{\"ns\":\"\"},{\"ns\":\"a\"},{\"ns\":\"a/b\"},"
+		"{\"ns\":\"a/b/c\"},{\"ns\":\"ab\"},{\"ns\":\"a/.x\"},"
+		"{\"comment\":\"no ns\"},{\"ns\":7}]}";
+	char **names = NULL;
+	size_t n = 0;
+
+	(void)state;
+	assert_int_equal(store_pbs_parse_ns(body, strlen(body), "", &names,
+					    &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(names[0], "a");
+	assert_string_equal(names[1], "ab");
+	store_free_names(names, n);
+	assert_int_equal(store_pbs_parse_ns(body, strlen(body), "a", &names,
+					    &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(names[0], "b");
+	store_free_names(names, n);
+	assert_int_equal(store_pbs_parse_ns("[]", 2, "", &names, &n),
+			 -EBADMSG);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -382,6 +408,7 @@ int main(void)
 		cmocka_unit_test(test_pbs_credentials),
 		cmocka_unit_test(test_s3_credentials),
 		cmocka_unit_test(test_options),
+		cmocka_unit_test(test_pbs_namespaces),
 	};
 
 	log_init("test-store", false, LOG_CRIT);
