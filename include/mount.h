@@ -25,6 +25,7 @@ struct mount_conf {
 	const char *mountpoint;
 	const char *target;		/* one archive: its target */
 	const char *target_dir;		/* or: DIR/<archive>.raw each */
+	bool pve_names;			/* DIR/vm-ID-disk-N.raw instead */
 	const char *state;		/* one archive: its state file */
 	const char *state_dir;		/* block devices' state files */
 	uint64_t cache_size;

@@ -76,6 +76,16 @@ bool pve_prop(const char *s, const char *first_key, const char *key,
 bool pve_prop_key_at(const char *s, size_t i, char *out, size_t outlen);
 
 /*
+ * The number N of the volume "vm-ID-disk-N" PVE's restore gives disk
+ * archive @stem ("drive-scsi0") of a backup whose disk archives are
+ * @stems: it allocates them in the order of their device names
+ * (efidisk0, ide0, sata0, scsi0, scsi1, scsi10, scsi2, tpmstate0,
+ * virtio0), the first free number each; into an empty directory that
+ * is the rank.  -ENOENT when @stem is not among @stems.
+ */
+int pve_disk_number(const char *const *stems, size_t n, const char *stem);
+
+/*
  * PVE's sizes ("32G", "528K", "4194304"): bytes, or -EINVAL.  A bare
  * number is bytes for "size=" and MiB for "memory"; @unit says which.
  */

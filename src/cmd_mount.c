@@ -261,6 +261,8 @@ static int check_args(struct mount_args *a, struct mount_conf *mc,
 		why = "needs --target, --target-dir or --read-only";
 	else if (a->target && a->target_dir)
 		why = "--target and --target-dir exclude each other";
+	else if (mc->pve_names && !a->target_dir)
+		why = "--pve-names names the files of --target-dir";
 	else if (a->state && !a->target)
 		why = "--state goes with --target";
 	else if (a->no_trace && (a->trace_dir || a->trace_file))
@@ -335,6 +337,9 @@ static void mount_options(struct opt *out, struct mount_args *a,
 			 "target file or block device (one disk)"),
 		OPT_PATH("target-dir", &a->target_dir, "DIR",
 			 "targets DIR/<name>.raw, one per disk"),
+		OPT_BOOL(0, "pve-names", &mc->pve_names,
+			 "--target-dir's files named as PVE's restore\n"
+			 "would: vm-ID-disk-N.raw"),
 		OPT_PATH("state", &a->state, "PATH",
 			 "state file (default TARGET.lmstate)"),
 		OPT_BOOL(0, "overwrite", &mc->overwrite,

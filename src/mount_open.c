@@ -15,6 +15,7 @@
 #include "image.h"
 #include "log.h"
 #include "mount_i.h"
+#include "pve_conf.h"
 #include "repo.h"
 #include "reuse.h"
 #include "trace.h"
@@ -171,12 +172,46 @@ static int disk_names(const struct mount_conf *c, const char **names)
 			n);
 		return -EINVAL;
 	}
+	if (c->pve_names && strcmp(snap_manifest_type(man), "vm")) {
+		log_err("mount: --pve-names names a VM's disks; '%s' is a %s",
+			repo_snapshot_path(c->snap), snap_manifest_type(man));
+		return -EINVAL;
+	}
 	if (c->target && n != 1) {
 		log_err("mount: --target names one target but the snapshot has "
 			"%u disks: use --archive or --target-dir", n);
 		return -EINVAL;
 	}
 	return (int)n;
+}
+
+/*
+ * --pve-names: DIR/vm-ID-disk-N.raw, N as PVE's restore numbers the
+ * snapshot's disks (all of them, mounted or not).
+ */
+static char *pve_target(struct mount *m, const char *stem)
+{
+	const struct snap_manifest *man = repo_snapshot_manifest(m->conf->snap);
+	size_t nf = snap_manifest_nfiles(man);
+	char **stems = xcalloc(nf ? nf : 1, sizeof(*stems));
+	size_t n = 0;
+	char *path;
+	int num;
+
+	for (size_t i = 0; i < nf; i++) {
+		const char *f = snap_manifest_file(man, i)->filename;
+
+		if (strlen(f) > 9 && !strcmp(f + strlen(f) - 9, ".img.fidx"))
+			stems[n++] = archive_stem(f);
+	}
+	num = pve_disk_number((const char *const *)stems, n, stem);
+	path = xasprintf("%s/vm-%s-disk-%d.raw", m->conf->target_dir,
+			 snap_manifest_id(man), num < 0 ? 0 : num);
+	log_info("mount: %s -> %s", stem, path);
+	for (size_t i = 0; i < n; i++)
+		free(stems[i]);
+	free(stems);
+	return path;
 }
 
 /* Image @i of @m from archive @a (the caller closes @a on failure). */
@@ -192,6 +227,8 @@ static int open_image(struct mount *m, unsigned int i, struct repo_archive *a)
 
 	if (c->target)
 		tpath = xstrdup(c->target);
+	else if (c->target_dir && c->pve_names)
+		tpath = pve_target(m, stem);
 	else if (c->target_dir)
 		tpath = xasprintf("%s/%s.raw", c->target_dir, stem);
 	ic.archive = a;

@@ -450,3 +450,39 @@ int pve_parse_size(const char *s, unsigned long long unit,
 	*out = v;
 	return 0;
 }
+
+/* "drive-scsi0" -> "scsi0", "drive-tpmstate0-backup" -> "tpmstate0". */
+static void virtdev_of(const char *stem, char *out, size_t len)
+{
+	size_t l;
+
+	if (!strncmp(stem, "drive-", 6))
+		stem += 6;
+	snprintf(out, len, "%s", stem);
+	l = strlen(out);
+	if (l > 7 && !strcmp(out + l - 7, "-backup"))
+		out[l - 7] = '\0';
+}
+
+int pve_disk_number(const char *const *stems, size_t n, const char *stem)
+{
+	char mine[160];
+	char other[160];
+	bool found = false;
+	int rank = 0;
+
+	virtdev_of(stem, mine, sizeof(mine));
+	for (size_t i = 0; i < n; i++) {
+		if (!strcmp(stems[i], stem)) {
+			found = true;
+			continue;
+		}
+		virtdev_of(stems[i], other, sizeof(other));
+		/* Perl's sort: bytewise; a tie (two archives for one
+		 * device) in the order they come. */
+		if (strcmp(other, mine) < 0 ||
+		    (!strcmp(other, mine) && strcmp(stems[i], stem) < 0))
+			rank++;
+	}
+	return found ? rank : -ENOENT;
+}

@@ -363,6 +363,26 @@ static void test_refused(void **state)
 	free(out);
 }
 
+static void test_disk_number(void **state)
+{
+	static const char *const stems[] = {
+		"drive-virtio0", "drive-scsi10", "drive-scsi2", "drive-efidisk0",
+		"drive-tpmstate0-backup", "drive-scsi0", "drive-ide0",
+	};
+
+	(void)state;
+	/* efidisk0 ide0 scsi0 scsi10 scsi2 tpmstate0 virtio0 */
+	assert_int_equal(pve_disk_number(stems, 7, "drive-efidisk0"), 0);
+	assert_int_equal(pve_disk_number(stems, 7, "drive-ide0"), 1);
+	assert_int_equal(pve_disk_number(stems, 7, "drive-scsi0"), 2);
+	assert_int_equal(pve_disk_number(stems, 7, "drive-scsi10"), 3);
+	assert_int_equal(pve_disk_number(stems, 7, "drive-scsi2"), 4);
+	assert_int_equal(pve_disk_number(stems, 7,
+					 "drive-tpmstate0-backup"), 5);
+	assert_int_equal(pve_disk_number(stems, 7, "drive-virtio0"), 6);
+	assert_int_equal(pve_disk_number(stems, 7, "drive-sata0"), -ENOENT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -373,6 +393,7 @@ int main(void)
 		cmocka_unit_test(test_qemu_firmware),
 		cmocka_unit_test(test_libvirt),
 		cmocka_unit_test(test_refused),
+		cmocka_unit_test(test_disk_number),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
