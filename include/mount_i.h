@@ -98,8 +98,11 @@ struct mount {
 /* mount.c */
 bool mount_stopping(struct mount *m);
 size_t mount_prefetch_total(const struct mount *m);
-/* Runs --on-complete's @cmd; waits for it, but not past an unmount. */
-void mount_run_on_complete(struct mount *m, const char *cmd);
+/* Runs --on-complete's @cmd (in /, told of the mount in PBSLM_*
+ * variables; @cutover "none", "done" or "failed"); waits for it, but
+ * not past an unmount. */
+void mount_run_on_complete(struct mount *m, const char *cmd,
+			   const char *cutover);
 
 /* mount_open.c */
 int mount_open_images(struct mount *m);

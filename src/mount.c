@@ -61,18 +61,103 @@ bool mount_stopping(struct mount *m)
 	return stop;
 }
 
-/* Waits for the command, but not past an unmount: it is the user's. */
-void mount_run_on_complete(struct mount *m, const char *cmd)
+/* One of the variables --on-complete is told (none inherited). */
+static bool on_complete_var(const char *e)
+{
+	static const char *const names[] = {
+		"PBSLM_MOUNTPOINT=", "PBSLM_SNAPSHOT=", "PBSLM_NS=",
+		"PBSLM_STATE=", "PBSLM_CUTOVER=", "PBSLM_DISKS=",
+		"PBSLM_IMAGE_", "PBSLM_TARGET_",
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strncmp(e, names[i], strlen(names[i])))
+			return true;
+	return false;
+}
+
+/*
+ * --on-complete's environment: ours and what it is told of the mount
+ * (man page, ENVIRONMENT), built before fork() since the child of a
+ * threaded process may not allocate.
+ */
+static char **on_complete_env(struct mount *m, const char *cutover)
+{
+	extern char **environ;
+	const struct snap_manifest *man = repo_snapshot_manifest(m->conf->snap);
+	const char *path = repo_snapshot_path(m->conf->snap);
+	size_t nenv = 0;
+	size_t n = 0;
+	char **env;
+	char ts[21];
+	char *ns;
+	char *p;
+
+	while (environ[nenv])
+		nenv++;
+	env = xcalloc(nenv + 8 + 2 * (size_t)m->nimages, sizeof(*env));
+	for (size_t i = 0; i < nenv; i++)
+		if (!on_complete_var(environ[i]))
+			env[n++] = xstrdup(environ[i]);
+	/* "ns/a/ns/b/vm/100/T" -> "a/b" */
+	ns = xstrdup(path);
+	p = ns;
+	for (char *q = ns; !strncmp(q, "ns/", 3);) {
+		char *end = strchr(q + 3, '/');
+
+		if (!end)
+			break;
+		if (p != ns)
+			*p++ = '/';
+		memmove(p, q + 3, end - q - 3);
+		p += end - q - 3;
+		q = end + 1;
+	}
+	*p = '\0';
+	snap_format_time(snap_manifest_time(man), ts);
+	env[n++] = xasprintf("PBSLM_MOUNTPOINT=%s", m->conf->mountpoint);
+	env[n++] = xasprintf("PBSLM_SNAPSHOT=%s/%s/%s", snap_manifest_type(man),
+			     snap_manifest_id(man), ts);
+	env[n++] = xasprintf("PBSLM_NS=%s", ns);
+	pthread_mutex_lock(&m->lock);
+	env[n++] = xasprintf("PBSLM_STATE=%s", m->verdict ? m->verdict :
+							    "complete");
+	pthread_mutex_unlock(&m->lock);
+	env[n++] = xasprintf("PBSLM_CUTOVER=%s", cutover);
+	env[n++] = xasprintf("PBSLM_DISKS=%u", m->nimages);
+	for (unsigned int i = 0; i < m->nimages; i++) {
+		env[n++] = xasprintf("PBSLM_IMAGE_%u=%s/%s", i,
+				     m->conf->mountpoint,
+				     image_name(m->images[i]));
+		env[n++] = xasprintf("PBSLM_TARGET_%u=%s", i,
+				     image_target(m->images[i]) ?
+				     image_target(m->images[i]) : "");
+	}
+	free(ns);
+	return env;
+}
+
+void mount_run_on_complete(struct mount *m, const char *cmd,
+			   const char *cutover)
 {
 	struct timespec ts = { 0, 50000000 };
+	char **env = on_complete_env(m, cutover);
+	static char sh[] = "sh";
+	static char dash_c[] = "-c";
+	char *const argv[] = { sh, dash_c, (char *)cmd, NULL };
 	pid_t pid = fork();
 	pid_t got;
 	int status;
 
 	if (pid == 0) {
-		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		/* Not in the mount: it may be unmounted while this runs. */
+		if (chdir("/") == 0)
+			execve("/bin/sh", argv, env);
 		_exit(127);
 	}
+	for (size_t i = 0; env[i]; i++)
+		free(env[i]);
+	free(env);
 	if (pid < 0) {
 		log_err("mount: cannot run --on-complete '%s': %s", cmd,
 			strerror(errno));
@@ -266,7 +351,7 @@ static bool completed(struct mount *m, bool *cut_pending)
 		return false;
 	*cut_pending = m->conf->cutover_qmp || m->conf->cutover_libvirt;
 	if (!*cut_pending && m->conf->on_complete && !mount_stopping(m))
-		mount_run_on_complete(m, m->conf->on_complete);
+		mount_run_on_complete(m, m->conf->on_complete, "none");
 	return true;
 }
 

@@ -196,7 +196,8 @@ bool mount_auto_cutover(struct mount *m, bool *told)
 		return true;
 	}
 	if (m->conf->on_complete && !mount_stopping(m))
-		mount_run_on_complete(m, m->conf->on_complete);
+		mount_run_on_complete(m, m->conf->on_complete,
+				      ret ? "failed" : "done");
 	if (!ret)
 		ask_unmount(m);
 	return false;

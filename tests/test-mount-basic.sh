@@ -28,7 +28,8 @@ mountpoint -q "$T/mnt" && fail "still mounted after SIGTERM"
 
 # Resume with the streamer: completes, then the target is the backup.
 lm_mount "$T/mnt" --target "$T/tgt.raw" --connections 4 \
-	--on-complete "touch '$T/completed'" "$T/ds" vm/7
+	--on-complete "env | grep -E ^PBSLM_[A-Z]+_?[0-9]*= | grep -v _DIR= | sort >'$T/env'; pwd >>'$T/env'; mv '$T/env' '$T/completed'" \
+	"$T/ds" vm/7
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["disks"][0]; assert d["present"] >= 4 << 20, d' \
 	"$T/mnt/.status" || fail "state before SIGTERM was not committed"
 cmp "$T/src.img" "$T/mnt/drive-scsi0.img" || fail "differs while streaming"
@@ -37,6 +38,12 @@ grep -q "100.00%" "$T/watch" || fail "status --watch output: $(tail -3 "$T/watch
 lm_wait_complete "$T/mnt" 60
 for _ in $(seq 1 50); do [ -e "$T/completed" ] && break; sleep 0.1; done
 [ -e "$T/completed" ] || fail "--on-complete did not run"
+# What it is told, in the environment; it runs in /.
+printf '%s\n' "PBSLM_CUTOVER=none" "PBSLM_DISKS=1" \
+	"PBSLM_IMAGE_0=$T/mnt/drive-scsi0.img" "PBSLM_MOUNTPOINT=$T/mnt" \
+	"PBSLM_NS=" "PBSLM_SNAPSHOT=vm/7/$(ls "$T/ds/vm/7" | grep -v owner)" \
+	"PBSLM_STATE=complete" "PBSLM_TARGET_0=$T/tgt.raw" / >"$T/env.want"
+diff "$T/env.want" "$T/completed" || fail "--on-complete's environment"
 $PROG status "$T/mnt" | grep -q complete || fail "status command"
 $PROG status --json "$T/mnt" | python3 -m json.tool >/dev/null || fail "--json"
 lm_umount "$T/mnt"
