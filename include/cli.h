@@ -60,6 +60,8 @@ int cmd_key(int argc, char **argv);
 int cmd_cutover(int argc, char **argv);
 int cmd_restart(int argc, char **argv);
 int cmd_vmconfig(int argc, char **argv);
+int cmd_map(int argc, char **argv);
+int cmd_unmap(int argc, char **argv);
 
 void cli_init(struct cli *c);
 /*

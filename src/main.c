@@ -35,6 +35,8 @@ static const char main_help[] =
 	"  verify    check an image against a backup\n"
 	"  list      list snapshots and their archives\n"
 	"  vm-config a QEMU or libvirt start line from a backup's VM configuration\n"
+	"  map       mount one archive and attach it to a loop device\n"
+	"  unmap     detach a map's loop device and end its mount\n"
 	"  key       create or inspect an encryption key file\n"
 	"\n"
 	"'pbs-livemount COMMAND --help' describes each command.\n";
@@ -88,6 +90,10 @@ int main(int argc, char **argv)
 		return cmd_verify(argc - 1, argv + 1);
 	if (!strcmp(cmd, "list"))
 		return cmd_list(argc - 1, argv + 1);
+	if (!strcmp(cmd, "map"))
+		return cmd_map(argc - 1, argv + 1);
+	if (!strcmp(cmd, "unmap"))
+		return cmd_unmap(argc - 1, argv + 1);
 	if (!strcmp(cmd, "vm-config"))
 		return cmd_vmconfig(argc - 1, argv + 1);
 	if (!strcmp(cmd, "key"))
