@@ -39,7 +39,7 @@ config.mk config.h: configure config.mk.in
 configure: configure.ac
 	@command -v autoconf >/dev/null && command -v aclocal >/dev/null \
 		&& pkg-config --exists fuse3 libcurl libzstd liburcu-cds json-c libnghttp2 \
-			libvirt-qemu libxml-2.0 \
+			libvirt-qemu libxml-2.0 libsystemd \
 		|| scripts/install-deps
 	mkdir -p m4 && aclocal -I m4 --install && autoheader && autoconf
 
@@ -182,9 +182,20 @@ lint:
 	cppcheck -q --error-exitcode=1 --enable=warning,portability \
 		--inline-suppr -Iinclude src
 
+# The unit goes where Debian's systemd looks (not under prefix).
+unitdir ?= /lib/systemd/system
+completiondir ?= $(datarootdir)/bash-completion/completions
 install: all
 	install -D -m 0755 $(PROG) $(DESTDIR)$(bindir)/$(PROG)
 	install -D -m 0644 man/$(PROG).1 $(DESTDIR)$(mandir)/man1/$(PROG).1
+	install -d $(DESTDIR)$(unitdir)
+	sed 's|@bindir@|$(bindir)|g' systemd/$(PROG)@.service.in \
+		>$(DESTDIR)$(unitdir)/$(PROG)@.service
+	chmod 0644 $(DESTDIR)$(unitdir)/$(PROG)@.service
+	install -D -m 0644 systemd/example.conf \
+		$(DESTDIR)$(datarootdir)/doc/$(PROG)/example.conf
+	install -D -m 0644 contrib/bash-completion \
+		$(DESTDIR)$(completiondir)/$(PROG)
 
 clean:
 	rm -rf build build-* $(PROG)

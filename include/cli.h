@@ -70,6 +70,8 @@ void cli_init(struct cli *c);
  * command's own with OPT_INCLUDE.
  */
 const struct opt *cli_repo_opts(struct cli *c);
+/* --repository's value, or NULL. */
+const char *cli_repository(void);
 /* OPT_CALLBACK handler for a file descriptor number: sets an int. */
 int cli_opt_fd(void *value, const char *arg, char *why, size_t len);
 /* Closes the store, frees the key, wipes secrets. */

@@ -112,9 +112,36 @@ static void add_store_option(const struct store_option *o, void *arg)
 						       o->help);
 }
 
+/* --repository, as given (main thread only; cli_repo_arg). */
+static const char *repo_opt;
+
+/*
+ * --repository REPO: the REPO argument as an option, as
+ * proxmox-backup-client takes it.  Also PBS_REPOSITORY from here on,
+ * which is what every reader of the repository consults.
+ */
+static int opt_repository(void *value, const char *arg, char *why,
+			  size_t len)
+{
+	(void)value;
+	if (!*arg) {
+		snprintf(why, len, "empty repository");
+		return -EINVAL;
+	}
+	repo_opt = arg;
+	return setenv("PBS_REPOSITORY", arg, 1) ? -errno : 0;
+}
+
+const char *cli_repository(void)
+{
+	return repo_opt;
+}
+
 const struct opt *cli_repo_opts(struct cli *c)
 {
 	const struct opt t[] = {
+		OPT_CALLBACK(0, "repository", NULL, "REPO", opt_repository,
+			     "the repository, instead of the REPO argument"),
 		OPT_STRING(0, "ns", &c->ns, "NS", "namespace (a/b)"),
 		OPT_STRING(0, "keyfile", &c->keyfile, "FILE",
 			   "encryption key file (PBS format)"),
@@ -372,6 +399,12 @@ const char *cli_repo_arg(int nargs, int want, char **argv, int *shift)
 {
 	const char *env = getenv("PBS_REPOSITORY");
 
+	if (repo_opt && nargs == want) {
+		log_err("the repository given twice: --repository '%s' and "
+			"'%s'", repo_opt, argv[0]);
+		*shift = 1;
+		return NULL;
+	}
 	if (nargs == want) {
 		*shift = 1;
 		return argv[0];

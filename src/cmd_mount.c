@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "cli.h"
 #include "log.h"
 #include "mount.h"
@@ -63,6 +65,7 @@ static uint64_t phys_mem(void)
 
 struct ready_pipe {
 	int fd;		/* write end, -1 in the foreground */
+	const char *mnt;
 };
 
 /* Detach only once everything is up: the parent exits 0 then. */
@@ -147,10 +150,23 @@ static void server_ready(void *arg)
  * supervise the servers (sup.h), which run this binary again with
  * @argv (the command line as given) in the current directory.
  */
+/*
+ * The first server serves: the terminal's parent may return (detached)
+ * and systemd hears READY=1 (Type=notify; nothing without
+ * $NOTIFY_SOCKET).
+ */
+static void mount_ready(void *arg)
+{
+	struct ready_pipe *rp = arg;
+
+	daemon_ready(rp);
+	sd_notifyf(0, "READY=1\nSTATUS=serving %s", rp->mnt);
+}
+
 static int supervise(struct cli *c, const char *repo, const char *mnt,
 		     bool foreground, int argc, char **argv)
 {
-	struct ready_pipe rp = { .fd = -1 };
+	struct ready_pipe rp = { .fd = -1, .mnt = mnt };
 	char exe[PATH_MAX];
 	char cwd[PATH_MAX];
 	char *settings = NULL;
@@ -193,12 +209,13 @@ static int supervise(struct cli *c, const char *repo, const char *mnt,
 			/* A hot loop gives up in about two seconds. */
 			.max_deaths = 20,
 			.window_s = 10,
-			.ready = foreground ? NULL : daemon_ready,
+			.ready = mount_ready,
 			.ready_arg = &rp,
 		};
 
 		(void)argc;
 		ret = sup_run(&sc);
+		sd_notify(0, "STOPPING=1");
 	}
 out:
 	if (pass) {

@@ -144,6 +144,8 @@ int cmd_pack(int argc, char **argv)
 	char **paths = NULL;
 	char **names = NULL;
 	struct cli c;
+	const char *ds;
+	int nimgs;
 	int nimg = 0;
 	int nargs;
 	int ret = 0;
@@ -181,25 +183,30 @@ int cmd_pack(int argc, char **argv)
 
 	if (!opt_parse_main(&cmd, argc, argv, &nargs, &ret))
 		goto out;
-	if (nargs < 2) {
+	/* With --repository, every argument is an image. */
+	ds = cli_repository();
+	nimgs = ds ? nargs : nargs - 1;
+	if (!ds)
+		ds = argv[nargs];
+	if (nimgs < 1) {
 		ret = opt_usage_error("pack", "needs IMAGE... DATASTORE");
 		goto out;
 	}
 	ret = check_ids(&conf);
 	if (ret)
 		goto out;
-	imgs = xcalloc(nargs - 1, sizeof(*imgs));
-	paths = xcalloc(nargs - 1, sizeof(*paths));
-	names = xcalloc(nargs - 1, sizeof(*names));
-	ret = image_args(argv + 1, nargs - 1, imgs, paths, names, &nimg);
+	imgs = xcalloc(nimgs, sizeof(*imgs));
+	paths = xcalloc(nimgs, sizeof(*paths));
+	names = xcalloc(nimgs, sizeof(*names));
+	ret = image_args(argv + 1, nimgs, imgs, paths, names, &nimg);
 	if (ret)
 		goto out;
 	ret = blob_list(&conf, config, &blob_args, &blobs);
 	if (ret)
 		goto out;
-	if (!strncmp(argv[nargs], "s3://", 5)) {
+	if (!strncmp(ds, "s3://", 5)) {
 		/* Into a bucket: the S3 store writes it (key loaded too). */
-		ret = cli_open_repo(&c, argv[nargs]);
+		ret = cli_open_repo(&c, ds);
 		conf.dest = c.s;
 	} else {
 		ret = cli_load_key(&c);
@@ -210,7 +217,7 @@ int cmd_pack(int argc, char **argv)
 	}
 	conf.images = imgs;
 	conf.nimages = nimg;
-	conf.datastore = argv[nargs];
+	conf.datastore = ds;
 	conf.ns = c.ns;
 	conf.key = c.key;
 	conf.quiet = c.quiet;

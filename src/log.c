@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -20,6 +21,7 @@
 
 unsigned int log_debug_mask;		/* immutable after start-up */
 static bool log_to_syslog;		/* atomic: detached */
+static bool log_journal;		/* atomic: stderr is the journal */
 static int log_fd = -1;			/* --log-file; immutable number once
 					   set (reopened with dup2) */
 static char *log_path;			/* immutable once set */
@@ -37,9 +39,25 @@ static const struct {
 	{ "ovl", LOG_CAT_OVL },	      { "image", LOG_CAT_IMAGE },
 };
 
+/* Is stderr the journal's stream ($JOURNAL_STREAM is its "dev:ino")? */
+static bool stderr_is_journal(void)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long long dev;
+	unsigned long long ino;
+	struct stat sb;
+
+	return js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 &&
+	       !fstat(STDERR_FILENO, &sb) && sb.st_dev == dev &&
+	       sb.st_ino == ino;
+}
+
 void log_init(const char *ident, bool use_syslog, int level)
 {
 	log_ident = ident;
+	/* Under systemd: lines carry their priority ("<3>"), so the
+	 * journal files them by level. */
+	__atomic_store_n(&log_journal, stderr_is_journal(), __ATOMIC_RELAXED);
 	if (use_syslog)
 		openlog(ident, LOG_PID, LOG_DAEMON);
 	/* May switch to syslog while threads run (daemon hand-shake). */
@@ -171,7 +189,10 @@ void log_vmsg(int level, const char *fmt, va_list ap)
 		write_line(log_fd, prefix, msg);
 	}
 	/* Until the daemon detaches, the terminal hears it too. */
-	if (!detached) {
+	if (!detached && __atomic_load_n(&log_journal, __ATOMIC_RELAXED)) {
+		snprintf(prefix, sizeof(prefix), "<%d>%s: ", level, log_ident);
+		write_line(STDERR_FILENO, prefix, msg);
+	} else if (!detached) {
 		snprintf(prefix, sizeof(prefix), "%s: ", log_ident);
 		write_line(STDERR_FILENO, prefix, msg);
 	}
