@@ -70,6 +70,15 @@ void cli_init(struct cli *c);
  * command's own with OPT_INCLUDE.
  */
 const struct opt *cli_repo_opts(struct cli *c);
+/* --output-format, as proxmox-backup-client spells it. */
+enum cli_format {
+	CLI_FORMAT_TEXT,
+	CLI_FORMAT_JSON,
+	CLI_FORMAT_JSON_PRETTY,
+};
+/* OPT_CALLBACK handler of --output-format: sets an enum cli_format. */
+int cli_opt_output_format(void *value, const char *arg, char *why,
+			  size_t len);
 /* --repository's value, or NULL. */
 const char *cli_repository(void);
 /* OPT_CALLBACK handler for a file descriptor number: sets an int. */

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "key.h"
+#include "progress.h"
 #include "store.h"
 
 /*
@@ -46,6 +47,7 @@ struct pack_conf {
 	const char *owner;		/* "root@pam" by default */
 	bool lazy_chunk_dirs;		/* a new datastore gets .chunks/XXXX
 					   only as needed, not all 65,536 */
+	enum progress_mode progress;	/* a bar per image, JSON lines */
 	struct store *dest;		/* NULL: datastore is a directory;
 					   else written through this store
 					   (an S3 bucket) */

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "progress.h"
 #include "repo.h"
 #include "reuse.h"
 
@@ -41,6 +42,7 @@ struct restore_conf {
 	bool in_place;			/* it is an older version: reuse */
 	struct reuse_seeds *seeds;	/* borrowed, may be NULL */
 	bool quiet;
+	enum progress_mode progress;	/* a bar, JSON lines, or none */
 };
 
 /* 0, or -errno after one line (two when a resumable restore stopped). */
@@ -50,6 +52,7 @@ struct verify_conf {
 	struct repo_archive *archive;	/* borrowed */
 	const char *image;
 	unsigned int threads;
+	enum progress_mode progress;
 };
 
 /* 0 identical; -EUCLEAN (logged with chunk and offset) when not. */

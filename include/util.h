@@ -125,6 +125,8 @@ int parse_duration_ms(const char *s, uint64_t *out);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t now_ns(void);
+/* "512 B", "1.5 GiB": for people (binary units, one decimal). */
+void fmt_bytes(double v, char *out, size_t len);
 /* Sleep @ms milliseconds (a signal may cut it short). */
 void sleep_ms(unsigned int ms);
 /* *@ts = now on @clock + @ms: a deadline for pthread_cond_timedwait. */

@@ -112,6 +112,23 @@ static void add_store_option(const struct store_option *o, void *arg)
 						       o->help);
 }
 
+int cli_opt_output_format(void *value, const char *arg, char *why,
+			  size_t len)
+{
+	if (!strcmp(arg, "text"))
+		*(enum cli_format *)value = CLI_FORMAT_TEXT;
+	else if (!strcmp(arg, "json"))
+		*(enum cli_format *)value = CLI_FORMAT_JSON;
+	else if (!strcmp(arg, "json-pretty"))
+		*(enum cli_format *)value = CLI_FORMAT_JSON_PRETTY;
+	else {
+		snprintf(why, len, "'%s' is not text, json or json-pretty",
+			 arg);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* --repository, as given (main thread only; cli_repo_arg). */
 static const char *repo_opt;
 

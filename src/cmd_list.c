@@ -29,49 +29,12 @@ static const char list_desc[] =
 	"the server must offer JSON directory listings (nginx: autoindex\n"
 	"on; autoindex_format json;).\n";
 
-enum out_format { OUT_TEXT, OUT_JSON, OUT_JSON_PRETTY };
-
 struct list_opts {
-	enum out_format format;
+	enum cli_format format;
 	bool namespaces;
 	unsigned int max_depth;
 	json_object *out;	/* JSON: the array being filled */
 };
-
-static int opt_output_format(void *value, const char *arg, char *why,
-			     size_t len)
-{
-	if (!strcmp(arg, "text"))
-		*(enum out_format *)value = OUT_TEXT;
-	else if (!strcmp(arg, "json"))
-		*(enum out_format *)value = OUT_JSON;
-	else if (!strcmp(arg, "json-pretty"))
-		*(enum out_format *)value = OUT_JSON_PRETTY;
-	else {
-		snprintf(why, len, "'%s' is not text, json or json-pretty",
-			 arg);
-		return -EINVAL;
-	}
-	return 0;
-}
-
-/* "1.5 GiB", "512 B" */
-static void human(uint64_t v, char *out, size_t len)
-{
-	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB",
-					    "PiB" };
-	double d = (double)v;
-	int u = 0;
-
-	while (d >= 1024 && u < 5) {
-		d /= 1024;
-		u++;
-	}
-	if (!u)
-		snprintf(out, len, "%llu B", (unsigned long long)v);
-	else
-		snprintf(out, len, "%.1f %s", d, unit[u]);
-}
 
 /* The first line of a snapshot's notes, malloc'ed, or NULL. */
 static char *comment_of(const struct snap_manifest *m)
@@ -156,7 +119,7 @@ static void snapshot_text(const char *spec, const struct repo_snapshot *snap)
 	m = repo_snapshot_manifest(snap);
 	for (size_t i = 0; i < snap_manifest_nfiles(m); i++)
 		total += snap_manifest_file(m, i)->size;
-	human(total, sz, sizeof(sz));
+	fmt_bytes(total, sz, sizeof(sz));
 	printf("%s  %s", spec, sz);
 	if (snap_manifest_key_fingerprint(m))
 		printf("  key %s", snap_manifest_key_fingerprint(m));
@@ -173,7 +136,7 @@ static void snapshot_text(const char *spec, const struct repo_snapshot *snap)
 	for (size_t i = 0; i < snap_manifest_nfiles(m); i++) {
 		const struct snap_file *f = snap_manifest_file(m, i);
 
-		human(f->size, sz, sizeof(sz));
+		fmt_bytes(f->size, sz, sizeof(sz));
 		printf("    %-32s %12s  %s\n", f->filename, sz,
 		       snap_crypt_mode_name(f->crypt_mode));
 	}
@@ -192,7 +155,7 @@ static void print_snapshot(struct cli *c, struct list_opts *lo,
 	if (c->key ? repo_snapshot_open(c->s, c->ns, spec, c->key, &snap) :
 		     repo_snapshot_peek(c->s, c->ns, spec, &snap))
 		snap = NULL;
-	if (lo->format == OUT_TEXT)
+	if (lo->format == CLI_FORMAT_TEXT)
 		snapshot_text(spec, snap);
 	else
 		snapshot_json(lo, c->ns, type, id, t, snap);
@@ -297,7 +260,7 @@ static int list_ns(struct cli *c, struct list_opts *lo, const char *ns,
 		char *child = ns ? xasprintf("%s/%s", ns, names[i]) :
 				   xstrdup(names[i]);
 
-		if (lo->format == OUT_TEXT) {
+		if (lo->format == CLI_FORMAT_TEXT) {
 			puts(child);
 		} else {
 			json_object *o = json_object_new_object();
@@ -329,7 +292,7 @@ int cmd_list(int argc, char **argv)
 	cli_init(&c);
 	const struct opt opts[] = {
 		OPT_CALLBACK(0, "output-format", &lo.format, "FORMAT",
-			     opt_output_format,
+			     cli_opt_output_format,
 			     "text (default), json or json-pretty"),
 		OPT_BOOL(0, "namespaces", &lo.namespaces,
 			 "list the namespaces (under --ns), not snapshots"),
@@ -359,9 +322,9 @@ int cmd_list(int argc, char **argv)
 		ret = EXIT_FAILURE;
 		goto out;
 	}
-	if (lo.format != OUT_TEXT)
+	if (lo.format != CLI_FORMAT_TEXT)
 		lo.out = json_object_new_array();
-	if (c.key && lo.format == OUT_TEXT && !lo.namespaces) {
+	if (c.key && lo.format == CLI_FORMAT_TEXT && !lo.namespaces) {
 		char fp[96];
 
 		key_fingerprint_str(c.key, fp);
@@ -378,7 +341,7 @@ int cmd_list(int argc, char **argv)
 	}
 	if (lo.out && !ret)
 		puts(json_object_to_json_string_ext(lo.out,
-			lo.format == OUT_JSON_PRETTY ?
+			lo.format == CLI_FORMAT_JSON_PRETTY ?
 			JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
 			JSON_C_TO_STRING_NOSLASHESCAPE :
 			JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));

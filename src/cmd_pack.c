@@ -141,6 +141,7 @@ int cmd_pack(int argc, char **argv)
 	struct pack_blob *blobs = NULL;
 	struct opt_list blob_args = { 0 };
 	const char *config = NULL;
+	enum cli_format format = CLI_FORMAT_TEXT;
 	char **paths = NULL;
 	char **names = NULL;
 	struct cli c;
@@ -168,6 +169,10 @@ int cmd_pack(int argc, char **argv)
 		OPT_LIST("blob", &blob_args, "FILE:NAME",
 			 "FILE stored as blob archive NAME (ending in\n"
 			 ".blob; repeatable)"),
+		OPT_CALLBACK(0, "output-format", &format, "FORMAT",
+			     cli_opt_output_format,
+			     "text (a progress bar on a terminal), json\n"
+			     "(progress as JSON lines) or json-pretty"),
 		OPT_BOOL(0, "lazy-chunk-dirs", &conf.lazy_chunk_dirs,
 			 "a new datastore gets .chunks/XXXX as chunks\n"
 			 "need them, not all 65,536 (scratch stores)"),
@@ -221,6 +226,7 @@ int cmd_pack(int argc, char **argv)
 	conf.ns = c.ns;
 	conf.key = c.key;
 	conf.quiet = c.quiet;
+	conf.progress = progress_mode_for(format != CLI_FORMAT_TEXT, c.quiet);
 	ret = cli_exit_code(pack_run(&conf));
 out:
 	for (int i = 0; i < nimg; i++) {

@@ -48,6 +48,7 @@ struct restore_args {
 	bool overwrite;
 	bool in_place;
 	struct opt_list seeds;
+	enum cli_format format;
 };
 
 /* --seed's seeds for archive @a, indexed under @state_dir. */
@@ -83,6 +84,8 @@ static int run(bool verify, struct cli *c, const struct restore_args *ra,
 			.archive = a,
 			.image = dest,
 			.threads = 2,
+			.progress = progress_mode_for(
+				ra->format != CLI_FORMAT_TEXT, c->quiet),
 		};
 
 		ret = verify_run(&vc);
@@ -101,6 +104,8 @@ static int run(bool verify, struct cli *c, const struct restore_args *ra,
 		.seeds = rs,
 		.state_dir = state_dir,
 		.quiet = c->quiet,
+		.progress = progress_mode_for(ra->format != CLI_FORMAT_TEXT,
+					      c->quiet),
 	});
 }
 
@@ -119,6 +124,12 @@ static const char *positionals(const char *cmdname, bool verify,
 		return NULL;
 	}
 	*args = argv + 1 + shift;
+	if (ra->format != CLI_FORMAT_TEXT && !verify &&
+	    !strcmp((*args)[2], "-")) {
+		opt_usage_error(cmdname, "standard output is the image: no "
+				"JSON progress on it");
+		return NULL;
+	}
 	if (ra->in_place && (ra->overwrite || !strcmp((*args)[2], "-"))) {
 		opt_usage_error(cmdname, "--in-place writes over what TARGET "
 				"holds: not with --overwrite or '-'");
@@ -218,10 +229,18 @@ static int restore_verify(int argc, char **argv, bool verify)
 		OPT_LIST("seed", &ra.seeds, "PATH",
 			 "a file or device that may hold chunks of\n"
 			 "the disk, read instead of fetched (repeatable)"),
+		OPT_CALLBACK(0, "output-format", &ra.format, "FORMAT",
+			     cli_opt_output_format,
+			     "text (a progress bar on a terminal), json\n"
+			     "(progress as JSON lines) or json-pretty"),
 		OPT_INCLUDE(cli_repo_opts(&c), "repository options:"),
 		OPT_END(),
 	};
 	const struct opt verify_opts[] = {
+		OPT_CALLBACK(0, "output-format", &ra.format, "FORMAT",
+			     cli_opt_output_format,
+			     "text (a progress bar on a terminal), json\n"
+			     "(progress as JSON lines) or json-pretty"),
 		OPT_INCLUDE(cli_repo_opts(&c), "repository options:"),
 		OPT_END(),
 	};

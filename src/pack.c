@@ -30,6 +30,7 @@
 #include "crypto.h"
 #include "log.h"
 #include "pack.h"
+#include "progress.h"
 #include "snap.h"
 #include "util.h"
 #include "banned.h"
@@ -278,10 +279,13 @@ static int pack_chunks(const struct pack_conf *conf,
 	int64_t next_data = -1;
 	uint8_t zero_d[32];
 	size_t zero_len = 0;
+	struct progress *prog;
 	int ret = 0;
 
+	prog = progress_start(conf->progress, "pack", img->archive, size, 0);
 	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	for (uint64_t i = 0; i < n && !ret; i++) {
+		progress_update(prog, i * cs);
 		size_t len = MIN(cs, size - i * cs);
 		uint8_t *d = digests + 32 * i;
 
@@ -316,6 +320,9 @@ static int pack_chunks(const struct pack_conf *conf,
 		if (!ret)
 			set_add(seen, d);
 	}
+	if (!ret)
+		progress_update(prog, size);
+	progress_end(prog, ret);
 	free(data);
 	return ret;
 }

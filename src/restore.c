@@ -122,6 +122,7 @@ struct job {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;		    /* with ->lock: a worker ended */
 	unsigned int running;		    /* protected by ->lock */
+	struct progress *progress;	    /* the main thread's */
 };
 
 static int cmp_pos(const void *a, const void *b, void *ctx)
@@ -766,15 +767,19 @@ static int run_workers(struct job *job, unsigned int nthreads)
 	started = threads_start(tids, nthreads, worker, job);
 	pthread_mutex_lock(&job->lock);
 	job->running -= nthreads - started;
-	while (job->running) {
-		deadline_ms(CLOCK_MONOTONIC, 1000, &ts);
+	/* Progress four times a second, a commit every fourth time. */
+	for (unsigned int tick = 1; job->running; tick++) {
+		deadline_ms(CLOCK_MONOTONIC, 250, &ts);
 		if (pthread_cond_timedwait(&job->cond, &job->lock, &ts) !=
 		    ETIMEDOUT)
 			continue;
 		pthread_mutex_unlock(&job->lock);
-		ret = ovl_commit(job->ovl);
-		if (ret)
-			set_error(&job->error, ret);
+		progress_update(job->progress, ovl_present_bytes(job->ovl));
+		if (tick % 4 == 0) {
+			ret = ovl_commit(job->ovl);
+			if (ret)
+				set_error(&job->error, ret);
+		}
 		pthread_mutex_lock(&job->lock);
 	}
 	pthread_mutex_unlock(&job->lock);
@@ -905,9 +910,15 @@ int restore_run(const struct restore_conf *conf)
 	/* Nothing a seed holds is fetched: its index first. */
 	if (conf->seeds)
 		reuse_seeds_wait(conf->seeds);
+	job.progress = progress_start(conf->progress, "restore",
+				      repo_archive_name(conf->archive), size,
+				      ovl_present_bytes(job.ovl));
 	ret = run_workers(&job, nthreads);
 	if (!ret)
 		ret = finish(&job);
+	if (!ret)
+		progress_update(job.progress, size);
+	progress_end(job.progress, ret);
 	if (ret) {
 		/* The failure was logged where it happened, once. */
 		stopped(&job, ret);

@@ -90,6 +90,7 @@ int restore_stdout(const struct restore_conf *conf)
 	unsigned int nthreads = MIN(conf->threads ? conf->threads : 4, 16u);
 	uint64_t n = snap_fidx_count(j.fidx);
 	pthread_t tids[16];
+	struct progress *prog;
 	unsigned int started;
 	int ret = 0;
 
@@ -112,6 +113,11 @@ int restore_stdout(const struct restore_conf *conf)
 	}
 	pthread_mutex_init(&j.lock, NULL);
 	pthread_cond_init(&j.cond, NULL);
+	/* Standard output is the image: a bar on the terminal only. */
+	prog = progress_start(conf->progress == PROGRESS_TTY ? PROGRESS_TTY :
+			      PROGRESS_NONE, "restore",
+			      repo_archive_name(conf->archive),
+			      snap_fidx_size(j.fidx), 0);
 	started = threads_start(tids, nthreads, stdout_worker, &j);
 	if (!started) {
 		log_err("restore: cannot start worker threads");
@@ -140,7 +146,9 @@ int restore_stdout(const struct restore_conf *conf)
 		s->index = k + j.nslots;
 		pthread_cond_broadcast(&j.cond);
 		pthread_mutex_unlock(&j.lock);
+		progress_update(prog, (k + 1) * snap_fidx_chunk_size(j.fidx));
 	}
+	progress_end(prog, ret);
 	pthread_mutex_lock(&j.lock);
 	j.stop = true;
 	pthread_cond_broadcast(&j.cond);
@@ -161,6 +169,8 @@ struct vjob {
 	uint64_t next;			/* atomic */
 	uint64_t first_bad;		/* atomic: lowest mismatching chunk */
 	int error;			/* atomic */
+	uint64_t checked;		/* atomic: bytes hashed */
+	unsigned int ended;		/* atomic: workers returned */
 };
 
 static void *vworker(void *arg)
@@ -192,6 +202,7 @@ static void *vworker(void *arg)
 			break;
 		}
 		chunk_digest(buf, len, key, d);
+		__atomic_add_fetch(&j->checked, len, __ATOMIC_RELAXED);
 		if (memcmp(d, snap_fidx_digest(j->fidx, i), 32)) {
 			uint64_t cur = __atomic_load_n(&j->first_bad,
 						       __ATOMIC_RELAXED);
@@ -205,6 +216,7 @@ static void *vworker(void *arg)
 		}
 	}
 	free(buf);
+	__atomic_add_fetch(&j->ended, 1, __ATOMIC_RELEASE);
 	return NULL;
 }
 
@@ -218,6 +230,7 @@ int verify_run(const struct verify_conf *conf)
 	unsigned int nthreads = conf->threads ? conf->threads : 2;
 	uint64_t size = snap_fidx_size(j.fidx);
 	pthread_t tids[64];
+	struct progress *prog = NULL;
 	unsigned int started = 0;
 	uint64_t isize = 0;
 	struct stat sb;
@@ -248,11 +261,24 @@ int verify_run(const struct verify_conf *conf)
 		goto out;
 	}
 	nthreads = MIN(nthreads, ARRAY_SIZE(tids));
+	prog = progress_start(conf->progress, "verify",
+			      repo_archive_name(conf->archive), size, 0);
 	for (; started < nthreads; started++)
 		if (pthread_create(&tids[started], NULL, vworker, &j))
 			break;
+	while (__atomic_load_n(&j.ended, __ATOMIC_ACQUIRE) < started) {
+		progress_update(prog, __atomic_load_n(&j.checked,
+						      __ATOMIC_RELAXED));
+		sleep_ms(100);
+	}
 	for (unsigned int i = 0; i < started; i++)
 		pthread_join(tids[i], NULL);
+	/* The bar goes before any line about the result. */
+	if (!j.error && j.first_bad == UINT64_MAX)
+		progress_update(prog, size);
+	progress_end(prog, !started ? -EAGAIN : j.error ? j.error :
+			   j.first_bad != UINT64_MAX ? -EUCLEAN : 0);
+	prog = NULL;
 	if (!started || j.error) {
 		ret = started ? j.error : -EAGAIN;
 		log_err("verify: cannot read '%s': %s", conf->image,

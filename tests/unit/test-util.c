@@ -178,12 +178,30 @@ static void test_buf_on(void **state)
 	assert_ptr_equal(b.data, mem);
 }
 
+static void test_fmt_bytes(void **state)
+{
+	char b[32];
+
+	(void)state;
+	fmt_bytes(0, b, sizeof(b));
+	assert_string_equal(b, "0 B");
+	fmt_bytes(1023, b, sizeof(b));
+	assert_string_equal(b, "1023 B");
+	fmt_bytes(1536, b, sizeof(b));
+	assert_string_equal(b, "1.5 KiB");
+	fmt_bytes(3.0 * (1 << 20), b, sizeof(b));
+	assert_string_equal(b, "3.0 MiB");
+	fmt_bytes(2048.0 * 1024 * 1024 * 1024 * 1024 * 1024, b, sizeof(b));
+	assert_string_equal(b, "2048.0 PiB");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_split),
 		cmocka_unit_test(test_bufpool),
 		cmocka_unit_test(test_buf_on),
+		cmocka_unit_test(test_fmt_bytes),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
