@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@
 #include <unistd.h>
 
 #include <fuse_lowlevel.h>
+#include <linux/fuse.h>
 
 #include "fs.h"
 #include "fs_i.h"
@@ -47,12 +49,10 @@
 #define INO_STATUS 2
 #define INO_IMAGE0 3
 #define FS_MAX_IO (1u << 20)
-/*
- * A new connection's max_write: libfuse then reads requests by splice()
- * into a pipe of max_write + 4 KiB, which must not exceed pipe-max-size
- * (1 MiB by default).  See op_init.
- */
-#define FS_MAX_WRITE (FS_MAX_IO - 4096)
+/* A worker's receive buffer: at least libfuse's (max_write + 4 KiB). */
+#define FS_RECV_BUF (FS_MAX_IO + 2 * 4096)
+/* Workers at most, as libfuse's multi-threaded loop's default. */
+#define FS_MAX_WORKERS 10
 #define STATUS_NAME ".status"
 
 /*
@@ -244,7 +244,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 
 	/* An adopted connection keeps what the kernel agreed first. */
 	conn->max_write = fs->adopt_max_write ? fs->adopt_max_write :
-						FS_MAX_WRITE;
+						FS_MAX_IO;
 	conn->max_readahead = FS_MAX_IO;
 	/* Parallel reads of one file: the guest issues many at once. */
 	if (conn->capable & FUSE_CAP_ASYNC_READ)
@@ -255,20 +255,8 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	/* We never change file contents behind the kernel's back. */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
-	/*
-	 * Requests read by splice() into a pipe, not read() into our memory:
-	 * a server killed while the kernel copies a request into a page it
-	 * must fault in has that request ended with EIO (the guest sees a
-	 * failed write) instead of left for the next server to be resent.
-	 * Kernel pages in a pipe fault nothing.  libfuse falls back to read()
-	 * when the pipe cannot grow to max_write + 4 KiB.  Splice reading is
-	 * libfuse's own business, never told to the kernel, so it is not part
-	 * of the agreement.
-	 */
-	if (conn->capable & FUSE_CAP_SPLICE_READ)
-		conn->want |= FUSE_CAP_SPLICE_READ;
 	/* What every later server must agree to as well (fs_agreement). */
-	fs->want = conn->want & ~(uint64_t)FUSE_CAP_SPLICE_READ;
+	fs->want = conn->want;
 	fs->max_write = conn->max_write;
 }
 
@@ -870,14 +858,158 @@ static void on_hup(int sig)
 	log_request_reopen();
 }
 
+/*
+ * The request loop: libfuse's multi-threaded loop (a worker more while
+ * all are busy, up to a maximum; none retired), but each worker's receive
+ * buffer is touched before its first read().  The kernel copies a
+ * request into that buffer; a page it must fault in there while this
+ * server is being killed ends the request with EIO instead of leaving it
+ * for FUSE_NOTIFY_RESEND and the next server (the guest saw a failed
+ * write at a takeover).  Present pages take no fault.
+ */
+struct fs_loop {
+	struct fuse_session *se;	/* libfuse's own locking */
+	pthread_mutex_t lock;
+	pthread_t tids[FS_MAX_WORKERS];	/* ->lock */
+	void *bufs[FS_MAX_WORKERS];	/* ->lock; freed after the joins */
+	unsigned int nworkers;		/* ->lock */
+	unsigned int navail;		/* ->lock: waiting for a request */
+	unsigned int max;		/* immutable */
+	bool exit;			/* ->lock: the main thread ends it */
+	int error;			/* ->lock: the first -errno */
+	sem_t finish;			/* a worker saw the session end */
+};
+
+struct fs_worker {
+	struct fs_loop *l;
+	void *buf;
+};
+
+static int start_worker(struct fs_loop *l);
+
+static void *worker(void *arg)
+{
+	struct fs_worker *w = arg;
+	struct fs_loop *l = w->l;
+	struct fuse_buf fbuf = { .mem = w->buf };
+	int res;
+
+	free(w);
+	thread_name("lm-fuse");
+	memset(fbuf.mem, 0, FS_RECV_BUF);	/* present pages: see above */
+	while (!fuse_session_exited(l->se)) {
+		bool forget;
+
+		/* The main thread cancels workers waiting here at the end. */
+		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+		res = fuse_session_receive_buf(l->se, &fbuf);
+		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+		if (res == -EINTR)
+			continue;
+		if (res <= 0) {
+			if (res < 0) {
+				fuse_session_exit(l->se);
+				pthread_mutex_lock(&l->lock);
+				l->error = l->error ? l->error : res;
+				pthread_mutex_unlock(&l->lock);
+			}
+			break;
+		}
+		/* A burst of FORGETs is no reason for more workers. */
+		forget = ((struct fuse_in_header *)fbuf.mem)->opcode ==
+				 FUSE_FORGET ||
+			 ((struct fuse_in_header *)fbuf.mem)->opcode ==
+				 FUSE_BATCH_FORGET;
+		pthread_mutex_lock(&l->lock);
+		if (l->exit) {
+			pthread_mutex_unlock(&l->lock);
+			return NULL;
+		}
+		if (!forget)
+			l->navail--;
+		if (!l->navail && l->nworkers < l->max)
+			start_worker(l);
+		pthread_mutex_unlock(&l->lock);
+		fuse_session_process_buf(l->se, &fbuf);
+		pthread_mutex_lock(&l->lock);
+		if (!forget)
+			l->navail++;
+		pthread_mutex_unlock(&l->lock);
+	}
+	sem_post(&l->finish);
+	return NULL;
+}
+
+/* One worker more; with ->lock held.  Signals stay the main thread's. */
+static int start_worker(struct fs_loop *l)
+{
+	struct fs_worker *w = malloc(sizeof(*w));
+	sigset_t block;
+	sigset_t old;
+	int ret;
+
+	if (!w || !(w->buf = malloc(FS_RECV_BUF))) {
+		free(w);
+		return -ENOMEM;
+	}
+	w->l = l;
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	l->bufs[l->nworkers] = w->buf;
+	ret = -pthread_create(&l->tids[l->nworkers], NULL, worker, w);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret) {
+		log_err("fs: cannot start a FUSE worker: %s", strerror(-ret));
+		free(w->buf);
+		free(w);
+		return ret;
+	}
+	l->nworkers++;
+	l->navail++;
+	return 0;
+}
+
+static int fs_loop(struct fs *fs)
+{
+	struct fs_loop l = {
+		.se = fs->se,
+		.max = fs->conf.max_threads ?
+			       MIN(fs->conf.max_threads, FS_MAX_WORKERS) :
+			       FS_MAX_WORKERS,
+	};
+	int ret;
+
+	pthread_mutex_init(&l.lock, NULL);
+	sem_init(&l.finish, 0, 0);
+	pthread_mutex_lock(&l.lock);
+	ret = start_worker(&l);
+	pthread_mutex_unlock(&l.lock);
+	/* sem_wait() returns early on a signal: SIGTERM ends the session. */
+	while (!ret && !fuse_session_exited(fs->se))
+		sem_wait(&l.finish);
+	pthread_mutex_lock(&l.lock);
+	for (unsigned int i = 0; i < l.nworkers; i++)
+		pthread_cancel(l.tids[i]);
+	l.exit = true;
+	pthread_mutex_unlock(&l.lock);
+	/* No worker starts another once ->exit is set. */
+	for (unsigned int i = 0; i < l.nworkers; i++) {
+		pthread_join(l.tids[i], NULL);
+		free(l.bufs[i]);
+	}
+	ret = ret ? ret : l.error;
+	sem_destroy(&l.finish);
+	pthread_mutex_destroy(&l.lock);
+	fuse_session_reset(fs->se);
+	return ret;
+}
+
 int fs_run(struct fs *fs)
 {
 	struct sigaction sa = { .sa_handler = on_hup };
-	struct fuse_loop_config cfg = {
-		.clone_fd = 0,
-		.max_idle_threads = fs->conf.max_threads ?
-					    fs->conf.max_threads : 16,
-	};
 	int ret;
 
 	/* SIGTERM and SIGINT end the loop; the caller then commits. */
@@ -886,7 +1018,7 @@ int fs_run(struct fs *fs)
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = SA_RESTART;
 	sigaction(SIGHUP, &sa, NULL);
-	ret = fuse_session_loop_mt(fs->se, &cfg);
+	ret = fs_loop(fs);
 	fuse_remove_signal_handlers(fs->se);
 	return ret < 0 ? ret : 0;
 }
