@@ -342,9 +342,11 @@ int cmd_unmap(int argc, char **argv)
 		if (gone)
 			break;
 		if (i == 49) {
-			log_err("unmap: '%s' is still open elsewhere: it is "
-				"detached at its last close; the mount stays "
-				"until then (unmap again)", argv[1]);
+			slash = strrchr(file, '/');
+			*slash = '\0';
+			log_err("unmap: '%s' is still open elsewhere: the kernel "
+				"detaches it at its last close; then end its "
+				"mount with 'fusermount3 -u %s'", argv[1], file);
 			goto out;
 		}
 		sleep_ms(100);

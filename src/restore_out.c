@@ -185,6 +185,8 @@ static void *vworker(void *arg)
 	thread_name("lm-verify");
 	if (!buf) {
 		__atomic_store_n(&j->error, -ENOMEM, __ATOMIC_RELAXED);
+		/* The main thread waits for every worker to say it ended. */
+		__atomic_add_fetch(&j->ended, 1, __ATOMIC_RELEASE);
 		return NULL;
 	}
 	for (;;) {
