@@ -147,6 +147,9 @@ const char *snap_crypt_mode_name(enum snap_crypt_mode mode);
 
 /* Archive and backup-id names: [A-Za-z0-9_][A-Za-z0-9._-]*, <= 128. */
 bool snap_is_safe_id(const char *s);
+/* A disk archive's stem, malloc'ed: "drive-scsi0.img.fidx" and
+ * "drive-scsi0.img" give "drive-scsi0"; other names stay as they are. */
+char *snap_archive_stem(const char *name);
 /* "vm", "ct" or "host". */
 bool snap_is_backup_type(const char *s);
 /* epoch -> "YYYY-MM-DDTHH:MM:SSZ" (UTC); @out holds 21 bytes. */

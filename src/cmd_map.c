@@ -25,6 +25,7 @@
 #include "cli.h"
 #include "log.h"
 #include "mountpoint.h"
+#include "snap.h"
 #include "util.h"
 #include "banned.h"
 
@@ -102,17 +103,6 @@ static int unmount_and_wait(const char *mnt)
 		sleep_ms(100);
 	}
 	return 0;	/* unmounted; its daemon ends on its own */
-}
-
-/* "drive-scsi0", "drive-scsi0.img", "drive-scsi0.img.fidx" -> stem */
-static char *archive_stem(const char *a)
-{
-	char *s = xstrdup(a);
-	char *dot = strstr(s, ".img");
-
-	if (dot && (!strcmp(dot, ".img") || !strcmp(dot, ".img.fidx")))
-		*dot = '\0';
-	return s;
 }
 
 /*
@@ -246,7 +236,7 @@ int cmd_map(int argc, char **argv)
 		ret = EXIT_FAILURE;
 		goto out;
 	}
-	stem = archive_stem(archive);
+	stem = snap_archive_stem(archive);
 	file = xasprintf("%s/%s.img", mnt, stem);
 	snprintf(label, sizeof(label), "pbs-livemount %s", stem);
 	ret = loop_attach(file, ro, label, dev, sizeof(dev));

@@ -60,16 +60,6 @@ uint64_t mount_max_chunk(const struct mount *m)
 	return cs;
 }
 
-static char *archive_stem(const char *archive)
-{
-	char *s = xstrdup(archive);
-	char *dot = strstr(s, ".img.fidx");
-
-	if (dot)
-		*dot = '\0';
-	return s;
-}
-
 /* Image @i's boot trace: where it lives, and what to prefetch. */
 static void open_trace(struct mount *m, unsigned int i)
 {
@@ -202,7 +192,7 @@ static char *pve_target(struct mount *m, const char *stem)
 		const char *f = snap_manifest_file(man, i)->filename;
 
 		if (strlen(f) > 9 && !strcmp(f + strlen(f) - 9, ".img.fidx"))
-			stems[n++] = archive_stem(f);
+			stems[n++] = snap_archive_stem(f);
 	}
 	num = pve_disk_number((const char *const *)stems, n, stem);
 	path = xasprintf("%s/vm-%s-disk-%d.raw", m->conf->target_dir,
@@ -220,7 +210,7 @@ static int open_image(struct mount *m, unsigned int i, struct repo_archive *a)
 	const struct mount_conf *c = m->conf;
 	struct image_conf ic = { 0 };
 	struct image_stats st;
-	char *stem = archive_stem(repo_archive_name(a));
+	char *stem = snap_archive_stem(repo_archive_name(a));
 	char *fname = xasprintf("%s.img", stem);
 	char *tpath = NULL;
 	int ret;

@@ -17,6 +17,7 @@
 
 #include "compiler.h"
 #include "progress.h"
+#include "snap.h"
 #include "util.h"
 #include "banned.h"
 
@@ -56,10 +57,7 @@ struct progress *progress_start(enum progress_mode mode, const char *what,
 	p->what = xstrdup(what);
 	p->name = xstrdup(name);
 	/* "drive-scsi0.img.fidx" shows as "drive-scsi0": room for a bar. */
-	p->label = xstrdup(name);
-	if (strlen(p->label) > 9 &&
-	    !strcmp(p->label + strlen(p->label) - 9, ".img.fidx"))
-		p->label[strlen(p->label) - 9] = '\0';
+	p->label = snap_archive_stem(name);
 	p->total = total;
 	p->start_done = p->done = MIN(done, total);
 	p->t0 = p->last = now_ns();

@@ -327,6 +327,18 @@ bool snap_is_safe_id(const char *s)
 	return true;
 }
 
+char *snap_archive_stem(const char *name)
+{
+	char *s = xstrdup(name);
+	size_t len = strlen(s);
+
+	if (len > 9 && !strcmp(s + len - 9, ".img.fidx"))
+		s[len - 9] = '\0';
+	else if (len > 4 && !strcmp(s + len - 4, ".img"))
+		s[len - 4] = '\0';
+	return s;
+}
+
 bool snap_is_backup_type(const char *s)
 {
 	return !strcmp(s, "vm") || !strcmp(s, "ct") || !strcmp(s, "host");

@@ -410,6 +410,26 @@ static void test_manifest_pretty(void **state)
 	snap_manifest_free(m);
 }
 
+static void test_archive_stem(void **state)
+{
+	static const char *const cases[][2] = {
+		{ "drive-scsi0.img.fidx", "drive-scsi0" },
+		{ "drive-scsi0.img", "drive-scsi0" },
+		{ "drive-scsi0", "drive-scsi0" },
+		{ "a.img.fidx.img", "a.img.fidx" },
+		{ ".img", ".img" },
+		{ "qemu-server.conf.blob", "qemu-server.conf.blob" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *s = snap_archive_stem(cases[i][0]);
+
+		assert_string_equal(s, cases[i][1]);
+		free(s);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -421,6 +441,7 @@ int main(void)
 		cmocka_unit_test(test_manifest_pretty),
 		cmocka_unit_test(test_manifest_bad),
 		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_archive_stem),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
