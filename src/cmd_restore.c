@@ -184,7 +184,13 @@ static int blob_run(bool verify, const struct restore_args *ra,
 		if (ret)
 			log_err("restore: cannot write to standard output: %s",
 				strerror(-ret));
-	} else if (!stat(dest, &sb) && sb.st_size && !ra->overwrite) {
+	} else if (!lstat(dest, &sb) && !S_ISREG(sb.st_mode)) {
+		/* A blob goes to a file: never over a link, device, FIFO. */
+		log_err("restore: cannot write '%s': not a regular file (a "
+			"configuration is written to a new or existing file)",
+			dest);
+		ret = -EINVAL;
+	} else if (!lstat(dest, &sb) && sb.st_size && !ra->overwrite) {
 		log_err("restore: cannot write '%s': it holds data "
 			"(--overwrite replaces it)", dest);
 		ret = -EEXIST;

@@ -52,6 +52,19 @@ $PROG restore -q "$T/ds" vm/901 qemu-server.conf "$T/r.conf" 2>"$T/err" &&
 	fail "restore replaced a file it was not told to"
 grep -q "holds data (--overwrite" "$T/err" || fail "no reason given: $(cat "$T/err")"
 $PROG verify -q "$T/ds" vm/901 qemu-server.conf "$T/r.conf" || fail "verify of the blob"
+# Never over what is not a regular file, even an empty one or with --overwrite.
+: >"$T/empty"
+ln -s "$T/empty" "$T/link"
+mkfifo "$T/fifo"
+for d in "$T/link" "$T/fifo" /dev/null; do
+	$PROG restore -q --overwrite "$T/ds" vm/901 qemu-server.conf "$d" 2>"$T/err" &&
+		fail "restore wrote the blob over $d"
+	grep -q "not a regular file" "$T/err" || fail "no reason for $d: $(cat "$T/err")"
+done
+[ -L "$T/link" ] && [ ! -s "$T/empty" ] && [ -p "$T/fifo" ] && [ -c /dev/null ] ||
+	fail "a refused target was touched"
+$PROG restore -q "$T/ds" vm/901 qemu-server.conf "$T/empty" || fail "restore into an empty file"
+cmp "$T/empty" "$T/qemu-server.conf" || fail "the empty file's content"
 
 # Encrypted: decrypted with the key, refused without it or when altered.
 export PBS_ENCRYPTION_PASSWORD=vc-secret
