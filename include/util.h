@@ -156,17 +156,19 @@ void *xmalloc_direct(size_t n);
  * most @keep stay spare (resident); more at once are allocated and
  * freed as usual.  Thread-safe.
  */
-#define BUFPOOL_MAX 16
 struct bufpool {
 	pthread_mutex_t lock;		/* guards spare[] and n */
-	void *spare[BUFPOOL_MAX];
+	void **spare;			/* immutable pointer: keep slots */
 	unsigned int n;
-	unsigned int keep;		/* immutable, <= BUFPOOL_MAX */
+	unsigned int keep;		/* immutable */
 	size_t size;			/* immutable */
 };
 void bufpool_init(struct bufpool *p, size_t size, unsigned int keep);
 void *bufpool_get(struct bufpool *p);	/* NULL: out of memory */
 void bufpool_put(struct bufpool *p, void *buf);
+/* The same, but kept only while fewer than @max are spare (a pool whose
+ * need shrinks with its user's load: the rest is freed). */
+void bufpool_put_upto(struct bufpool *p, void *buf, unsigned int max);
 void bufpool_destroy(struct bufpool *p);
 char *xstrdup(const char *s);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

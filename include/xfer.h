@@ -182,6 +182,12 @@ void xfer_window_busy(struct xfer_window *w, uint64_t now_ns,
 /* A request waited for a slot (the window, not demand, was the limit). */
 void xfer_window_waited(struct xfer_window *w);
 
+/* Loop threads (and, for the PBS protocol, sessions) a transport runs:
+ * one per online core, at most XFER_THREADS_MAX, at most @connections
+ * when that is fixed (not 0). */
+#define XFER_THREADS_MAX 8
+unsigned int xfer_threads(unsigned int connections);
+
 /* ---- the engine ---- */
 
 /*
@@ -192,6 +198,8 @@ struct xfer_req {
 	enum fetch_prio prio;		/* immutable */
 	struct buf body;		/* the loop thread while running, then
 					   the caller */
+	bool pooled;			/* immutable: a spare body once it
+					   runs (xfer_take) */
 	void *mem;			/* body's memory from ->bodies, or
 					   NULL: its own */
 	int err;			/* engine ->lock: -errno, 0 */
@@ -209,7 +217,6 @@ struct xfer_conf {
 	unsigned int slots;		/* fixed in flight; 0: adaptive */
 	uint64_t remote_timeout_ms;	/* one request, tries included */
 	size_t body_pool;		/* size of a spare body, 0: none */
-	unsigned int spare;		/* spare bodies kept, at most */
 	void (*wake)(void *arg);	/* wake the transport's loop thread */
 	void *wake_arg;
 };
@@ -262,10 +269,11 @@ void xfer_end_queued(struct xfer_engine *e, int err);
 typedef int (*xfer_admit_fn)(struct xfer_req *r, void *arg);
 /* The requests that may start now, in priority order, linked by ->next
  * and counted as running: with the engine's window in flight in all,
- * but never more than @cap (the transport's own bound, 0: none).
- * @admit may be NULL. */
+ * but never more than @cap (the transport's own bound, 0: none), and of
+ * stream and readahead requests at most @most (one loop's share; demand
+ * reads are not counted).  @admit may be NULL. */
 struct xfer_req *xfer_take(struct xfer_engine *e, unsigned int cap,
-			   xfer_admit_fn admit, void *arg);
+			   unsigned int most, xfer_admit_fn admit, void *arg);
 /* Only stream requests run or wait. */
 bool xfer_background_only(const struct xfer_engine *e);
 

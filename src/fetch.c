@@ -2,25 +2,32 @@
 /*
  * The HTTP engine.
  *
- * Threads: fetch_new() starts one loop thread that alone touches the
- * curl multi handle and the easy handles (libcurl handles are not
- * thread-safe); fetch_free() stops and joins it.  Callers of
- * fetch_get() queue a request, wait on its condition variable, and do
- * the body check and the retry back-off on their own thread.
+ * Threads: fetch_new() starts loop threads, one per core
+ * (xfer_threads: at most --connections); each alone touches its own
+ * curl multi handle, easy handles and connections (libcurl handles are
+ * not thread-safe); fetch_free() stops and joins them.  Every loop takes
+ * requests from the one engine, each up to its share of the window, so
+ * the transfers, their TLS and their copies spread over the cores (one
+ * loop was the restore's limit: busy 90 % of the time while the decoders
+ * waited).  Over HTTPS each loop multiplexes its share on its own
+ * HTTP/2 connection.  Callers of fetch_get() queue a request, wait on
+ * its condition variable, and do the body check and the retry back-off
+ * on their own thread.
  *
  * Scheduling: queued requests start in priority order while fewer than
  * `connections` transfers run; stream requests may use at most
  * connections - 2 slots and readahead connections - 1, and the two
  * together never the last slot, so that a demand read always finds one
- * free at once (xfer_may_start).
+ * free at once (xfer_may_start).  A loop's share bounds only stream and
+ * readahead transfers: a demand read starts on whichever loop wakes.
  *
- * CPU: the loop thread decrypts TLS and parses HTTP for every transfer.
- * While only stream transfers run it drops to nice 19 like the stream
+ * CPU: the loop threads decrypt TLS and parse HTTP for their transfers.
+ * While only stream transfers run they drop to nice 19 like the stream
  * workers, and returns to the nice it started with as soon as a reader
  * waits; it does so only if a probe at start showed it may raise its
  * priority again (root, CAP_SYS_NICE or RLIMIT_NICE).
  *
- * Shutdown: fetch_cancel() makes the loop take every transfer off the
+ * Shutdown: fetch_cancel() makes each loop take its transfers off its
  * multi handle at once (connections closed, nothing waited for) and end
  * every queued request; from then on fetch_get() returns -ECANCELED
  * without trying, and back-off naps wake.  An unmount never waits for
@@ -30,9 +37,10 @@
  * (xfer.h); this file keeps the curl multi handle and how a transfer
  * starts and ends.
  *
- * Locking: the engine's ->x.lock guards its queues and counts and each
- * request's cc and status once done; it is never held across
- * curl_multi_poll or a body check.  Lock order: ->x.lock only.
+ * Locking: the engine's ->x.lock guards its queues and counts, each
+ * loop's ->running and each request's cc and status once done; it is
+ * never held across curl_multi_poll or a body check.  Lock order:
+ * ->x.lock only.
  */
 #include "config.h"
 
@@ -58,20 +66,33 @@
 #include "banned.h"
 
 #define BACKGROUND_NICE 19
-#define BODIES_SPARE 8		/* spare chunk bodies kept, at most */
+
+struct loop;
 
 struct req {
 	struct xfer_req x;		/* the engine's part */
 	struct fetch *f;		/* immutable */
+	struct loop *loop;		/* ->x.lock: the loop running it */
 	const struct fetch_request *rq;	/* borrowed from the caller */
 	struct curl_slist *headers;	/* the caller's: conf's + rq's */
-	CURL *easy;			/* loop thread */
+	CURL *easy;			/* ->loop's thread */
 	CURLcode cc;			/* protected by ->x.lock once done */
 	long status;			/* protected by ->x.lock once done */
-	char errbuf[CURL_ERROR_SIZE];	/* loop thread, then caller */
+	char errbuf[CURL_ERROR_SIZE];	/* ->loop's thread, then caller */
 	void *check_arg;		/* caller */
 	fetch_check_fn check;		/* caller */
 	struct fetch_response *resp;	/* caller */
+};
+
+/* One loop thread and what only it touches. */
+struct loop {
+	struct fetch *f;		/* immutable */
+	CURLM *multi;			/* this loop's thread (wakeup: any) */
+	CURL **pool;			/* this loop's thread */
+	unsigned int npool;		/* this loop's thread */
+	unsigned int running;		/* ->f->x.lock: transfers it runs */
+	pthread_t tid;
+	bool started;			/* immutable: the thread runs */
 };
 
 struct fetch {
@@ -81,11 +102,8 @@ struct fetch {
 					   memory of userpwd_len bytes */
 	size_t userpwd_len;		/* immutable */
 	struct curl_slist *headers;	/* immutable after new */
-	CURLM *multi;			/* loop thread only */
-	CURL **pool;			/* loop thread only */
-	unsigned int npool;		/* loop thread only */
-	pthread_t loop;
-	bool started;			/* immutable: the loop thread runs */
+	struct loop *loops;		/* immutable array */
+	unsigned int nloops;		/* immutable */
 	struct xfer_engine x;		/* queues, slots, tries */
 	bool reached;			/* atomic: the server answered once */
 	bool told_connect;		/* atomic: "cannot connect" was said */
@@ -235,9 +253,10 @@ static size_t write_cb(char *p, size_t sz, size_t nmemb, void *arg)
 
 /* ---- the loop thread ---- */
 
-static CURL *easy_get(struct fetch *f)
+static CURL *easy_get(struct loop *l)
 {
-	CURL *e = f->npool ? f->pool[--f->npool] : curl_easy_init();
+	struct fetch *f = l->f;
+	CURL *e = l->npool ? l->pool[--l->npool] : curl_easy_init();
 
 	if (!e)
 		return NULL;
@@ -264,32 +283,36 @@ static CURL *easy_get(struct fetch *f)
 	return e;
 }
 
-static void easy_put(struct fetch *f, CURL *e)
+static void easy_put(struct loop *l, CURL *e)
 {
 	CURL **np;
 
-	np = realloc(f->pool, (f->npool + 1) * sizeof(*np));
+	np = realloc(l->pool, (l->npool + 1) * sizeof(*np));
 	if (!np) {
 		curl_easy_cleanup(e);
 		return;
 	}
-	f->pool = np;
-	f->pool[f->npool++] = e;
+	l->pool = np;
+	l->pool[l->npool++] = e;
 }
 
 /* ->x.lock held: the transfer of @r ends with @cc. */
 static void end_transfer(struct fetch *f, struct req *r, CURLcode cc)
 {
 	r->cc = cc;
+	r->loop->running--;
 	xfer_end(&f->x, &r->x, 0);
 }
 
-/* ->x.lock held, loop thread: hand @r's transfer to the multi handle. */
-static void start_one(struct fetch *f, struct req *r)
+/* ->x.lock held, @l's thread: hand @r's transfer to @l's multi handle. */
+static void start_one(struct loop *l, struct req *r)
 {
+	struct fetch *f = l->f;
 	curl_off_t rate = 0;
 
-	r->easy = easy_get(f);
+	r->loop = l;
+	l->running++;
+	r->easy = easy_get(l);
 	if (!r->easy) {
 		end_transfer(f, r, CURLE_OUT_OF_MEMORY);
 		return;
@@ -320,37 +343,52 @@ static void start_one(struct fetch *f, struct req *r)
 		rate = (curl_off_t)(f->conf.limit_rate / f->x.nactive);
 	curl_easy_setopt(r->easy, CURLOPT_MAX_RECV_SPEED_LARGE, rate);
 	r->errbuf[0] = '\0';
-	if (curl_multi_add_handle(f->multi, r->easy)) {
-		easy_put(f, r->easy);
+	if (curl_multi_add_handle(l->multi, r->easy)) {
+		easy_put(l, r->easy);
 		r->easy = NULL;
 		end_transfer(f, r, CURLE_FAILED_INIT);
 	}
 }
 
-/* Start queued requests while slots are free; ->x.lock held. */
-static void start_queued(struct fetch *f)
+/*
+ * Start queued requests while slots are free and @l runs fewer than its
+ * share of the window; ->x.lock held, @l's thread.
+ */
+static void start_queued(struct loop *l)
 {
-	struct xfer_req *list = xfer_take(&f->x, 0, NULL, NULL);
+	struct fetch *f = l->f;
+	unsigned int n = f->nloops;
+	unsigned int share = (xfer_window_now(&f->x) + n - 1) / n;
+	struct xfer_req *list = xfer_take(&f->x, 0,
+					  share > l->running ?
+					  share - l->running : 0, NULL, NULL);
 
 	while (list) {
 		struct req *r = container_of(list, struct req, x);
 
 		list = list->next;
-		start_one(f, r);
+		start_one(l, r);
 	}
 }
 
 /*
- * ->x.lock held, loop thread: fetch_cancel() was called.  Every
- * transfer is taken off the multi handle (the connection closes;
+ * ->x.lock held, @l's thread: fetch_cancel() was called.  Each of its
+ * transfers is taken off its multi handle (the connection closes;
  * nothing is waited for) and every queued request ends at once.
  */
-static void abort_all(struct fetch *f)
+static void abort_all(struct loop *l)
 {
-	while (f->x.running) {
-		struct req *r = container_of(f->x.running, struct req, x);
+	struct fetch *f = l->f;
+	struct xfer_req **pp = &f->x.running;
 
-		curl_multi_remove_handle(f->multi, r->easy);
+	while (*pp) {
+		struct req *r = container_of(*pp, struct req, x);
+
+		if (r->loop != l) {
+			pp = &(*pp)->run_next;
+			continue;
+		}
+		curl_multi_remove_handle(l->multi, r->easy);
 		/* A half-read connection is not worth keeping. */
 		curl_easy_cleanup(r->easy);
 		r->easy = NULL;
@@ -371,24 +409,25 @@ static bool can_renice(id_t tid, int base)
 	return false;
 }
 
-/* Loop thread, ->x.lock not held: collect the transfers that ended. */
-static void collect_done(struct fetch *f)
+/* @l's thread, ->x.lock not held: collect the transfers that ended. */
+static void collect_done(struct loop *l)
 {
+	struct fetch *f = l->f;
 	struct CURLMsg *msg;
 	int left;
 
-	while ((msg = curl_multi_info_read(f->multi, &left))) {
+	while ((msg = curl_multi_info_read(l->multi, &left))) {
 		struct req *r = NULL;
 
 		if (msg->msg != CURLMSG_DONE)
 			continue;
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE,
 				  (char **)&r);
-		curl_multi_remove_handle(f->multi, msg->easy_handle);
+		curl_multi_remove_handle(l->multi, msg->easy_handle);
 		pthread_mutex_lock(&f->x.lock);
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE,
 				  &r->status);
-		easy_put(f, msg->easy_handle);
+		easy_put(l, msg->easy_handle);
 		r->easy = NULL;
 		end_transfer(f, r, msg->data.result);
 		pthread_mutex_unlock(&f->x.lock);
@@ -397,7 +436,8 @@ static void collect_done(struct fetch *f)
 
 static void *loop_main(void *arg)
 {
-	struct fetch *f = arg;
+	struct loop *l = arg;
+	struct fetch *f = l->f;
 	id_t tid = (id_t)gettid();
 	int base;
 	bool renice;
@@ -409,29 +449,31 @@ static void *loop_main(void *arg)
 	base = getpriority(PRIO_PROCESS, tid);
 	renice = !errno && can_renice(tid, base);
 	pthread_mutex_lock(&f->x.lock);
-	while (!f->x.stop || f->x.nactive) {
+	while (!f->x.stop || l->running) {
 		if (f->x.cancel)
-			abort_all(f);
-		start_queued(f);
+			abort_all(l);
+		start_queued(l);
 		if (renice && xfer_background_only(&f->x) != low &&
 		    !setpriority(PRIO_PROCESS, tid,
 				 low ? base : BACKGROUND_NICE))
 			low = !low;
 		pthread_mutex_unlock(&f->x.lock);
-		curl_multi_perform(f->multi, &running);
-		collect_done(f);
-		curl_multi_poll(f->multi, NULL, 0, 1000, NULL);
+		curl_multi_perform(l->multi, &running);
+		collect_done(l);
+		curl_multi_poll(l->multi, NULL, 0, 1000, NULL);
 		pthread_mutex_lock(&f->x.lock);
 	}
 	pthread_mutex_unlock(&f->x.lock);
 	return NULL;
 }
 
+/* Any thread: every loop looks at the queues again. */
 static void wake(void *arg)
 {
 	struct fetch *f = arg;
 
-	curl_multi_wakeup(f->multi);
+	for (unsigned int i = 0; i < f->nloops; i++)
+		curl_multi_wakeup(f->loops[i].multi);
 }
 
 /* ---- callers ---- */
@@ -452,9 +494,6 @@ int fetch_new(const struct fetch_conf *conf, struct fetch **out)
 	xfer_init(&f->x, &(struct xfer_conf){
 		.who = "fetch", .remote_timeout_ms = f->conf.remote_timeout_ms,
 		.slots = f->conf.connections, .body_pool = conf->body_pool,
-		.spare = f->conf.connections ?
-				 MIN(f->conf.connections, BODIES_SPARE) :
-				 BODIES_SPARE,
 		.wake = wake, .wake_arg = f });
 	if (!f->conf.request_timeout_ms)
 		f->conf.request_timeout_ms = XFER_REQUEST_TIMEOUT_MS;
@@ -494,19 +533,33 @@ int fetch_new(const struct fetch_conf *conf, struct fetch **out)
 			free(h);
 		}
 	}
-	f->multi = curl_multi_init();
-	if (!f->multi) {
-		fetch_free(f);
-		return -ENOMEM;
+	f->nloops = xfer_threads(f->conf.connections);
+	f->loops = xcalloc(f->nloops, sizeof(*f->loops));
+	for (unsigned int i = 0; i < f->nloops; i++) {
+		struct loop *l = &f->loops[i];
+
+		l->f = f;
+		l->multi = curl_multi_init();
+		if (!l->multi) {
+			fetch_free(f);
+			return -ENOMEM;
+		}
+		curl_multi_setopt(l->multi, CURLMOPT_PIPELINING,
+				  CURLPIPE_MULTIPLEX);
+		curl_multi_setopt(l->multi, CURLMOPT_MAX_HOST_CONNECTIONS, conns);
+		curl_multi_setopt(l->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+				  conns);
 	}
-	curl_multi_setopt(f->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
-	curl_multi_setopt(f->multi, CURLMOPT_MAX_HOST_CONNECTIONS, conns);
-	curl_multi_setopt(f->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, conns);
-	if (pthread_create(&f->loop, NULL, loop_main, f)) {
-		fetch_free(f);
-		return -EAGAIN;
+	/* Every multi handle exists before a wake() may reach them. */
+	for (unsigned int i = 0; i < f->nloops; i++) {
+		struct loop *l = &f->loops[i];
+
+		if (pthread_create(&l->tid, NULL, loop_main, l)) {
+			fetch_free(f);
+			return -EAGAIN;
+		}
+		l->started = true;
 	}
-	f->started = true;
 	*out = f;
 	return 0;
 }
@@ -515,18 +568,27 @@ void fetch_free(struct fetch *f)
 {
 	if (!f)
 		return;
-	if (f->started) {
-		pthread_mutex_lock(&f->x.lock);
-		f->x.stop = true;
-		pthread_mutex_unlock(&f->x.lock);
-		curl_multi_wakeup(f->multi);
-		pthread_join(f->loop, NULL);
+	pthread_mutex_lock(&f->x.lock);
+	f->x.stop = true;
+	pthread_mutex_unlock(&f->x.lock);
+	for (unsigned int i = 0; i < f->nloops; i++) {
+		struct loop *l = &f->loops[i];
+
+		if (l->multi)
+			curl_multi_wakeup(l->multi);
 	}
-	if (f->multi)
-		curl_multi_cleanup(f->multi);
-	for (unsigned int i = 0; i < f->npool; i++)
-		curl_easy_cleanup(f->pool[i]);
-	free(f->pool);
+	for (unsigned int i = 0; i < f->nloops; i++) {
+		struct loop *l = &f->loops[i];
+
+		if (l->started)
+			pthread_join(l->tid, NULL);
+		if (l->multi)
+			curl_multi_cleanup(l->multi);
+		for (unsigned int j = 0; j < l->npool; j++)
+			curl_easy_cleanup(l->pool[j]);
+		free(l->pool);
+	}
+	free(f->loops);
 	curl_slist_free_all(f->headers);
 	free((char *)f->conf.ca_file);
 	free((char *)f->conf.fingerprint);

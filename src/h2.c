@@ -98,7 +98,7 @@ static struct xfer_req *take_startable(struct h2 *h)
 {
 	if (h->state != H2_UP || h->draining)
 		return NULL;
-	return xfer_take(&h->x, slots(h), admit, h);
+	return xfer_take(&h->x, slots(h), UINT_MAX, admit, h);
 }
 
 static void submit(struct h2 *h, struct hreq *r)
@@ -414,7 +414,6 @@ int h2_new(const struct h2_conf *conf, struct h2 **out)
 		.who = "h2", .from = h->conf.label,
 		.remote_timeout_ms = h->conf.remote_timeout_ms,
 		.slots = h->conf.streams, .body_pool = conf->body_pool,
-		.spare = MIN(h->conf.streams ? h->conf.streams : 8, 8),
 		.wake = wake, .wake_arg = h });
 	buf_init(&h->out, SIZE_MAX / 2);
 	h->tokens_ns = now_ns();

@@ -29,6 +29,7 @@
 #include "banned.h"
 
 #define DIR_CHUNK_TRIES 2
+#define RAW_SPARE_MAX 16	/* spare chunk-file buffers, at most */
 
 struct store_dir {
 	struct store base;
@@ -225,7 +226,7 @@ static int dir_open(const struct store_conf *conf, struct store **out)
 	d->base.where = d->root;
 	/* Spare: as many as the chunks worth reading at once here. */
 	bufpool_init(&d->raw, STORE_CHUNK_MAX,
-		     store_parallelism(&d->base, BUFPOOL_MAX));
+		     store_parallelism(&d->base, RAW_SPARE_MAX));
 	*out = &d->base;
 	return 0;
 }

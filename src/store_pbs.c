@@ -8,11 +8,16 @@
  *
  * Store paths map onto the API: "[ns/a/ns/b/]TYPE" lists groups,
  * "[..]TYPE/ID" snapshot times, "[..]TYPE/ID/TIME/FILE" is a file of
- * that snapshot, downloaded on its reader session (opened on first
- * use; another snapshot replaces it).  Every index downloaded is
- * remembered, with its SHA-256, and downloaded again first on each new
- * session: that registers its chunks with the server, so no /chunk
- * request ever meets PBS's 3 s 401; a changed index is an error.
+ * that snapshot, downloaded on its reader sessions (opened on first
+ * use; another snapshot replaces them).  A snapshot has one session per
+ * core (xfer_threads; at most --connections, each then with its share
+ * of the streams): one connection's TLS and HTTP/2 run on one thread,
+ * here and in the server, and that thread was the restore's limit.
+ * Chunk requests take the sessions in turn.  An index is downloaded on
+ * every session (that registers its chunks with the server), and
+ * remembered with its SHA-256 to be downloaded again first on each
+ * reconnect: no /chunk request ever meets PBS's 3 s 401; a changed
+ * index is an error.
  *
  * Credentials: an API token ("user@realm!name", header PBSAPIToken, no
  * login) or a password, exchanged for a ticket at
@@ -22,10 +27,10 @@
  * and never in a log line, a debug trace (fetch redacts the headers) or
  * a message: ->label has the auth id, never the secret.
  *
- * Locking: ->sess_lock (rwlock) guards the session pointer and the
- * snapshot it is for: chunk reads hold it shared, a switch to another
+ * Locking: ->sess_lock (rwlock) guards the session pointers and the
+ * snapshot they are for: chunk reads hold it shared, a switch to another
  * snapshot exclusively; the snapshot fields are also read, unlocked, by
- * the session's own thread (upgrade_cb), which use_snapshot() joins
+ * the sessions' own threads (upgrade_cb), which use_snapshot() joins
  * before it changes them.  ->idx_lock guards the list of indexes.
  * ->auth_lock guards the ticket.  Order: sess_lock -> idx_lock;
  * auth_lock alone.
@@ -53,6 +58,7 @@
 #include "store_backend.h"
 #include "store_pbs_i.h"
 #include "util.h"
+#include "xfer.h"
 #include "banned.h"
 
 #define FILE_MAX (64u << 20)
@@ -82,7 +88,10 @@ struct store_pbs {
 	char *csrf;			/* protected by ->auth_lock */
 	uint64_t ticket_ns;		/* protected by ->auth_lock */
 	pthread_rwlock_t sess_lock;
-	struct h2 *h2;			/* protected by ->sess_lock */
+	struct h2 **h2;			/* protected by ->sess_lock: the
+					   sessions, NULL: none */
+	unsigned int nh2;		/* protected by ->sess_lock */
+	unsigned int turn;		/* atomic: the next chunk's session */
 	char *ns;			/* protected by ->sess_lock */
 	char *type;			/* protected by ->sess_lock */
 	char *id;			/* protected by ->sess_lock */
@@ -636,10 +645,26 @@ static int prepare_cb(void *arg, struct h2 *h, uint64_t session)
 	return ret;
 }
 
-static int new_session(struct store_pbs *p)
+/* ->sess_lock held for writing, or the store being closed. */
+static void free_sessions(struct store_pbs *p)
 {
+	/* Ends each session cleanly (GOAWAY) and the server's reader task. */
+	for (unsigned int i = 0; i < p->nh2; i++)
+		h2_free(p->h2[i]);
+	free(p->h2);
+	p->h2 = NULL;
+	p->nh2 = 0;
+}
+
+/* ->sess_lock held for writing: the sessions of the current snapshot
+ * (each connects on its first request). */
+static int new_sessions(struct store_pbs *p)
+{
+	unsigned int n = xfer_threads(p->conf.connections);
+	unsigned int conns = p->conf.connections;
 	char label[600];
 	char ts[21] = "";
+	int ret = 0;
 	struct h2_conf hc = {
 		.label = label,
 		.host = p->repo.host,
@@ -647,7 +672,8 @@ static int new_session(struct store_pbs *p)
 		.ca_file = p->conf.ca_file,
 		.fingerprint = p->conf.fingerprint,
 		.insecure = p->conf.insecure,
-		.streams = p->conf.connections,
+		/* A fixed count shared out; adaptive: each its own. */
+		.streams = conns ? (conns + n - 1) / n : 0,
 		.body_pool = STORE_CHUNK_MAX + 1,
 		.remote_timeout_ms = p->conf.remote_timeout_ms,
 		.request_timeout_ms = p->conf.request_timeout_ms,
@@ -660,7 +686,12 @@ static int new_session(struct store_pbs *p)
 	snap_format_time(p->time, ts);
 	snprintf(label, sizeof(label), "%s (%s%s%s/%s/%s)", p->label, p->ns,
 		 *p->ns ? ":" : "", p->type, p->id, ts);
-	return h2_new(&hc, &p->h2);
+	p->h2 = xcalloc(n, sizeof(*p->h2));
+	for (p->nh2 = 0; !ret && p->nh2 < n; p->nh2++)
+		ret = h2_new(&hc, &p->h2[p->nh2]);
+	if (ret)
+		free_sessions(p);
+	return ret;
 }
 
 static void clear_indexes(struct store_pbs *p)
@@ -681,8 +712,7 @@ static int use_snapshot(struct store_pbs *p, const char *ns, const char *type,
 	if (p->h2 && !strcmp(p->ns, ns) && !strcmp(p->type, type) &&
 	    !strcmp(p->id, id) && p->time == time)
 		return 0;
-	h2_free(p->h2);
-	p->h2 = NULL;
+	free_sessions(p);
 	clear_indexes(p);
 	free(p->ns);
 	free(p->type);
@@ -691,7 +721,7 @@ static int use_snapshot(struct store_pbs *p, const char *ns, const char *type,
 	p->type = xstrdup(type);
 	p->id = xstrdup(id);
 	p->time = time;
-	return new_session(p);
+	return new_sessions(p);
 }
 
 static bool is_index(const char *name)
@@ -700,6 +730,33 @@ static bool is_index(const char *name)
 
 	return (n > 5 && !strcmp(name + n - 5, ".fidx")) ||
 	       (n > 5 && !strcmp(name + n - 5, ".didx"));
+}
+
+/*
+ * ->sess_lock held shared: index @name (at @dl, as session 0 gave it:
+ * @data, @len) downloaded on every other session, which must give the
+ * same bytes.
+ */
+static int index_on_others(struct store_pbs *p, const char *name,
+			   const char *dl, const uint8_t *data, size_t len)
+{
+	int ret = 0;
+
+	for (unsigned int i = 1; !ret && i < p->nh2; i++) {
+		uint8_t *b = NULL;
+		size_t n = 0;
+
+		ret = h2_get(p->h2[i], dl, FETCH_DEMAND, FILE_MAX, NULL, NULL,
+			     &b, &n);
+		if (!ret && (n != len || memcmp(b, data, len))) {
+			log_err("pbs: cannot read from '%s': index '%s' "
+				"differs between two sessions (the snapshot "
+				"changed?)", p->label, name);
+			ret = -EBADMSG;
+		}
+		free(b);
+	}
+	return ret;
 }
 
 static int pbs_get_file(struct store *s, const char *path, size_t max,
@@ -725,10 +782,21 @@ static int pbs_get_file(struct store *s, const char *path, size_t max,
 	if (ret)
 		goto out;
 	dl = download_path(comp[3]);
+	*buf = NULL;
+	*len = 0;
 	pthread_rwlock_rdlock(&p->sess_lock);
-	ret = h2_get(p->h2, dl, FETCH_DEMAND, MIN(max, (size_t)FILE_MAX), NULL,
-		     NULL, buf, len);
+	ret = p->h2 ? h2_get(p->h2[0], dl, FETCH_DEMAND,
+			     MIN(max, (size_t)FILE_MAX), NULL, NULL, buf,
+			     len) :
+		      -EINVAL;
+	/* An index registers its chunks on the other sessions too. */
+	if (!ret && is_index(comp[3]))
+		ret = index_on_others(p, comp[3], dl, *buf, *len);
 	pthread_rwlock_unlock(&p->sess_lock);
+	if (ret && *buf) {
+		free(*buf);
+		*buf = NULL;
+	}
 	if (!ret && is_index(comp[3])) {
 		struct pbs_index *ni;
 
@@ -766,9 +834,15 @@ static int pbs_get_chunk(struct store *s, const uint8_t digest[32],
 	hex_encode(digest, 32, hex);
 	snprintf(path, sizeof(path), "/chunk?digest=%s", hex);
 	pthread_rwlock_rdlock(&p->sess_lock);
-	ret = p->h2 ? h2_get(p->h2, path, store_fetch_prio(prio),
-			     STORE_CHUNK_MAX, check, arg, NULL, NULL) :
-		      -EINVAL;
+	if (p->h2) {
+		unsigned int t = __atomic_fetch_add(&p->turn, 1,
+						    __ATOMIC_RELAXED);
+
+		ret = h2_get(p->h2[t % p->nh2], path, store_fetch_prio(prio),
+			     STORE_CHUNK_MAX, check, arg, NULL, NULL);
+	} else {
+		ret = -EINVAL;
+	}
 	pthread_rwlock_unlock(&p->sess_lock);
 	return ret;
 }
@@ -779,8 +853,8 @@ static void pbs_cancel(struct store *s)
 
 	fetch_cancel(p->fetch);
 	pthread_rwlock_rdlock(&p->sess_lock);
-	if (p->h2)
-		h2_cancel(p->h2);
+	for (unsigned int i = 0; i < p->nh2; i++)
+		h2_cancel(p->h2[i]);
 	pthread_rwlock_unlock(&p->sess_lock);
 }
 
@@ -790,8 +864,8 @@ static unsigned int pbs_window(struct store *s)
 	unsigned int n = 0;
 
 	pthread_rwlock_rdlock(&p->sess_lock);
-	if (p->h2)
-		n = h2_window(p->h2);
+	for (unsigned int i = 0; i < p->nh2; i++)
+		n += h2_window(p->h2[i]);
 	pthread_rwlock_unlock(&p->sess_lock);
 	return n;
 }
@@ -800,8 +874,7 @@ static void pbs_close(struct store *s)
 {
 	struct store_pbs *p = to_pbs(s);
 
-	/* Ends the session cleanly (GOAWAY) and the server's reader task. */
-	h2_free(p->h2);
+	free_sessions(p);
 	fetch_free(p->fetch);
 	clear_indexes(p);
 	if (p->secret)

@@ -660,7 +660,8 @@ void bufpool_init(struct bufpool *p, size_t size, unsigned int keep)
 	memset(p, 0, sizeof(*p));
 	pthread_mutex_init(&p->lock, NULL);
 	p->size = size;
-	p->keep = keep < BUFPOOL_MAX ? keep : BUFPOOL_MAX;
+	p->keep = keep;
+	p->spare = xcalloc(keep ? keep : 1, sizeof(*p->spare));
 }
 
 void *bufpool_get(struct bufpool *p)
@@ -678,10 +679,15 @@ void *bufpool_get(struct bufpool *p)
 
 void bufpool_put(struct bufpool *p, void *buf)
 {
+	bufpool_put_upto(p, buf, UINT_MAX);
+}
+
+void bufpool_put_upto(struct bufpool *p, void *buf, unsigned int max)
+{
 	if (!buf)
 		return;
 	pthread_mutex_lock(&p->lock);
-	if (p->n < p->keep) {
+	if (p->n < p->keep && p->n < max) {
 		p->spare[p->n++] = buf;
 		buf = NULL;
 	}
@@ -694,6 +700,8 @@ void bufpool_destroy(struct bufpool *p)
 	for (unsigned int i = 0; i < p->n; i++)
 		free(p->spare[i]);
 	p->n = 0;
+	free(p->spare);
+	p->spare = NULL;
 	pthread_mutex_destroy(&p->lock);
 }
 

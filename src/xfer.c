@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -25,6 +26,7 @@
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 5000
 #define LAST_TRY_MS 100		/* less time left than this: give up */
+#define BODIES_SLACK 8		/* spare bodies beyond the window */
 
 bool xfer_may_start(const unsigned int active[FETCH_NPRIO], unsigned int n,
 		    enum fetch_prio p)
@@ -345,6 +347,15 @@ void xfer_window_waited(struct xfer_window *w)
 	w->limited = true;
 }
 
+unsigned int xfer_threads(unsigned int connections)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned int n = cpus > 0 ? (unsigned int)cpus : 1;
+
+	n = MIN(n, XFER_THREADS_MAX);
+	return connections ? MIN(n, connections) : n;
+}
+
 /* ---- the engine ---- */
 
 void xfer_init(struct xfer_engine *e, const struct xfer_conf *conf)
@@ -354,7 +365,10 @@ void xfer_init(struct xfer_engine *e, const struct xfer_conf *conf)
 	pthread_cond_init(&e->cond, NULL);
 	for (int p = 0; p < FETCH_NPRIO; p++)
 		e->tail[p] = &e->queue[p];
-	bufpool_init(&e->bodies, conf->body_pool, conf->spare);
+	/* At most a full window of bodies plus those being checked. */
+	bufpool_init(&e->bodies, conf->body_pool,
+		     (conf->slots ? conf->slots : XFER_SLOTS_MAX) +
+		     BODIES_SLACK);
 	e->conf = *conf;
 	xfer_window_init(&e->win, conf->slots, XFER_SLOTS_MAX);
 }
@@ -438,8 +452,24 @@ void xfer_end_queued(struct xfer_engine *e, int err)
 	}
 }
 
+/*
+ * ->lock held: @r starts now; a pooled request gets its spare body only
+ * now, so that queued requests hold none and a body's pages, touched by
+ * an earlier transfer, are not faulted in again (a fresh 4 MiB body cost
+ * the loop thread a fifth of its time).  Without one (out of memory) the
+ * body grows as data comes.
+ */
+static void body_attach(struct xfer_engine *e, struct xfer_req *r)
+{
+	if (!r->pooled)
+		return;
+	r->mem = bufpool_get(&e->bodies);
+	if (r->mem)
+		buf_init_on(&r->body, r->mem, e->bodies.size, r->body.limit);
+}
+
 struct xfer_req *xfer_take(struct xfer_engine *e, unsigned int cap,
-			   xfer_admit_fn admit, void *arg)
+			   unsigned int most, xfer_admit_fn admit, void *arg)
 {
 	unsigned int slots = cap ? MIN(cap, e->win.cur) : e->win.cur;
 	uint64_t now = now_ns();
@@ -458,13 +488,17 @@ struct xfer_req *xfer_take(struct xfer_engine *e, unsigned int cap,
 				xfer_finish(r, ok);
 				continue;
 			}
-			if (ok || !xfer_may_start(e->active, slots, p)) {
+			if (ok || !xfer_may_start(e->active, slots, p) ||
+			    (p != FETCH_DEMAND && !most)) {
 				if (!ok)
 					xfer_window_waited(&e->win);
 				pp = &r->next;
 				continue;
 			}
 			*pp = r->next;
+			if (p != FETCH_DEMAND)
+				most--;
+			body_attach(e, r);
 			r->start_ns = now;
 			xfer_window_busy(&e->win, now, e->nactive);
 			e->active[p]++;
@@ -492,34 +526,36 @@ void xfer_req_init(struct xfer_engine *e, struct xfer_req *r,
 {
 	memset(r, 0, sizeof(*r));
 	r->prio = prio;
+	r->pooled = pooled && max < e->bodies.size;
 	pthread_cond_init(&r->cond, NULL);
-	if (pooled && max < e->bodies.size)
-		r->mem = bufpool_get(&e->bodies);
 }
 
-/* Done with a try's body: freed, or left in the spare buffer. */
-static void body_drop(struct xfer_req *r)
+/*
+ * Done with a try's body: a spare one goes back to the pool, kept there
+ * while the pool holds fewer than the window plus BODIES_SLACK (the
+ * bodies still being checked), so that the memory follows the load.
+ */
+static void body_drop(struct xfer_engine *e, struct xfer_req *r)
 {
-	if (r->mem)
+	if (r->mem) {
+		bufpool_put_upto(&e->bodies, r->mem,
+				 xfer_window_now(e) + BODIES_SLACK);
+		r->mem = NULL;
 		buf_init(&r->body, r->body.limit);
-	else
+	} else {
 		buf_release(&r->body);
+	}
 }
 
 void xfer_req_release(struct xfer_engine *e, struct xfer_req *r)
 {
-	body_drop(r);
-	bufpool_put(&e->bodies, r->mem);
-	r->mem = NULL;
+	body_drop(e, r);
 	pthread_cond_destroy(&r->cond);
 }
 
 void xfer_wait(struct xfer_engine *e, struct xfer_req *r, size_t max)
 {
-	if (r->mem)
-		buf_init_on(&r->body, r->mem, e->bodies.size, max);
-	else
-		buf_init(&r->body, max);
+	buf_init(&r->body, max);
 	r->done = false;
 	r->err = 0;
 	r->next = NULL;
@@ -571,7 +607,7 @@ int xfer_run(struct xfer_engine *e, struct xfer_req *r, xfer_try_fn try,
 		ret = try(arg, &rt, why, sizeof(why));
 		if (ret <= 0)
 			return ret;
-		body_drop(r);
+		body_drop(e, r);
 		if (ret == XFER_AGAIN)
 			continue;
 		if (!xfer_retry_next(&rt, &delay)) {

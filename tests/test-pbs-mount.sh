@@ -35,6 +35,18 @@ peak=$(awk '/peak-streams/ {print $NF}' "$PBS_LOG" | sort -n | tail -1)
 note "peak streams in flight: $peak (server allows 4, --connections 16)"
 [ "${peak:-0}" -ge 2 ] && [ "$peak" -le 4 ] ||
 	fail "streams in flight: $peak, want 2..4"
+# One session per core, each with its index before its chunks, and the
+# chunks spread over all of them.
+want=$(nproc)
+[ "$want" -le 8 ] || want=8
+sessions=$(pbs_count 'reader?.* 101$')
+serving=$(awk '/GET \/chunk.* 200$/ {print $1}' "$PBS_LOG" | sort -u | wc -l)
+note "$sessions sessions, $serving of them served chunks"
+[ "$sessions" = "$want" ] || fail "$sessions sessions, want $want"
+[ "$serving" = "$want" ] || fail "chunks came from $serving sessions"
+[ "$(pbs_count 'fidx 200')" -ge "$sessions" ] ||
+	fail "a session without its index"
+[ "$(pbs_count 'chunk.* 401')" = 0 ] || fail "a /chunk request met a 401"
 
 # 2. Encrypted, and fio --verify through the mount.
 lm_mount "$T/mnt" --target "$T/t2.raw" --keyfile "$T/key.json" "$repo" vm/201
@@ -48,7 +60,13 @@ lm_wait_complete "$T/mnt" 120
 lm_umount "$T/mnt"
 
 # 3. Faults mid-stream: each time a new session, the index again, exact.
-for fault in "drop-after 3" "goaway-after 3" "stall-after 3" restart; do
+# One session (--connections 1), so that the one the fault hits must be
+# used again; the last round drops one of the sessions a core each.
+for fault in "drop-after 3" "goaway-after 3" "stall-after 3" restart \
+	"drop-after 3/all"; do
+	conns=(--connections 1)
+	[ "${fault#*/}" = all ] && conns=()
+	fault=${fault%/all}
 	rm -f "$T/t3.raw" "$T/t3.raw.lmstate"
 	: >"$PBS_LOG"
 	# 19 MiB on the wire: at 5M the stream still runs when the server
@@ -56,7 +74,9 @@ for fault in "drop-after 3" "goaway-after 3" "stall-after 3" restart; do
 	rate=20M
 	[ "$fault" = restart ] && rate=5M
 	lm_mount "$T/mnt" --target "$T/t3.raw" --limit-rate $rate --no-trace \
-		--request-timeout 3 "$repo" vm/200
+		--request-timeout 3 "${conns[@]}" "$repo" vm/200
+	# The mount's sessions (one per core) are up once the index is in.
+	before=$(pbs_count 'reader?.* 101$')
 	if [ "$fault" = restart ]; then
 		sleep 1
 		[ "$(lm_state "$T/mnt")" = streaming ] ||
@@ -73,9 +93,11 @@ for fault in "drop-after 3" "goaway-after 3" "stall-after 3" restart; do
 	lm_umount "$T/mnt"
 	cmp "$T/src.img" "$T/t3.raw" || fail "$fault: target differs"
 	sessions=$(pbs_count 'reader?.* 101$')
-	note "$fault: $sessions sessions, $(pbs_count 'fidx 200') index downloads"
-	[ "$fault" = "stall-after 3" ] || [ "$sessions" -ge 2 ] ||
-		fail "$fault: no new session"
+	note "$fault: $sessions sessions ($before at first)," \
+		"$(pbs_count 'fidx 200') index downloads"
+	[ "$before" -ge 1 ] || fail "$fault: no session before the fault"
+	[ "$fault" = "stall-after 3" ] || [ ${#conns[@]} = 0 ] ||
+		[ "$sessions" -gt "$before" ] || fail "$fault: no new session"
 	[ "$(pbs_count 'fidx 200')" -ge "$sessions" ] ||
 		fail "$fault: a session without its index"
 	[ "$(pbs_count 'chunk.* 401')" = 0 ] ||

@@ -1,9 +1,9 @@
 #!/bin/bash
 # The background copy gives way to the VM it serves.  CPU: the stream
-# workers run at nice 19, and so does the fetch loop while it serves only
-# the stream; the rest of the daemon (FUSE threads answering the guest)
-# stays at the nice it was started with, and the loop returns to it as
-# soon as a guest read waits for the network.  I/O: while
+# workers run at nice 19, and so do the fetch loops (one per core) while
+# they serve only the stream; the rest of the daemon (FUSE threads
+# answering the guest) stays at the nice it was started with, and the
+# loops return to it as soon as a guest read waits for the network.  I/O: while
 # the guest reads or writes, only two chunks are copied at a time, and
 # .status says so; once the guest rests the stream runs at full width.
 source "$(dirname "$0")/lib/functions.sh"
@@ -33,13 +33,19 @@ count_nice() {
 	done
 }
 SRV=$(lm_server_pid "$T/mnt")
+loops=$(grep -l '^[0-9]* (lm-fetch)' /proc/$SRV/task/*/stat | wc -l)
+want=$(nproc)
+[ "$want" -le 4 ] || want=4	# at most --connections
+[ "$loops" = "$want" ] || fail "$loops fetch loops, expected $want"
 count_nice
-note "streaming only: $low threads at nice 19, $normal at nice 0"
-[ $low = 5 ] || fail "$low threads at nice 19, expected 4 workers + loop"
+note "streaming only: $low threads at nice 19, $normal at nice 0" \
+	"($loops fetch loops)"
+[ $low = $((4 + loops)) ] ||
+	fail "$low threads at nice 19, expected 4 workers + $loops loops"
 [ "$(nice_of /proc/$SRV/stat)" = 0 ] || fail "main thread reniced"
 [ $normal -ge 2 ] || fail "only $normal threads at nice 0"
 # A guest read of a chunk the stream has not reached (the last one)
-# waits a second for nginx; meanwhile the loop is back at nice 0.
+# waits a second for nginx; meanwhile the loops are back at nice 0.
 dd if="$T/mnt/disk.img" of=/dev/null bs=4k count=1 skip=$(((64 << 8) - 1)) \
 	iflag=direct status=none &
 reader=$!

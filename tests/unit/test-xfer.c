@@ -16,6 +16,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -178,7 +179,7 @@ static void fake_wake(void *arg)
 	pthread_mutex_lock(&fk->e.lock);
 	fk->woken++;
 	if (fk->serve) {
-		list = xfer_take(&fk->e, 4, NULL, NULL);
+		list = xfer_take(&fk->e, 4, UINT_MAX, NULL, NULL);
 		while (list) {
 			struct xfer_req *r = list;
 
@@ -255,7 +256,7 @@ static void test_take(void **state)
 	/* Three slots: demand, then readahead; the stream request would
 	 * take the last one, kept for demand; the refused one ends. */
 	pthread_mutex_lock(&fk.e.lock);
-	list = xfer_take(&fk.e, 3, admit_first, &w[3].r);
+	list = xfer_take(&fk.e, 3, UINT_MAX, admit_first, &w[3].r);
 	assert_ptr_equal(list, &w[2].r);
 	assert_ptr_equal(list->next, &w[1].r);
 	assert_null(list->next->next);
@@ -266,7 +267,7 @@ static void test_take(void **state)
 	xfer_end(&fk.e, &w[2].r, 0);
 	xfer_end(&fk.e, &w[1].r, -EIO);
 	/* Slots free again: the stream request starts. */
-	list = xfer_take(&fk.e, 3, NULL, NULL);
+	list = xfer_take(&fk.e, 3, UINT_MAX, NULL, NULL);
 	assert_ptr_equal(list, &w[0].r);
 	assert_null(fk.e.queue[FETCH_STREAM]);
 	xfer_end(&fk.e, &w[0].r, 0);
@@ -477,6 +478,17 @@ static void test_window(void **state)
 }
 
 /* The engine takes no more than its window allows. */
+/* ->lock held: end every request of @list (xfer_take's) well. */
+static void end_all(struct fake *fk, struct xfer_req *list)
+{
+	while (list) {
+		struct xfer_req *r = list;
+
+		list = list->next;
+		xfer_end(&fk->e, r, 0);
+	}
+}
+
 static void test_take_window(void **state)
 {
 	struct waiter w[XFER_SLOTS_FIRST + 2];
@@ -496,35 +508,81 @@ static void test_take_window(void **state)
 	}
 	pthread_mutex_lock(&fk.e.lock);
 	assert_int_equal(fk.e.win.cur, XFER_SLOTS_FIRST);
-	list = xfer_take(&fk.e, 0, NULL, NULL);
+	list = xfer_take(&fk.e, 0, UINT_MAX, NULL, NULL);
 	for (struct xfer_req *r = list; r; r = r->next)
 		n++;
 	assert_int_equal(n, XFER_SLOTS_FIRST);
 	assert_true(fk.e.win.limited);
 	/* A transport's own bound is lower: that one holds. */
-	while (list) {
-		struct xfer_req *r = list;
-
-		list = list->next;
-		xfer_end(&fk.e, r, 0);
-	}
-	list = xfer_take(&fk.e, 1, NULL, NULL);
+	end_all(&fk, list);
+	list = xfer_take(&fk.e, 1, UINT_MAX, NULL, NULL);
 	assert_non_null(list);
 	assert_null(list->next);
 	xfer_end(&fk.e, list, 0);
-	list = xfer_take(&fk.e, 0, NULL, NULL);
-	while (list) {
-		struct xfer_req *r = list;
-
-		list = list->next;
-		xfer_end(&fk.e, r, 0);
-	}
+	list = xfer_take(&fk.e, 0, UINT_MAX, NULL, NULL);
+	end_all(&fk, list);
 	pthread_mutex_unlock(&fk.e.lock);
 	for (size_t i = 0; i < ARRAY_SIZE(w); i++) {
 		pthread_join(w[i].t, NULL);
 		assert_true(w[i].r.done);
 		xfer_req_release(&fk.e, &w[i].r);
 	}
+	xfer_release(&fk.e);
+}
+
+/*
+ * One loop's share (@most) bounds stream requests, never a demand read;
+ * a pooled request gets its spare body only when it is taken, and the
+ * body goes back to the pool after its try.
+ */
+static void test_take_share(void **state)
+{
+	struct waiter w[4];
+	enum fetch_prio prio[4] = { FETCH_STREAM, FETCH_STREAM, FETCH_STREAM,
+				    FETCH_DEMAND };
+	struct xfer_req *list;
+	struct fake fk;
+	unsigned int n = 0;
+
+	(void)state;
+	memset(&fk, 0, sizeof(fk));
+	xfer_init(&fk.e, &(struct xfer_conf){
+		.who = "test", .remote_timeout_ms = 1000, .body_pool = 4096,
+		.wake = fake_wake, .wake_arg = &fk });
+	for (size_t i = 0; i < ARRAY_SIZE(w); i++) {
+		w[i].fk = &fk;
+		xfer_req_init(&fk.e, &w[i].r, prio[i], true, 100);
+		assert_int_equal(pthread_create(&w[i].t, NULL, waiter_main,
+						&w[i]), 0);
+		while (queued(&fk) < i + 1)
+			usleep(1000);
+		assert_null(w[i].r.mem);	/* queued: no body yet */
+	}
+	pthread_mutex_lock(&fk.e.lock);
+	/* A share of 1: the demand read and one stream request. */
+	list = xfer_take(&fk.e, 0, 1, NULL, NULL);
+	for (struct xfer_req *r = list; r; r = r->next) {
+		assert_non_null(r->mem);
+		assert_int_equal(r->body.limit, 100);
+		n++;
+	}
+	assert_int_equal(n, 2);
+	assert_true(w[3].r.mem != NULL && w[0].r.mem != NULL);
+	assert_null(w[1].r.mem);
+	/* A share used up: nothing. */
+	assert_null(xfer_take(&fk.e, 0, 0, NULL, NULL));
+	end_all(&fk, list);
+	list = xfer_take(&fk.e, 0, UINT_MAX, NULL, NULL);
+	end_all(&fk, list);
+	pthread_mutex_unlock(&fk.e.lock);
+	for (size_t i = 0; i < ARRAY_SIZE(w); i++) {
+		pthread_join(w[i].t, NULL);
+		assert_true(w[i].r.done);
+		xfer_req_release(&fk.e, &w[i].r);
+		assert_null(w[i].r.mem);
+	}
+	/* The four bodies are spare now (window 8 + slack: all kept). */
+	assert_int_equal(fk.e.bodies.n, 4);
 	xfer_release(&fk.e);
 }
 
@@ -540,6 +598,7 @@ int main(void)
 		cmocka_unit_test(test_run),
 		cmocka_unit_test(test_window),
 		cmocka_unit_test(test_take_window),
+		cmocka_unit_test(test_take_share),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
