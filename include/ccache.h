@@ -16,15 +16,16 @@
  * Eviction is CLOCK over the budget; an entry that a caller holds is never
  * freed, so the cache may exceed its budget by what callers hold; buffers
  * being filled count against the budget and make older entries go.
- * Beyond the budget, up to CCACHE_SPARE buffers of CCACHE_SPARE_SIZE
- * (4 MiB chunks) of evicted entries are kept for the next fills.
+ * Buffers of CCACHE_SPARE_SIZE (4 MiB chunks) of evicted entries are
+ * kept for the next fills while the cache and they fit the budget, and
+ * CCACHE_SPARE more beyond it.
  *
  * All functions may be called from any thread and may block (a fill).
  */
 struct ccache;
 struct ccache_entry;
 
-#define CCACHE_SPARE 4			/* evicted buffers kept */
+#define CCACHE_SPARE 4			/* spares kept beyond the budget */
 #define CCACHE_SPARE_SIZE (4u << 20)	/* a fixed index's chunk */
 
 struct ccache_conf {

@@ -47,6 +47,7 @@ struct ccache_entry {
 	size_t len;			/* immutable */
 	uint8_t *data;			/* immutable; contents valid when READY */
 	struct bufpool *pool;		/* immutable: ->data's, or NULL */
+	struct ccache *cache;		/* immutable */
 	int state;			/* protected by ->lock; atomic reads */
 	int error;			/* protected by ->lock */
 	unsigned int refs;		/* atomic */
@@ -57,13 +58,16 @@ struct ccache_entry {
 
 struct ccache {
 	struct cds_lfht *ht;		/* RCU */
-	struct bufpool spare;		/* its own lock: evicted buffers */
+	struct bufpool spare;		/* its own lock: evicted buffers,
+					   kept within the budget */
 	uint64_t budget;		/* immutable */
 	pthread_mutex_t lock;
 	pthread_cond_t done;		/* with ->lock: a fill finished */
 	struct ccache_entry *head;	/* protected by ->lock: newest */
 	struct ccache_entry *tail;	/* protected by ->lock: oldest */
-	uint64_t bytes;			/* protected by ->lock */
+	uint64_t bytes;			/* written under ->lock (atomic
+					   stores); read under it, or
+					   atomically by an RCU callback */
 	uint64_t entries;		/* protected by ->lock */
 	uint64_t hits;			/* atomic */
 	uint64_t misses;		/* atomic */
@@ -106,7 +110,8 @@ int ccache_new(const struct ccache_conf *conf, struct ccache **out)
 	}
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->done, NULL);
-	bufpool_init(&c->spare, CCACHE_SPARE_SIZE, CCACHE_SPARE);
+	bufpool_init(&c->spare, CCACHE_SPARE_SIZE,
+		     c->budget / CCACHE_SPARE_SIZE + CCACHE_SPARE);
 	*out = c;
 	return 0;
 }
@@ -128,10 +133,29 @@ static int entry_data_alloc(struct ccache *c, struct ccache_entry *e)
 	return e->data ? 0 : -ENOMEM;
 }
 
-static void entry_data_free(struct ccache_entry *e)
+/* ->lock held: the cache's bytes change by @delta. */
+static void bytes_add(struct ccache *c, int64_t delta)
 {
+	__atomic_store_n(&c->bytes, c->bytes + (uint64_t)delta,
+			 __ATOMIC_RELAXED);
+}
+
+/*
+ * A buffer given back (often by the RCU callback, a grace period after
+ * its eviction, when fills have already taken the next ones): kept as a
+ * spare while the cache and its spares stay within the budget, plus
+ * CCACHE_SPARE.  With four spares in all, a stream's fills found none
+ * and faulted fresh buffers in: a sixth of its CPU.
+ */
+static void entry_data_free(struct ccache *c, struct ccache_entry *e)
+{
+	uint64_t used = __atomic_load_n(&c->bytes, __ATOMIC_RELAXED);
+	uint64_t room = used < c->budget ? c->budget - used : 0;
+
 	if (e->pool)
-		bufpool_put(e->pool, e->data);
+		bufpool_put_upto(e->pool, e->data,
+				 (unsigned int)(room / e->pool->size) +
+					 CCACHE_SPARE);
 	else
 		free(e->data);
 }
@@ -143,7 +167,7 @@ static void entry_free_rcu(struct rcu_head *head)
 
 	/* Pairs with the last (release) decrement of ->refs. */
 	(void)__atomic_load_n(&e->refs, __ATOMIC_ACQUIRE);
-	entry_data_free(e);
+	entry_data_free(e->cache, e);
 	free(e);
 }
 
@@ -198,7 +222,7 @@ static void unlink_locked(struct ccache *c, struct ccache_entry *e)
 	cds_lfht_del(c->ht, &e->node);
 	rcu_read_unlock();
 	list_del(c, e);
-	c->bytes -= e->len;
+	bytes_add(c, -(int64_t)e->len);
 	c->entries--;
 	entry_unref(e);		/* the cache's own reference */
 }
@@ -263,7 +287,8 @@ static int fill_entry(struct ccache *c, struct ccache_entry *e,
 	int ret = fill(arg, e->data, e->len);
 
 	pthread_mutex_lock(&c->lock);
-	c->bytes -= 2 * e->len;	/* counted while loading; re-added if READY */
+	/* counted while loading; re-added if READY */
+	bytes_add(c, -2 * (int64_t)e->len);
 	if (ret) {
 		e->error = ret;
 		__atomic_store_n(&e->state, ENTRY_FAILED, __ATOMIC_RELEASE);
@@ -275,7 +300,7 @@ static int fill_entry(struct ccache *c, struct ccache_entry *e,
 	} else {
 		__atomic_store_n(&e->state, ENTRY_READY, __ATOMIC_RELEASE);
 		list_add_head(c, e);
-		c->bytes += e->len;
+		bytes_add(c, (int64_t)e->len);
 		c->entries++;
 		evict_locked(c);
 	}
@@ -311,6 +336,7 @@ int ccache_get(struct ccache *c, const uint8_t key[32], size_t len,
 		if (!n)
 			return -ENOMEM;
 		n->len = len;
+		n->cache = c;
 		if (entry_data_alloc(c, n)) {
 			free(n);
 			return -ENOMEM;
@@ -331,13 +357,13 @@ int ccache_get(struct ccache *c, const uint8_t key[32], size_t len,
 		if (node == &n->node)
 			break;
 		/* Lost the race to another caller: use theirs. */
-		entry_data_free(n);
+		entry_data_free(c, n);
 		free(n);
 	}
 	__atomic_add_fetch(&c->misses, 1, __ATOMIC_RELAXED);
 	/* A loading buffer counts against the budget too: make room now. */
 	pthread_mutex_lock(&c->lock);
-	c->bytes += 2 * n->len;
+	bytes_add(c, 2 * (int64_t)n->len);
 	evict_locked(c);
 	pthread_mutex_unlock(&c->lock);
 	ret = fill_entry(c, n, fill, arg);
