@@ -328,6 +328,58 @@ def fetch_limit_fn(ds, url, size):
     return run
 
 
+def together_limit_fn(ds, url, img, size):
+    """The work of a restore done by the reference tools side by side, as
+    a timed() function: curl --parallel-max 16 of the unique chunks of
+    ds/vm/1 from @url (into memory: /dev/shm), the decode loop on every
+    core over a copy of them in memory, and dd oflag=direct of the raw
+    image @img into a fresh file, all three at once after the caches
+    were dropped (the image read back in first: a restore does not read
+    it); MiB/s of @size until the last one ends.  On one machine the
+    three share its cores and its disk, which the separate limits do
+    not show."""
+    fidx = os.path.join(ds, "vm/1/2023-11-14T22:13:20Z/disk.img.fidx")
+    shm = tempfile.mkdtemp(prefix="pbslm-bench-", dir="/dev/shm")
+    dl = os.path.join(shm, "dl")
+    dec = os.path.join(shm, "dec")
+    out = os.path.join(WORK, "together.img")
+    cfg = os.path.join(WORK, "curl-together.cfg")
+    with open(cfg, "w") as f:
+        for p in unique_chunk_paths(ds):
+            f.write(f'url = "{url}/{p}"\noutput = "{dl}/{p}"\n')
+    curl = ["curl", "-sk", "--parallel", "--parallel-max", "16",
+            "--create-dirs", "-K", cfg]
+    sh(*curl)
+    os.rename(dl, dec)
+
+    def run():
+        shutil.rmtree(dl, ignore_errors=True)
+        if os.path.exists(out):
+            os.unlink(out)
+        drop_caches()
+        subprocess.run(["cat", img], stdout=subprocess.DEVNULL)
+        t = time.monotonic()
+        procs = [subprocess.Popen(curl, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL),
+                 subprocess.Popen([os.path.join(BUILD, "bench/decode-loop"),
+                                   "-j", str(os.cpu_count() or 1), dec,
+                                   fidx], stdout=subprocess.DEVNULL),
+                 subprocess.Popen(["dd", f"if={img}", f"of={out}", "bs=4M",
+                                   "oflag=direct", "conv=fdatasync",
+                                   "status=none"])]
+        for p in procs:
+            if p.wait():
+                raise RuntimeError(f"{p.args[0]} failed")
+        dt = time.monotonic() - t
+        os.unlink(out)
+        shutil.rmtree(dl, ignore_errors=True)
+        return size / dt / 2**20
+
+    def cleanup():
+        shutil.rmtree(shm, ignore_errors=True)
+    return run, cleanup
+
+
 def proc_cpu_s(pid):
     """CPU seconds (user + system) process @pid has used so far."""
     f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()

@@ -318,13 +318,16 @@ h2.on('stream', (stream, headers) => {
         return;                                // never answered
       }
       const file = path.join(st.root, '.chunks', d.slice(0, 4), d);
-      let data;
-      try { data = fs.readFileSync(file); } catch (e) {
-        return answer(400, `reading file "${file}" failed: No such file or directory (os error 2)`);
-      }
-      answer(200, data, 'application/octet-stream');
-      if (f.kind === 'drop-after' && chunkCount === f.n) { log(`${st.sid} drop`); setTimeout(() => st.raw.destroy(), 10); }
-      if (f.kind === 'goaway-after' && chunkCount === f.n) { log(`${st.sid} goaway`); stream.session.goaway(0); }
+      const n = chunkCount;
+      // Read off the event loop (libuv's pool), as PBS reads on tokio's
+      // blocking threads: a cold disk does not stall every other stream.
+      fs.readFile(file, (err, data) => {
+        if (err)
+          return answer(400, `reading file "${file}" failed: No such file or directory (os error 2)`);
+        answer(200, data, 'application/octet-stream');
+        if (f.kind === 'drop-after' && n === f.n) { log(`${st.sid} drop`); setTimeout(() => st.raw.destroy(), 10); }
+        if (f.kind === 'goaway-after' && n === f.n) { log(`${st.sid} goaway`); stream.session.goaway(0); }
+      });
       return;
     }
     if (url.pathname === '/speedtest') return answer(200, Buffer.alloc(1 << 20, 0x41), 'application/octet-stream');
