@@ -251,8 +251,18 @@ static void window_decide(struct xfer_window *w, double rate, uint64_t now)
 				window_set(w, w->cur * 2, now);
 				return;
 			}
-		} else {
+		} else if (rate * GAIN < w->best_rate) {
 			window_set(w, w->best, now);
+		} else {
+			/*
+			 * As good, within the noise: growth ends, but the
+			 * larger window stays.  Too few in flight costs more
+			 * than too many (a restore measured 12 % slower at 8
+			 * than at 16 over a 10 ms link, where the epochs' rates
+			 * could not tell the two apart).
+			 */
+			w->best = w->cur;
+			w->best_rate = rate;
 		}
 		w->phase = XFER_HOLD;
 		w->holds = 0;

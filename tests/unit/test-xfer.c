@@ -456,6 +456,11 @@ static void test_window(void **state)
 	xfer_window_init(&w, 0, XFER_SLOTS_MAX);
 	got = simulate(&w, 0, 4000, true, 0, 3000);
 	assert_true(got <= XFER_SLOTS_FIRST);
+	/* A doubling that neither pays nor costs (a full link, 8 and 16
+	 * within 3 %): the larger window stays. */
+	xfer_window_init(&w, 0, XFER_SLOTS_MAX);
+	got = simulate(&w, 0, 4000, false, 0, 3000);
+	assert_int_equal(got, 2 * XFER_SLOTS_FIRST);
 	/* --connections: never moves. */
 	xfer_window_init(&w, 7, XFER_SLOTS_MAX);
 	assert_int_equal(simulate(&w, 25000, 250, false, 0, 1000), 7);
