@@ -697,11 +697,15 @@ void bufpool_put_upto(struct bufpool *p, void *buf, unsigned int max)
 
 void bufpool_destroy(struct bufpool *p)
 {
+	/* The last puts may come from another thread (an RCU callback):
+	 * what orders them before this is the lock. */
+	pthread_mutex_lock(&p->lock);
 	for (unsigned int i = 0; i < p->n; i++)
 		free(p->spare[i]);
 	p->n = 0;
 	free(p->spare);
 	p->spare = NULL;
+	pthread_mutex_unlock(&p->lock);
 	pthread_mutex_destroy(&p->lock);
 }
 
