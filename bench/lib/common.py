@@ -301,6 +301,17 @@ class ShapedLoopback:
         subprocess.run(["tc", "qdisc", "del", "dev", "lo", "root"])
 
 
+def curl_chunks(ds, url, dl, cfg):
+    """The curl command (written to config @cfg) that downloads the unique
+    chunks of ds/vm/1 from @url into @dl, 16 at a time (https:
+    certificate not checked)."""
+    with open(cfg, "w") as f:
+        for p in unique_chunk_paths(ds):
+            f.write(f'url = "{url}/{p}"\noutput = "{dl}/{p}"\n')
+    return ["curl", "-sk", "--parallel", "--parallel-max", "16",
+            "--create-dirs", "-K", cfg]
+
+
 def fetch_limit_fn(ds, url, size):
     """The fetch limit as a timed() function: curl --parallel-max 16 of
     the unique chunks of ds/vm/1 from @url (https: certificate not
@@ -308,17 +319,13 @@ def fetch_limit_fn(ds, url, size):
     image's @size."""
     fidx = os.path.join(ds, "vm/1/2023-11-14T22:13:20Z/disk.img.fidx")
     dl = os.path.join(WORK, "dl")
-    cfg = os.path.join(WORK, "curl-dl.cfg")
-    with open(cfg, "w") as f:
-        for p in unique_chunk_paths(ds):
-            f.write(f'url = "{url}/{p}"\noutput = "{dl}/{p}"\n')
+    curl = curl_chunks(ds, url, dl, os.path.join(WORK, "curl-dl.cfg"))
 
     def run():
         shutil.rmtree(dl, ignore_errors=True)
         drop_caches()
         t = time.monotonic()
-        sh("curl", "-sk", "--parallel", "--parallel-max", "16",
-           "--create-dirs", "-K", cfg)
+        sh(*curl)
         dt = time.monotonic() - t
         dt += float(sh(os.path.join(BUILD, "bench/decode-loop"), "-j",
                        str(os.cpu_count() or 1), dl,
@@ -343,12 +350,7 @@ def together_limit_fn(ds, url, img, size):
     dl = os.path.join(shm, "dl")
     dec = os.path.join(shm, "dec")
     out = os.path.join(WORK, "together.img")
-    cfg = os.path.join(WORK, "curl-together.cfg")
-    with open(cfg, "w") as f:
-        for p in unique_chunk_paths(ds):
-            f.write(f'url = "{url}/{p}"\noutput = "{dl}/{p}"\n')
-    curl = ["curl", "-sk", "--parallel", "--parallel-max", "16",
-            "--create-dirs", "-K", cfg]
+    curl = curl_chunks(ds, url, dl, os.path.join(WORK, "curl-together.cfg"))
     sh(*curl)
     os.rename(dl, dec)
 

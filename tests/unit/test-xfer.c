@@ -482,7 +482,6 @@ static void test_window(void **state)
 	assert_int_equal(w.done, got);
 }
 
-/* The engine takes no more than its window allows. */
 /* ->lock held: end every request of @list (xfer_take's) well. */
 static void end_all(struct fake *fk, struct xfer_req *list)
 {
@@ -494,6 +493,20 @@ static void end_all(struct fake *fk, struct xfer_req *list)
 	}
 }
 
+/* ->lock held (released here): end what is left, join the waiters,
+ * each done, and release their requests. */
+static void finish_waiters(struct fake *fk, struct waiter *w, size_t n)
+{
+	end_all(fk, xfer_take(&fk->e, 0, UINT_MAX, NULL, NULL));
+	pthread_mutex_unlock(&fk->e.lock);
+	for (size_t i = 0; i < n; i++) {
+		pthread_join(w[i].t, NULL);
+		assert_true(w[i].r.done);
+		xfer_req_release(&fk->e, &w[i].r);
+	}
+}
+
+/* The engine takes no more than its window allows. */
 static void test_take_window(void **state)
 {
 	struct waiter w[XFER_SLOTS_FIRST + 2];
@@ -524,14 +537,7 @@ static void test_take_window(void **state)
 	assert_non_null(list);
 	assert_null(list->next);
 	xfer_end(&fk.e, list, 0);
-	list = xfer_take(&fk.e, 0, UINT_MAX, NULL, NULL);
-	end_all(&fk, list);
-	pthread_mutex_unlock(&fk.e.lock);
-	for (size_t i = 0; i < ARRAY_SIZE(w); i++) {
-		pthread_join(w[i].t, NULL);
-		assert_true(w[i].r.done);
-		xfer_req_release(&fk.e, &w[i].r);
-	}
+	finish_waiters(&fk, w, ARRAY_SIZE(w));
 	xfer_release(&fk.e);
 }
 
@@ -577,15 +583,9 @@ static void test_take_share(void **state)
 	/* A share used up: nothing. */
 	assert_null(xfer_take(&fk.e, 0, 0, NULL, NULL));
 	end_all(&fk, list);
-	list = xfer_take(&fk.e, 0, UINT_MAX, NULL, NULL);
-	end_all(&fk, list);
-	pthread_mutex_unlock(&fk.e.lock);
-	for (size_t i = 0; i < ARRAY_SIZE(w); i++) {
-		pthread_join(w[i].t, NULL);
-		assert_true(w[i].r.done);
-		xfer_req_release(&fk.e, &w[i].r);
+	finish_waiters(&fk, w, ARRAY_SIZE(w));
+	for (size_t i = 0; i < ARRAY_SIZE(w); i++)
 		assert_null(w[i].r.mem);
-	}
 	/* The four bodies are spare now (window 8 + slack: all kept). */
 	assert_int_equal(fk.e.bodies.n, 4);
 	xfer_release(&fk.e);
