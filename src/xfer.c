@@ -498,9 +498,12 @@ struct xfer_req *xfer_take(struct xfer_engine *e, unsigned int cap,
 				xfer_finish(r, ok);
 				continue;
 			}
-			if (ok || !xfer_may_start(e->active, slots, p) ||
-			    (p != FETCH_DEMAND && !most)) {
-				if (!ok)
+			bool fits = xfer_may_start(e->active, slots, p);
+
+			if (ok || !fits || (p != FETCH_DEMAND && !most)) {
+				/* Only the window's refusal says it is the
+				 * limit; a loop's full share is not. */
+				if (!ok && !fits)
 					xfer_window_waited(&e->win);
 				pp = &r->next;
 				continue;

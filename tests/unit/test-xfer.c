@@ -578,6 +578,8 @@ static void test_take_share(void **state)
 		n++;
 	}
 	assert_int_equal(n, 2);
+	/* Held back by the share, not by the window: nothing learnt. */
+	assert_false(fk.e.win.limited);
 	assert_true(w[3].r.mem != NULL && w[0].r.mem != NULL);
 	assert_null(w[1].r.mem);
 	/* A share used up: nothing. */
