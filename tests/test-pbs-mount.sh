@@ -37,7 +37,7 @@ note "peak streams in flight: $peak (server allows 4, --connections 16)"
 	fail "streams in flight: $peak, want 2..4"
 # One session per core, each with its index before its chunks, and the
 # chunks spread over all of them.
-want=$(nproc)
+want=$(getconf _NPROCESSORS_ONLN)	# as xfer_threads counts
 [ "$want" -le 8 ] || want=8
 sessions=$(pbs_count 'reader?.* 101$')
 serving=$(awk '/GET \/chunk.* 200$/ {print $1}' "$PBS_LOG" | sort -u | wc -l)
