@@ -217,9 +217,8 @@ static double median3(const double r[3])
 static void epoch_start(struct xfer_window *w, uint64_t now_ns)
 {
 	w->epoch_t0 = now_ns;
-	w->busy_ns = 0;
+	w->last = now_ns;
 	w->done = 0;
-	w->lat_ns = 0;
 	w->limited = false;
 }
 
@@ -233,8 +232,8 @@ static void window_set(struct xfer_window *w, unsigned int n,
 	__atomic_store_n(&w->cur, n, __ATOMIC_RELAXED);
 	w->changes++;
 	w->since = now_ns;
+	w->settled = false;
 	w->nrates = 0;
-	epoch_start(w, now_ns);
 }
 
 /* An epoch of @rate completions/s at ->cur, in which requests waited. */
@@ -308,28 +307,31 @@ void xfer_window_sample(struct xfer_window *w, uint64_t start_ns,
 	bool limited;
 	double rate;
 
-	if (w->fixed || start_ns < w->since)
-		return;		/* started under another window */
-	if (w->warmup) {
-		/* Connecting, the server's and our own first touches. */
-		if (--w->warmup)
+	if (w->fixed)
+		return;
+	if (!w->settled) {
+		/* Until a request of the new window has come back, the
+		 * old one is still what is in flight. */
+		if (start_ns < w->since)
 			return;
-		w->since = now_ns;
+		/* Connecting, the server's and our own first touches. */
+		if (w->warmup && --w->warmup)
+			return;
+		w->settled = true;
 		epoch_start(w, now_ns);
 		return;
 	}
-	if (w->done && now_ns - w->last > EPOCH_MAX_NS)
+	if (now_ns - w->last > EPOCH_MAX_NS) {
 		epoch_start(w, now_ns);	/* idle between: nothing measured */
-	w->last = now_ns;
-	w->done++;
-	w->lat_ns += now_ns - start_ns;
-	if (w->done < MAX(w->cur + 2, EPOCH_MIN_DONE))
 		return;
-	/* Little's law: requests in flight (on average over the epoch:
-	 * the window, when it is kept full) over the mean time in flight. */
-	rate = w->lat_ns && now_ns > w->epoch_t0 ?
-		       w->busy_ns / (double)(now_ns - w->epoch_t0) * 1e9 *
-			       w->done / (double)w->lat_ns :
+	}
+	w->last = now_ns;
+	if (++w->done < MAX(w->cur + 2, EPOCH_MIN_DONE))
+		return;
+	/* Completions over the time they took, from one completion to
+	 * another: every request counts, however long it took. */
+	rate = now_ns > w->epoch_t0 ?
+		       w->done * 1e9 / (double)(now_ns - w->epoch_t0) :
 		       0;
 	limited = w->limited;
 	epoch_start(w, now_ns);
@@ -342,14 +344,6 @@ void xfer_window_sample(struct xfer_window *w, uint64_t start_ns,
 		return;
 	w->nrates = 0;
 	window_decide(w, median3(w->rates), now_ns);
-}
-
-void xfer_window_busy(struct xfer_window *w, uint64_t now_ns,
-		      unsigned int n)
-{
-	if (w->busy_last && now_ns > w->busy_last)
-		w->busy_ns += (double)n * (double)(now_ns - w->busy_last);
-	w->busy_last = now_ns;
 }
 
 void xfer_window_waited(struct xfer_window *w)
@@ -433,7 +427,6 @@ void xfer_end(struct xfer_engine *e, struct xfer_req *r, int err)
 			break;
 		}
 	}
-	xfer_window_busy(&e->win, now, e->nactive);
 	e->active[r->prio]--;
 	e->nactive--;
 	if (!err) {
@@ -513,7 +506,6 @@ struct xfer_req *xfer_take(struct xfer_engine *e, unsigned int cap,
 				most--;
 			body_attach(e, r);
 			r->start_ns = now;
-			xfer_window_busy(&e->win, now, e->nactive);
 			e->active[p]++;
 			e->nactive++;
 			r->run_next = e->running;
