@@ -113,11 +113,13 @@ typedef int (*fetch_check_fn)(const uint8_t *body, size_t len, void *arg);
 /*
  * How many requests may be in flight: fixed (--connections N), or found
  * by measurement as TCP's congestion control finds a window: start
- * small, double while the rate grows by more than 3 %, go back to the
- * best when a doubling did not pay; then hold, and now and then probe a
- * quarter up or down, kept if it gains 3 % (the link or the server
- * changed).  No change without that much evidence: a window's rate is
- * only known within a few per cent.
+ * small, double while the rate grows, go back to the best when a
+ * doubling lost; then hold, and now and then probe a quarter up or down,
+ * kept if it gains (the link or the server changed).  Grows or loses:
+ * the median of its three epochs above (below) all three of the best
+ * window's last, and by 3 %: an epoch's rate varies by a fifth on a busy
+ * host (a commit's fdatasync, the disk), and a median against a median
+ * moved the window on noise one time in two.
  *
  * The rate is completions over the time they took, in an epoch of
  * window + 2 completions (at least 12) that starts and ends at a
@@ -157,6 +159,7 @@ struct xfer_window {
 	enum xfer_window_phase phase;
 	unsigned int best;		/* window that gave ->best_rate */
 	double best_rate;		/* completions/s at ->best; 0: none */
+	double best_rates[XFER_WINDOW_EPOCHS]; /* its last epochs' */
 	unsigned int prev;		/* window before a probe */
 	unsigned int holds;		/* epochs held since the last probe */
 	bool probe_down;		/* the next probe goes down */

@@ -205,6 +205,8 @@ void xfer_window_init(struct xfer_window *w, unsigned int fixed,
 	w->warmup = WARMUP_DONE;
 }
 
+_Static_assert(XFER_WINDOW_EPOCHS == 3, "the rules below take three");
+
 static double median3(const double r[3])
 {
 	if ((r[0] <= r[1]) == (r[1] <= r[2]))
@@ -236,21 +238,57 @@ static void window_set(struct xfer_window *w, unsigned int n,
 	w->nrates = 0;
 }
 
-/* An epoch of @rate completions/s at ->cur, in which requests waited. */
-static void window_decide(struct xfer_window *w, double rate, uint64_t now)
+static double min3(const double r[3])
+{
+	return MIN(r[0], MIN(r[1], r[2]));
+}
+
+static double max3(const double r[3])
+{
+	return MAX(r[0], MAX(r[1], r[2]));
+}
+
+/*
+ * Against the best window's last three epochs: better when the median
+ * of @r is above all three of them (and 3 % above its rate), worse when
+ * below all three (and 3 % below).  Two windows alike would pass either
+ * test one time in five (the top two of six epochs both the new
+ * window's), not one in two, as a median against a median does with
+ * the epochs' noise on a busy host (a fifth either way at 0 ms).
+ */
+static bool rates_better(const struct xfer_window *w, const double r[3])
+{
+	return median3(r) > MAX(max3(w->best_rates), w->best_rate * GAIN);
+}
+
+static bool rates_worse(const struct xfer_window *w, const double r[3])
+{
+	return median3(r) < MIN(min3(w->best_rates), w->best_rate / GAIN);
+}
+
+static void best_set(struct xfer_window *w, const double r[3])
+{
+	w->best = w->cur;
+	w->best_rate = median3(r);
+	memcpy(w->best_rates, r, sizeof(w->best_rates));
+}
+
+/* Three epochs' rates @r (completions/s) at ->cur, in which requests
+ * waited. */
+static void window_decide(struct xfer_window *w, const double r[3],
+			  uint64_t now)
 {
 	unsigned int step = MAX(1u, w->cur / 4);
 
 	switch (w->phase) {
 	case XFER_GROW:
-		if (!w->best_rate || rate > w->best_rate * GAIN) {
-			w->best = w->cur;
-			w->best_rate = rate;
+		if (!w->best_rate || rates_better(w, r)) {
+			best_set(w, r);
 			if (w->cur < w->max) {
 				window_set(w, w->cur * 2, now);
 				return;
 			}
-		} else if (rate * GAIN < w->best_rate) {
+		} else if (rates_worse(w, r)) {
 			window_set(w, w->best, now);
 		} else {
 			/*
@@ -260,15 +298,15 @@ static void window_decide(struct xfer_window *w, double rate, uint64_t now)
 			 * than at 16 over a 10 ms link, where the epochs' rates
 			 * could not tell the two apart).
 			 */
-			w->best = w->cur;
-			w->best_rate = rate;
+			best_set(w, r);
 		}
 		w->phase = XFER_HOLD;
 		w->holds = 0;
 		return;
 	case XFER_HOLD:
 		/* Conditions change: the best's rate follows them. */
-		w->best_rate = w->best_rate * 0.75 + rate * 0.25;
+		w->best_rate = w->best_rate * 0.75 + median3(r) * 0.25;
+		memcpy(w->best_rates, r, sizeof(w->best_rates));
 		if (++w->holds < HOLD_EPOCHS)
 			return;
 		w->holds = 0;
@@ -284,9 +322,8 @@ static void window_decide(struct xfer_window *w, double rate, uint64_t now)
 		return;
 	case XFER_PROBE_UP:
 	case XFER_PROBE_DOWN:
-		if (rate > w->best_rate * GAIN) {
-			w->best = w->cur;
-			w->best_rate = rate;
+		if (rates_better(w, r)) {
+			best_set(w, r);
 			/* A gain upwards may be the first of several;
 			 * fewer for more is rarer, and kept. */
 			w->phase = w->phase == XFER_PROBE_UP ? XFER_GROW :
@@ -343,7 +380,7 @@ void xfer_window_sample(struct xfer_window *w, uint64_t start_ns,
 	if (w->nrates < XFER_WINDOW_EPOCHS)
 		return;
 	w->nrates = 0;
-	window_decide(w, median3(w->rates), now_ns);
+	window_decide(w, w->rates, now_ns);
 }
 
 void xfer_window_waited(struct xfer_window *w)
