@@ -9,6 +9,9 @@ DELAYS = [int(x) for x in os.environ.get("BENCH_INFLIGHT_MS",
 # A restore long enough that finding the count is a small part of it,
 # as in a restore of a real disk.
 MIB = int(os.environ.get("BENCH_INFLIGHT_MIB", "4096"))
+# A run varies by 5 % here (the host's disk): one per count and order.
+INFLIGHT_RUNS = int(os.environ.get("BENCH_INFLIGHT_RUNS",
+                                   str(len(COUNTS) + 1)))
 
 
 def inflight():
@@ -35,10 +38,13 @@ def inflight():
                     return size / dt / 2**20
                 return run
             # Interleaved, so that a slower minute of the host weighs on
-            # every count alike.
-            vals = {c: [] for c in COUNTS + [0]}
-            for _ in range(RUNS):
-                for c in COUNTS + [0]:
+            # every count alike, and the order turned by one each round,
+            # so that each count runs once in each place (after a slow
+            # one, first after the server started).
+            order = COUNTS + [0]
+            vals = {c: [] for c in order}
+            for r in range(INFLIGHT_RUNS):
+                for c in order[r % len(order):] + order[:r % len(order)]:
                     vals[c].append(restore(c)())
             fixed = []
             for c in COUNTS:
