@@ -520,11 +520,11 @@ static void test_window(void **state)
 	xfer_window_init(&w, 0, XFER_SLOTS_MAX);
 	got = simulate(&w, 0, 4000, true, 0, 3000);
 	assert_true(got <= XFER_SLOTS_FIRST);
-	/* A doubling that neither pays nor costs (a full link, 8 and 16
-	 * within 3 %): the larger window stays. */
+	/* A doubling that neither pays nor costs (a full link, both
+	 * within 3 %): the larger window stays (a probe may be under way). */
 	xfer_window_init(&w, 0, XFER_SLOTS_MAX);
-	got = simulate(&w, 0, 4000, false, 0, 3000);
-	assert_int_equal(got, 2 * XFER_SLOTS_FIRST);
+	simulate(&w, 0, 4000, false, 0, 3000);
+	assert_int_equal(w.best, 2 * XFER_SLOTS_FIRST);
 	/* The same where small requests come back first: more in flight
 	 * does not look better than it is. */
 	xfer_window_init(&w, 0, XFER_SLOTS_MAX);
@@ -534,8 +534,9 @@ static void test_window(void **state)
 	/*
 	 * A full link whose rate wanders by a quarter, as a busy host's
 	 * does, over a restore's 800 chunks, 40 times: the window mostly
-	 * stays where the first doubling left it (the median against a
-	 * median it replaced: 8 times in 40, and below the start 6).
+	 * stays where the first doubling left it: 30 times in 40, below
+	 * the start once (the median against a median it replaced: 22
+	 * times, and below the start 5).
 	 */
 	{
 		unsigned int kept = 0;
@@ -544,10 +545,10 @@ static void test_window(void **state)
 		for (uint32_t seed = 1; seed <= 40; seed++) {
 			xfer_window_init(&w, 0, XFER_SLOTS_MAX);
 			simulate_wander(&w, 25, 800, seed);
-			kept += w.cur == 2 * XFER_SLOTS_FIRST;
-			fewer += w.cur < XFER_SLOTS_FIRST;
+			kept += w.best == 2 * XFER_SLOTS_FIRST;
+			fewer += w.best < XFER_SLOTS_FIRST;
 		}
-		if (kept < 20 || fewer > 3)
+		if (kept < 26 || fewer > 2)
 			fail_msg("a wandering full link: %u of 40 at %u, %u "
 				 "below %u", kept, 2 * XFER_SLOTS_FIRST, fewer,
 				 XFER_SLOTS_FIRST);
