@@ -335,16 +335,25 @@ def fetch_limit_fn(ds, url, size):
     return run
 
 
+def ckpt_write_cmd(src, dst, period):
+    """Copy @src to @dst as restore writes, with an fdatasync every
+    @period seconds (bench/lib/ckpt_write.py)."""
+    return [sys.executable, os.path.join(os.path.dirname(__file__),
+                                         "ckpt_write.py"),
+            src, dst, str(period)]
+
+
 def together_limit_fn(ds, url, img, size):
     """The work of a restore done by the reference tools side by side, as
     a timed() function: curl --parallel-max 16 of the unique chunks of
     ds/vm/1 from @url (into memory: /dev/shm), the decode loop on every
     core over a copy of them in memory, and dd oflag=direct of the raw
-    image @img into a fresh file, all three at once after the caches
-    were dropped (the image read back in first: a restore does not read
-    it); MiB/s of @size until the last one ends.  On one machine the
-    three share its cores and its disk, which the separate limits do
-    not show."""
+    image @img into a fresh file (run(period): ckpt_write.py's copy
+    with an fdatasync every @period seconds instead), all three at once
+    after the caches were dropped (the image read back in first: a
+    restore does not read it); MiB/s of @size until the last one ends.
+    On one machine the three share its cores and its disk, which the
+    separate limits do not show."""
     fidx = os.path.join(ds, "vm/1/2023-11-14T22:13:20Z/disk.img.fidx")
     shm = tempfile.mkdtemp(prefix="pbslm-bench-", dir="/dev/shm")
     dl = os.path.join(shm, "dl")
@@ -354,7 +363,10 @@ def together_limit_fn(ds, url, img, size):
     sh(*curl)
     os.rename(dl, dec)
 
-    def run():
+    def run(period=None):
+        write = (ckpt_write_cmd(img, out, period) if period else
+                 ["dd", f"if={img}", f"of={out}", "bs=4M", "oflag=direct",
+                  "conv=fdatasync", "status=none"])
         shutil.rmtree(dl, ignore_errors=True)
         if os.path.exists(out):
             os.unlink(out)
@@ -366,9 +378,7 @@ def together_limit_fn(ds, url, img, size):
                  subprocess.Popen([os.path.join(BUILD, "bench/decode-loop"),
                                    "-j", str(os.cpu_count() or 1), dec,
                                    fidx], stdout=subprocess.DEVNULL),
-                 subprocess.Popen(["dd", f"if={img}", f"of={out}", "bs=4M",
-                                   "oflag=direct", "conv=fdatasync",
-                                   "status=none"])]
+                 subprocess.Popen(write)]
         for p in procs:
             if p.wait():
                 raise RuntimeError(f"{p.args[0]} failed")

@@ -11,7 +11,10 @@ def limits():
           " HTTPS plus the decode loop over them on every core (the fetch"
           " limit), and the three side by side (curl, the decode loop"
           " and dd at once: what a restore does, on the same cores and"
-          " disk); the adaptive number of requests in flight.  MiB/s ="
+          " disk), and the write limit and all at once again with an"
+          " fdatasync every second beside the writes (ckpt_write.py:"
+          " a restore commits its state once a second, and syncs the"
+          " target first); the adaptive number of requests in flight.  MiB/s ="
           " image size / time; client CPU is the restore's or the mount's"
           " (both processes) user + system time")
     img, ds = packed_mixed()
@@ -26,16 +29,17 @@ def limits():
     together, together_done = together_limit_fn(ds, ng.url, img, size)
     cpu = {}		# row name -> [(client cpu s, wall s, server cpu s)]
 
-    def write_limit():
-        subprocess.run(["cat", img], stdout=subprocess.DEVNULL)
-        if os.path.exists(out):
+    def write_limit(cmd):
+        def run():
+            subprocess.run(["cat", img], stdout=subprocess.DEVNULL)
+            if os.path.exists(out):
+                os.unlink(out)
+            t = time.monotonic()
+            sh(*cmd)
+            dt = time.monotonic() - t
             os.unlink(out)
-        t = time.monotonic()
-        sh("dd", f"if={img}", f"of={out}", "bs=4M", "oflag=direct",
-           "conv=fdatasync", "status=none")
-        dt = time.monotonic() - t
-        os.unlink(out)
-        return size / dt / 2**20
+            return size / dt / 2**20
+        return run
 
     def server(repo):
         return ng if repo == ng.url else pbs
@@ -88,8 +92,12 @@ def limits():
                  pbs.repo))
         # Interleaved, so that a slower minute of the host (its disk
         # varies by half here) weighs on every measurement alike.
-        fns = [("write", write_limit), ("fetch", fetch_limit),
-               ("together", together)]
+        fns = [("write", write_limit(["dd", f"if={img}", f"of={out}",
+                                      "bs=4M", "oflag=direct",
+                                      "conv=fdatasync", "status=none"])),
+               ("fetch", fetch_limit), ("together", together),
+               ("write1", write_limit(ckpt_write_cmd(img, out, 1))),
+               ("together1", lambda: together(1))]
         fns += [(name, fn(repo, name)) for name, fn, repo in runs]
         vals = {name: [] for name, _ in fns}
         for _ in range(RUNS):
@@ -102,6 +110,12 @@ def limits():
         a = row("limits", "all at once: curl --parallel-max 16 over HTTPS,"
                 " the decode loop on every core and dd oflag=direct side by"
                 " side", "MiB/s", vals["together"])
+        row("limits", "write limit, a commit a second: the same writes"
+            " with an fdatasync every second beside them", "MiB/s",
+            vals["write1"], w)
+        a1 = row("limits", "all at once, a commit a second: the same, the"
+                 " writer syncing every second", "MiB/s", vals["together1"],
+                 a)
         low = w if w["median"] <= f["median"] else f
         other = f if low is w else w
         got = {}
@@ -109,7 +123,8 @@ def limits():
             # The PBS rows also against the same over nginx HTTPS.
             https = got.get(name.replace("the PBS protocol", "HTTPS"))
             got[name] = row("limits", name, "MiB/s", vals[name],
-                            [low, other, a] + ([https] if https else []))
+                            [low, other, a, a1] +
+                            ([https] if https else []))
         for name, _, repo in runs:
             c = cpu[name]
             row("limits", f"client CPU per GiB: {name}", "s/GiB",
