@@ -28,9 +28,10 @@ struct tls_pin;
 /*
  * Adaptive: where it starts.  Restores of 4 GiB over nginx HTTPS measured
  * 16 within 5 % of the best of 1, 4, 16 and 64 at 0, 10 and 25 ms; from
- * 8 the first second or two went at 8 (a restore's first rates are its
- * slowest) and cost 6 % at 25 ms.  As TCP's initial window grew to 10
- * segments once links did (RFC 6928).
+ * 8, the first 0.9-1.9 s of a 7-8 s restore at 25 ms went at 8 (a
+ * restore's first rates are its slowest, and the first decisions wait
+ * for them).  As TCP's initial window grew to 10 segments once links
+ * did (RFC 6928).
  */
 #define XFER_SLOTS_FIRST 16
 #define XFER_REMOTE_TIMEOUT_MS 60000	/* --remote-timeout */
