@@ -9,7 +9,8 @@ DELAYS = [int(x) for x in os.environ.get("BENCH_INFLIGHT_MS",
 # A restore long enough that finding the count is a small part of it,
 # as in a restore of a real disk.
 MIB = int(os.environ.get("BENCH_INFLIGHT_MIB", "4096"))
-# A run varies by 5 % here (the host's disk): one per count and order.
+# One count's runs spread by 10-25 % here (the host's disk): one round per
+# count and place in the order.
 INFLIGHT_RUNS = int(os.environ.get("BENCH_INFLIGHT_RUNS",
                                    str(len(COUNTS) + 1)))
 
