@@ -137,8 +137,8 @@ typedef int (*fetch_check_fn)(const uint8_t *body, size_t len, void *arg);
  * latency to cover it does not (the rate grows).  A chunk of a fixed
  * index is the same number of image bytes however well it compressed, so
  * requests are what to count.  Only an epoch in which requests waited
- * for a slot says anything (otherwise the demand, not the window, was
- * the limit).  After a change, the first epoch starts when a request
+ * for a slot of the window says anything (otherwise the demand, a
+ * loop's share or a server's cap on streams was the limit).  After a change, the first epoch starts when a request
  * started under the new window comes back (till then the old window is
  * what is in flight); the first 24 completions (they paid for connecting
  * and for first touches at both ends) are not counted.  Not Little's law

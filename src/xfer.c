@@ -532,8 +532,9 @@ struct xfer_req *xfer_take(struct xfer_engine *e, unsigned int cap,
 
 			if (ok || !fits || (p != FETCH_DEMAND && !most)) {
 				/* Only the window's refusal says it is the
-				 * limit; a loop's full share is not. */
-				if (!ok && !fits)
+				 * limit; a loop's full share, or a server's
+				 * cap below the window, is not. */
+				if (!ok && !fits && slots == e->win.cur)
 					xfer_window_waited(&e->win);
 				pp = &r->next;
 				continue;

@@ -691,11 +691,14 @@ static void test_take_share(void **state)
 	assert_null(w[1].r.mem);
 	/* A share used up: nothing. */
 	assert_null(xfer_take(&fk.e, 0, 0, NULL, NULL));
+	/* Held back by a server's cap below the window: nothing learnt. */
+	assert_null(xfer_take(&fk.e, 2, UINT_MAX, NULL, NULL));
+	assert_false(fk.e.win.limited);
 	end_all(&fk, list);
 	finish_waiters(&fk, w, ARRAY_SIZE(w));
 	for (size_t i = 0; i < ARRAY_SIZE(w); i++)
 		assert_null(w[i].r.mem);
-	/* The four bodies are spare now (window 8 + slack: all kept). */
+	/* The four bodies are spare now (window + slack: all kept). */
 	assert_int_equal(fk.e.bodies.n, 4);
 	xfer_release(&fk.e);
 }
