@@ -14,9 +14,9 @@ def limits():
           " disk), and the write limit and all at once again with an"
           " fdatasync every second beside the writes (ckpt_write.py:"
           " a restore commits its state once a second, and syncs the"
-          " target first); the adaptive number of requests in flight.  MiB/s ="
-          " image size / time; client CPU is the restore's or the mount's"
-          " (both processes) user + system time")
+          " target first); the adaptive number of requests in flight."
+          "  MiB/s = image size / time; client CPU is the restore's or the"
+          " mount's (both processes) user + system time")
     img, ds = packed_mixed()
     size = os.path.getsize(img)
     gib = size / 2**30
