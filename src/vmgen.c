@@ -663,6 +663,17 @@ static const char *scsi_device(const char *hw, unsigned int *per)
 	return "lsi53c895a";
 }
 
+/*
+ * The port of IDE disk @index on q35, whose AHCI takes one disk a port
+ * (ide.0 to ide.5): qemu-server's print_drivedevice_full keeps the even
+ * ones where the two-units-a-bus rule of pc put them and moves the odd
+ * ones up by two (ide0 -> 0, ide1 -> 2, ide2 -> 1, ide3 -> 3).
+ */
+static unsigned int q35_ide_port(unsigned int index)
+{
+	return index / 2 + 2 * (index % 2);
+}
+
 static void qemu_disk(const struct gen *g, FILE *f, const struct disk *d,
 		      bool *ctl)
 {
@@ -683,8 +694,8 @@ static void qemu_disk(const struct gen *g, FILE *f, const struct disk *d,
 	switch (d->bus) {
 	case BUS_IDE:
 		if (!strcmp(vm->machine, "q35"))
-			snprintf(dev, sizeof(dev), "ide-hd,bus=ide.%u",
-				 d->index);
+			snprintf(dev, sizeof(dev), "ide-hd,bus=ide.%u,unit=0",
+				 q35_ide_port(d->index));
 		else
 			snprintf(dev, sizeof(dev), "ide-hd,bus=ide.%u,unit=%u",
 				 d->index / 2, d->index % 2);
@@ -906,10 +917,14 @@ static void lv_disk(const struct gen *g, FILE *f, const struct disk *d,
 			"target='%u' unit='%u'/>\n", c,
 			single || per == 256 ? 0 : d->index % per,
 			per == 256 && !single ? d->index : 0);
-	} else if (d->bus == BUS_SATA || (d->bus == BUS_IDE && q35)) {
+	} else if (d->bus == BUS_IDE && q35) {
+		/* The q35 board's own AHCI, where PVE's IDE disks sit. */
 		fprintf(f, "      <address type='drive' controller='0' bus='0' "
-			"target='0' unit='%u'/>\n",
-			d->bus == BUS_SATA ? d->index : d->index);
+			"target='0' unit='%u'/>\n", q35_ide_port(d->index));
+	} else if (d->bus == BUS_SATA) {
+		/* PVE's SATA disks are on a controller of their own (ahci0). */
+		fprintf(f, "      <address type='drive' controller='%d' bus='0' "
+			"target='0' unit='%u'/>\n", q35 ? 1 : 0, d->index);
 	}
 	if (d->boot)
 		fprintf(f, "      <boot order='%d'/>\n", d->boot);
@@ -1002,8 +1017,9 @@ static void emit_libvirt(const struct gen *g, FILE *f)
 	for (unsigned int c = 0; c < nctl; c++)
 		fprintf(f, "    <controller type='scsi' index='%u' "
 			"model='%s'/>\n", c, lv_scsi_model(vm->scsihw));
-	if (sata && strcmp(vm->machine, "q35"))
-		fputs("    <controller type='sata' index='0'/>\n", f);
+	if (sata)
+		fprintf(f, "    <controller type='sata' index='%d'/>\n",
+			strcmp(vm->machine, "q35") ? 0 : 1);
 	for (size_t i = 0; i < vm->nnics; i++) {
 		const struct nic *n = &vm->nics[i];
 

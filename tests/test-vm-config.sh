@@ -6,7 +6,8 @@
 # it, and a tampered blob is refused.  Then the guest boots from the
 # QEMU line and from the libvirt domain that vm-config makes of it, both
 # disks (system and token) on the mount, and the QEMU line's monitor
-# (--cutover-qmp) answers.
+# (--cutover-qmp) answers.  A q35 machine with IDE and SATA disks starts
+# from both too (each disk on its own port).
 source "$(dirname "$0")/lib/functions.sh"
 source "$TESTS_DIR/lib/qemu.sh"
 requires_fuse
@@ -154,4 +155,39 @@ libvirt_wait_console "$T/console2.log" "$tok2" 400 ||
 note "booted from the generated libvirt domain"
 virsh -c "$U" destroy "pbslm-vc-$$" >/dev/null 2>&1 || true
 lm_umount "$T/mnt"
+
+# q35 with IDE and SATA disks: qemu-server puts IDE on the board's AHCI,
+# a port each, and SATA on a controller of its own (ahci0); libvirt
+# refuses two disks on one port, QEMU two devices on one bus.
+cat >"$T/q35.conf" <<EOF2
+machine: q35
+memory: 256
+ide0: local:903/vm-903-disk-0.raw,size=1M
+ide1: local:903/vm-903-disk-1.raw,size=1M
+sata0: local:903/vm-903-disk-2.raw,size=1M
+#qmdump#map:ide0:drive-ide0:local:raw:
+#qmdump#map:ide1:drive-ide1:local:raw:
+#qmdump#map:sata0:drive-sata0:local:raw:
+EOF2
+$PROG pack --lazy-chunk-dirs -q --id 903 --config "$T/q35.conf" \
+	"$T/token.raw:drive-ide0" "$T/token.raw:drive-ide1" \
+	"$T/token.raw:drive-sata0" "$T/ds"
+lm_mount "$T/qmnt" --target-dir "$T/qtgt" --allow-other "$T/ds" vm/903
+$PROG vm-config --accel "$accel" "$T/qmnt" >"$T/q35.sh" 2>/dev/null || fail "vm-config q35"
+sh "$T/q35.sh" -S -display none -qmp "unix:$T/q35.qmp,server=on,wait=off" \
+	>"$T/q35.log" 2>&1 &
+qpid=$!
+cleanup_fn "kill -9 $qpid"
+for _ in $(seq 100); do [ -S "$T/q35.qmp" ] && break; sleep 0.1; done
+qmp_call "$T/q35.qmp" query-status | grep -q prelaunch ||
+	fail "QEMU refused the q35 line: $(tail -3 "$T/q35.log")"
+qmp_call "$T/q35.qmp" quit >/dev/null 2>&1
+wait $qpid 2>/dev/null || true
+$PROG vm-config --format libvirt --accel "$accel" --name "pbslm-q35-$$" "$T/qmnt" \
+	>"$T/q35.xml" 2>/dev/null || fail "vm-config libvirt q35"
+virsh -c "$U" create --paused "$T/q35.xml" >"$T/virsh.out" 2>&1 ||
+	{ cat "$T/virsh.out"; fail "libvirt refused the q35 domain"; }
+virsh -c "$U" destroy "pbslm-q35-$$" >/dev/null 2>&1
+note "q35 with IDE and SATA disks: QEMU and libvirt take both"
+lm_umount "$T/qmnt"
 echo ok

@@ -333,6 +333,47 @@ static void test_libvirt(void **state)
 	free(out);
 }
 
+/* q35: IDE disks on the board's AHCI, a port each as qemu-server puts
+ * them; SATA disks on their own controller, never on the same port. */
+static void test_q35_ide_sata(void **state)
+{
+	const char *conf = "machine: q35\nide0: l:vm-1-disk-0\n"
+			   "ide1: l:vm-1-disk-1\nide2: l:vm-1-disk-2\n"
+			   "sata0: l:vm-1-disk-3\nsata1: l:vm-1-disk-4\n";
+	char **notes = NULL;
+	size_t nn = 0;
+	int ret;
+	char *out = gen(conf, VMGEN_QEMU, false, "/m", &notes, &nn, &ret);
+
+	(void)state;
+	assert_int_equal(ret, 0);
+	assert_non_null(strstr(out, "ide-hd,bus=ide.0,unit=0,drive=drive-ide0"));
+	assert_non_null(strstr(out, "ide-hd,bus=ide.2,unit=0,drive=drive-ide1"));
+	assert_non_null(strstr(out, "ide-hd,bus=ide.1,unit=0,drive=drive-ide2"));
+	assert_non_null(strstr(out, "ide-hd,bus=ahci0.1,drive=drive-sata1"));
+	vmgen_free_notes(notes, nn);
+	free(out);
+
+	out = gen(conf, VMGEN_LIBVIRT, false, "/m", &notes, &nn, &ret);
+	assert_int_equal(ret, 0);
+	assert_non_null(strstr(out, "drive-ide1.img'/>\n"
+				    "      <target dev='sdb' bus='sata'/>\n"
+				    "      <address type='drive' controller='0' "
+				    "bus='0' target='0' unit='2'/>"));
+	assert_non_null(strstr(out, "drive-ide2.img'/>\n"
+				    "      <target dev='sdc' bus='sata'/>\n"
+				    "      <address type='drive' controller='0' "
+				    "bus='0' target='0' unit='1'/>"));
+	assert_non_null(strstr(out, "drive-sata0.img'/>\n"
+				    "      <target dev='sdd' bus='sata'/>\n"
+				    "      <address type='drive' controller='1' "
+				    "bus='0' target='0' unit='0'/>"));
+	assert_non_null(strstr(out, "<controller type='sata' index='1'/>"));
+	assert_null(strstr(out, "<controller type='sata' index='0'/>"));
+	vmgen_free_notes(notes, nn);
+	free(out);
+}
+
 static void test_refused(void **state)
 {
 	char **notes = NULL;
@@ -392,6 +433,7 @@ int main(void)
 		cmocka_unit_test(test_qemu_buses),
 		cmocka_unit_test(test_qemu_firmware),
 		cmocka_unit_test(test_libvirt),
+		cmocka_unit_test(test_q35_ide_sata),
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_disk_number),
 	};
