@@ -121,13 +121,17 @@ typedef int (*fetch_check_fn)(const uint8_t *body, size_t len, void *arg);
 /*
  * How many requests may be in flight: fixed (--connections N), or found
  * by measurement as TCP's congestion control finds a window: start at
- * XFER_SLOTS_FIRST, double while the rate grows, go back to the best when a
- * doubling lost; then hold, and now and then probe a quarter up or down,
- * kept if it gains (the link or the server changed).  Grows or loses:
- * the median of its three epochs above (below) all three of the best
- * window's last, and by 3 %: an epoch's rate varies by a fifth on a busy
- * host (a commit's fdatasync, the disk), and a median against a median
- * moved the window on noise one time in two.
+ * XFER_SLOTS_FIRST, double while the rate grows, stay at the best when a
+ * doubling did not gain; then hold, and now and then probe a quarter up
+ * or down, kept if it gains (the link or the server changed).  A
+ * candidate (a doubling, a probe) is measured between two measures of
+ * the best (A/B/A: the best again after it), so that a rate drifting
+ * through a restore is not taken for a gain; it loses at once when the
+ * median of its three epochs is below all three of the best's last, and
+ * wins when it is above all three before it, above the best's median
+ * after it and 3 % above the two's mean: an epoch's rate varies by a
+ * fifth on a busy host (a commit's fdatasync, the disk), and a median
+ * against a median moved the window on noise one time in two.
  *
  * The rate is completions over the time they took, in an epoch of
  * window + 2 completions (at least 12) that starts and ends at a
@@ -156,6 +160,7 @@ enum xfer_window_phase {
 	XFER_HOLD,			/* at the best found */
 	XFER_PROBE_UP,			/* trying a quarter more */
 	XFER_PROBE_DOWN,		/* trying a quarter fewer */
+	XFER_RECHECK,			/* the best again, after a candidate */
 };
 
 struct xfer_window {
@@ -168,7 +173,9 @@ struct xfer_window {
 	unsigned int best;		/* window that gave ->best_rate */
 	double best_rate;		/* completions/s at ->best; 0: none */
 	double best_rates[XFER_WINDOW_EPOCHS]; /* its last epochs' */
-	unsigned int prev;		/* window before a probe */
+	unsigned int cand;		/* RECHECK: the window it measured */
+	enum xfer_window_phase cand_phase; /* and in which phase */
+	double cand_rates[XFER_WINDOW_EPOCHS]; /* and its epochs' */
 	unsigned int holds;		/* epochs held since the last probe */
 	bool probe_down;		/* the next probe goes down */
 	unsigned int warmup;		/* first completions still to pass */

@@ -249,18 +249,12 @@ static double max3(const double r[3])
 }
 
 /*
- * Against the best window's last three epochs: better when the median
- * of @r is above all three of them (and 3 % above its rate), worse when
- * below all three (and 3 % below).  Two windows alike would pass either
- * test one time in five (the top two of six epochs both the new
- * window's), not one in two, as a median against a median does with
- * the epochs' noise on a busy host (a fifth either way at 0 ms).
+ * Worse than the best: the median of @r below all three of the best
+ * window's last epochs, and 3 % below its rate.  Two windows alike pass
+ * one time in five (the lowest two of six epochs both the new window's),
+ * not one in two as a median against a median does with the epochs'
+ * noise on a busy host (a fifth either way at 0 ms).
  */
-static bool rates_better(const struct xfer_window *w, const double r[3])
-{
-	return median3(r) > MAX(max3(w->best_rates), w->best_rate * GAIN);
-}
-
 static bool rates_worse(const struct xfer_window *w, const double r[3])
 {
 	return median3(r) < MIN(min3(w->best_rates), w->best_rate / GAIN);
@@ -273,6 +267,61 @@ static void best_set(struct xfer_window *w, const double r[3])
 	memcpy(w->best_rates, r, sizeof(w->best_rates));
 }
 
+/* A candidate measured: back to the best to measure it again, unless
+ * the candidate already lost to its last rates. */
+static void candidate_measured(struct xfer_window *w, const double r[3],
+			       uint64_t now)
+{
+	if (rates_worse(w, r)) {
+		window_set(w, w->best, now);
+		w->phase = XFER_HOLD;
+		w->holds = 0;
+		return;
+	}
+	w->cand = w->cur;
+	w->cand_phase = w->phase;
+	memcpy(w->cand_rates, r, sizeof(w->cand_rates));
+	w->phase = XFER_RECHECK;
+	window_set(w, w->best, now);
+}
+
+/*
+ * The best measured again (@r) after the candidate: the candidate wins
+ * only when its median is above all three of the best's epochs before
+ * it and the best's median after it, and 3 % above the mean of the
+ * best's two medians.  A restore's rate drifts (its first chunks are
+ * the most repeated, the image's regions compress differently), and
+ * measured only before, a drift upwards made each doubling look better:
+ * restores over 10 ms went 16, 32, 64, 7 % slower than at 16.
+ */
+static void recheck_decide(struct xfer_window *w, const double r[3],
+			   uint64_t now)
+{
+	double before = w->best_rate;
+	double after = median3(r);
+	double c = median3(w->cand_rates);
+
+	w->phase = XFER_HOLD;
+	w->holds = 0;
+	if (c > MAX(max3(w->best_rates), after) &&
+	    c > (before + after) / 2 * GAIN) {
+		w->best = w->cand;
+		w->best_rate = c;
+		memcpy(w->best_rates, w->cand_rates, sizeof(w->best_rates));
+		if (w->cand_phase == XFER_PROBE_DOWN || w->cand >= w->max) {
+			window_set(w, w->cand, now);
+			return;
+		}
+		/* A gain upwards may be the first of several. */
+		w->phase = XFER_GROW;
+		window_set(w, w->cand * 2, now);
+		return;
+	}
+	/* As good or worse: the best stays, at its latest rate. */
+	w->best_rate = after;
+	memcpy(w->best_rates, r, sizeof(w->best_rates));
+}
+
 /* Three epochs' rates @r (completions/s) at ->cur, in which requests
  * waited. */
 static void window_decide(struct xfer_window *w, const double r[3],
@@ -282,26 +331,20 @@ static void window_decide(struct xfer_window *w, const double r[3],
 
 	switch (w->phase) {
 	case XFER_GROW:
-		if (!w->best_rate || rates_better(w, r)) {
+		if (!w->best_rate) {
 			best_set(w, r);
 			if (w->cur < w->max) {
 				window_set(w, w->cur * 2, now);
 				return;
 			}
-		} else if (rates_worse(w, r)) {
-			window_set(w, w->best, now);
-		} else {
-			/*
-			 * As good, within the noise: growth ends, but the
-			 * larger window stays.  Too few in flight costs more
-			 * than too many (a restore measured 12 % slower at 8
-			 * than at 16 over a 10 ms link, where the epochs' rates
-			 * could not tell the two apart).
-			 */
-			best_set(w, r);
+			w->phase = XFER_HOLD;
+			w->holds = 0;
+			return;
 		}
-		w->phase = XFER_HOLD;
-		w->holds = 0;
+		candidate_measured(w, r, now);
+		return;
+	case XFER_RECHECK:
+		recheck_decide(w, r, now);
 		return;
 	case XFER_HOLD:
 		/* Conditions change: the best's rate follows them. */
@@ -310,7 +353,6 @@ static void window_decide(struct xfer_window *w, const double r[3],
 		if (++w->holds < HOLD_EPOCHS)
 			return;
 		w->holds = 0;
-		w->prev = w->cur;
 		w->probe_down = !w->probe_down;
 		if (w->probe_down && w->cur > 1) {
 			w->phase = XFER_PROBE_DOWN;
@@ -322,18 +364,7 @@ static void window_decide(struct xfer_window *w, const double r[3],
 		return;
 	case XFER_PROBE_UP:
 	case XFER_PROBE_DOWN:
-		if (rates_better(w, r)) {
-			best_set(w, r);
-			/* A gain upwards may be the first of several;
-			 * fewer for more is rarer, and kept. */
-			w->phase = w->phase == XFER_PROBE_UP ? XFER_GROW :
-							       XFER_HOLD;
-			if (w->phase == XFER_GROW && w->cur < w->max)
-				window_set(w, w->cur * 2, now);
-			return;
-		}
-		window_set(w, w->prev, now);
-		w->phase = XFER_HOLD;
+		candidate_measured(w, r, now);
 		return;
 	}
 }
