@@ -73,15 +73,21 @@ nginx_start "$T/ds"
 slow="--limit-rate 4M --connections 2 $NGX_URL $snap disk"
 $PROG restore $slow "$T/resumed" 2>"$T/slow.log" &
 pid=$!
-# The first record may come before any chunk is in (a slow build, under
-# a sanitizer): wait for one more, which says some chunk is.
-first=
-for _ in $(seq 1 200); do
-	size=$(stat -c %s "$T/resumed.partial.lmstate" 2>/dev/null || echo 0)
-	[ "$size" -gt 4096 ] && [ -z "$first" ] && first=$size
-	[ -n "$first" ] && [ "$size" -gt "$first" ] && break
-	sleep 0.05
-done
+# wait_chunk_in STATE...: the first record may come before any chunk is
+# in (a slow build, under a sanitizer, a fresh machine): wait for one
+# more, which says some chunk is.  STATE may be a glob, not yet there.
+wait_chunk_in() {
+	local first= size f
+	for _ in $(seq 1 200); do
+		f=$(ls $1 2>/dev/null | head -1 || true)
+		size=$( [ -n "$f" ] && stat -c %s "$f" 2>/dev/null || echo 0)
+		[ "$size" -gt 4096 ] && [ -z "$first" ] && first=$size
+		[ -n "$first" ] && [ "$size" -gt "$first" ] && return 0
+		sleep 0.05
+	done
+	return 0
+}
+wait_chunk_in "$T/resumed.partial.lmstate"
 sleep 0.3
 kill -9 $pid; wait $pid 2>/dev/null || true
 [ -e "$T/resumed.partial" ] || fail "no partial file after kill -9"
@@ -118,17 +124,13 @@ cmp -n $((64 << 20)) "$T/src.img" "$loop" || fail "--overwrite device restore"
 dd if=/dev/zero of="$loop" bs=1M count=80 status=none
 $PROG restore $slow "$loop" 2>"$T/slow.log" &
 pid=$!
-for _ in $(seq 1 100); do
-	s=$(ls "$T/state"/restore-* 2>/dev/null | head -1 || true)
-	[ -n "$s" ] && [ "$(stat -c %s "$s")" -gt 4096 ] && break
-	sleep 0.1
-done
-sleep 1
+wait_chunk_in "$T/state/restore-*"
+sleep 0.3
 kill -9 $pid; wait $pid 2>/dev/null || true
 ls "$T/state"/restore-loop-dev.img-* >/dev/null || fail "no device state: $(ls "$T/state")"
 # It holds data now, but the state proves it is ours: no --overwrite.
 $PROG restore "$NGX_URL" $snap disk "$loop" 2>"$T/resume.log" ||
 	fail "device resume: $(cat "$T/resume.log")"
-grep -q "resuming" "$T/resume.log" || fail "device did not resume"
+grep -q "resuming" "$T/resume.log" || fail "device did not resume: $(cat "$T/resume.log")"
 cmp -n $((64 << 20)) "$T/src.img" "$loop" || fail "resumed device restore"
 echo ok
