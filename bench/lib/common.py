@@ -67,7 +67,8 @@ def row(section, name, unit, values, base=None, higher_better=True):
         r["vs"] = vs
     r["higher_better"] = higher_better
     rows.append(r)
-    print(f"  {name}: {med:.1f} {unit}" +
+    d = 2 if unit == "x" else 1		# a ratio
+    print(f"  {name}: {med:.{d}f} {unit}" +
           "".join(f"  ({v['ratio']:.2f}x {v['baseline']})" for v in vs),
           flush=True)
     return r
