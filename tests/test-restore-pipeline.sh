@@ -10,14 +10,18 @@ export PBSLM_STATE_DIR=$T/state
 make_image "$T/src.img" 96 31
 $PROG pack -q --id 5 --time 1700000000 "$T/src.img:disk" "$T/ds"
 snap=vm/5/2023-11-14T22:13:20Z
-# Enough distinct chunks for the window to be measured a few times.
+# Enough distinct chunks for the window to be measured a few times
+# (1 MiB chunks: a candidate is measured between two measures of the
+# best, and a win needs some 250 completions).
 make_image "$T/big.img" 768 37
-$PROG pack -q --id 6 --time 1700000000 "$T/big.img:disk" "$T/ds"
+$PROG pack -q --id 6 --time 1700000000 --chunk-size 1M "$T/big.img:disk" "$T/ds"
 big=vm/6/2023-11-14T22:13:20Z
 nginx_start "$T/ds" --lua
 
 # 100 ms a chunk: the window grows from where it starts (16): 16 in
 # flight cover 160 chunks a second, fewer than the restore can take.
+# The first doubling is only tried; 64 comes only once 32 beat 16
+# measured before and after it.
 nginx_fault "delay 100"
 $PROG restore --debug fetch "$NGX_URL" $big disk "$T/far" 2>"$T/far.log" ||
 	fail "restore: $(tail -5 "$T/far.log")"
@@ -26,17 +30,17 @@ grep -E "fetch: [0-9]+ requests in flight, was" "$T/far.log" |
 	sed 's/^/  /' | head -5 || true
 top=$(grep -Eo "fetch: [0-9]+ requests in flight" "$T/far.log" |
 	grep -Eo "[0-9]+" | sort -n | tail -1 || true)
-[ "${top:-0}" -ge 32 ] ||
-	fail "the window never grew past 16 with 100 ms a chunk (top: ${top:-none})"
+[ "${top:-0}" -ge 64 ] ||
+	fail "the window never grew past 32 with 100 ms a chunk (top: ${top:-none})"
 note "100 ms a chunk: the window reached $top"
 rm -f "$T/far" "$T/big.img"
+nginx_fault off
 # --connections fixes it: no change is ever made.
 $PROG restore --debug fetch --connections 3 "$NGX_URL" $big disk \
 	"$T/fixed" 2>"$T/fixed.log" || fail "restore --connections 3"
 ! grep -q "requests in flight, was" "$T/fixed.log" ||
 	fail "--connections 3 changed the window"
 rm -f "$T/fixed"
-nginx_fault off
 
 # A full target: one line naming it, the partial file kept; with room
 # again the same command resumes and completes.
