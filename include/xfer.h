@@ -142,10 +142,11 @@ typedef int (*fetch_check_fn)(const uint8_t *body, size_t len, void *arg);
  * index is the same number of image bytes however well it compressed, so
  * requests are what to count.  Only an epoch in which requests waited
  * for a slot of the window says anything (otherwise the demand, a
- * loop's share or a server's cap on streams was the limit).  After a change, the first epoch starts when a request
- * started under the new window comes back (till then the old window is
- * what is in flight); the first 24 completions (they paid for connecting
- * and for first touches at both ends) are not counted.  Not Little's law
+ * loop's share or a server's cap on streams was the limit).  After a
+ * change, the first epoch starts when a request started under the new
+ * window comes back (till then the old window is what is in flight);
+ * the first 24 completions (they paid for connecting and for first
+ * touches at both ends) are not counted.  Not Little's law
  * (requests in flight over their mean time in flight), which this
  * replaced: an epoch that ends after a count of completions holds the
  * requests that came back soonest, and just after a change those are

@@ -267,6 +267,13 @@ static void best_set(struct xfer_window *w, const double r[3])
 	memcpy(w->best_rates, r, sizeof(w->best_rates));
 }
 
+/* Hold at ->cur (the best) for HOLD_EPOCHS before the next probe. */
+static void hold(struct xfer_window *w)
+{
+	w->phase = XFER_HOLD;
+	w->holds = 0;
+}
+
 /* A candidate measured: back to the best to measure it again, unless
  * the candidate already lost to its last rates. */
 static void candidate_measured(struct xfer_window *w, const double r[3],
@@ -274,8 +281,7 @@ static void candidate_measured(struct xfer_window *w, const double r[3],
 {
 	if (rates_worse(w, r)) {
 		window_set(w, w->best, now);
-		w->phase = XFER_HOLD;
-		w->holds = 0;
+		hold(w);
 		return;
 	}
 	w->cand = w->cur;
@@ -301,8 +307,7 @@ static void recheck_decide(struct xfer_window *w, const double r[3],
 	double after = median3(r);
 	double c = median3(w->cand_rates);
 
-	w->phase = XFER_HOLD;
-	w->holds = 0;
+	hold(w);
 	if (c > MAX(max3(w->best_rates), after) &&
 	    c > (before + after) / 2 * GAIN) {
 		w->best = w->cand;
@@ -337,8 +342,7 @@ static void window_decide(struct xfer_window *w, const double r[3],
 				window_set(w, w->cur * 2, now);
 				return;
 			}
-			w->phase = XFER_HOLD;
-			w->holds = 0;
+			hold(w);
 			return;
 		}
 		candidate_measured(w, r, now);
